@@ -1,0 +1,201 @@
+"""Framed, idempotent publishing to the raw topics, with a bounded spool.
+
+Collectors call :meth:`FramePublisher.submit` (thread-safe, never blocks) for every
+envelope. A flush loop groups pending envelopes by (topic, key) into frames and sends
+them with an idempotent aiokafka producer (acks=all). While the broker is unreachable
+envelopes stay in the spool and are retried with backoff; when the spool is full new
+envelopes are dropped and counted (``dropped_spool_full``). Nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from streams.events import Envelope, encode_frame
+from streams.topics import raw_topic_for
+
+__all__ = ["FramePublisher", "PublishStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PublishStats:
+    submitted: int = 0
+    published_events: int = 0
+    published_frames: int = 0
+    send_failures: int = 0
+    dropped_spool_full: int = 0
+    spooled: int = 0  # gauge: envelopes waiting
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class FramePublisher:
+    """Buffers envelopes per (topic, key) and publishes them as frames.
+
+    ``topic_for`` maps an envelope to its topic name (default: the raw topic of its
+    source). ``max_frame`` caps envelopes per frame; ``spool_limit`` caps envelopes held
+    while the broker is away.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str = "agentstory-collector",
+        topic_for: Callable[[Envelope], str] | None = None,
+        max_frame: int = 500,
+        linger_s: float = 0.05,
+        spool_limit: int = 200_000,
+        retry_backoff_s: tuple[float, float] = (0.2, 5.0),
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self.topic_for = topic_for or (lambda e: raw_topic_for(e.source).name)
+        self.max_frame = max_frame
+        self.linger_s = linger_s
+        self.spool_limit = spool_limit
+        self.retry_backoff_s = retry_backoff_s
+        self.stats = PublishStats()
+        self._pending: OrderedDict[tuple[str, str], list[Envelope]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+
+    # -- collector side -------------------------------------------------------------
+    def submit(self, event: Envelope) -> bool:
+        """Queue one envelope; False (and counted) when the spool is full."""
+        with self._lock:
+            if self.stats.spooled >= self.spool_limit:
+                self.stats.dropped_spool_full += 1
+                return False
+            self._pending.setdefault((self.topic_for(event), event.key), []).append(event)
+            self.stats.submitted += 1
+            self.stats.spooled += 1
+        return True
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="frame-publisher")
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Flush what is pending (bounded by ``timeout_s``), then close."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                log.warning("publisher stop: %d envelopes still spooled", self.stats.spooled)
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._producer is not None:
+            with contextlib.suppress(KafkaError):
+                await self._producer.stop()
+
+    async def flush(self) -> None:
+        """Publish everything pending now; raises KafkaError if the broker refuses."""
+        await self._ensure_producer()
+        await self._flush_once()
+
+    # -- internals ------------------------------------------------------------------
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=self.client_id,
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=int(self.linger_s * 1000),
+                max_request_size=8 * 1024 * 1024,
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    def _take(self) -> list[tuple[str, str, list[Envelope]]]:
+        with self._lock:
+            batches = [(t, k, evs) for (t, k), evs in self._pending.items()]
+            self._pending.clear()
+        return batches
+
+    def _put_back(self, topic: str, key: str, events: list[Envelope]) -> None:
+        with self._lock:
+            newer = self._pending.pop((topic, key), [])
+            self._pending[(topic, key)] = events + newer
+            self._pending.move_to_end((topic, key), last=False)
+
+    async def _flush_once(self) -> None:
+        """Send every pending frame at once, then settle: what failed goes back."""
+        producer = self._producer
+        assert producer is not None
+        batches = self._take()
+        sent: list[tuple[str, str, list[Envelope], asyncio.Future[object]]] = []
+        error: BaseException | None = None
+        for i, (topic, key, events) in enumerate(batches):
+            for start in range(0, len(events), self.max_frame):
+                chunk = events[start : start + self.max_frame]
+                try:
+                    future = await producer.send(topic, encode_frame(chunk), key=key.encode())
+                except KafkaError as exc:
+                    error = exc
+                    self._put_back(topic, key, events[start:])
+                    for topic2, key2, events2 in batches[i + 1 :]:
+                        self._put_back(topic2, key2, events2)
+                    break
+                sent.append((topic, key, chunk, future))
+            if error is not None:
+                break
+        results = await asyncio.gather(*(f for *_, f in sent), return_exceptions=True)
+        for (topic, key, chunk, _), result in zip(sent, results, strict=True):
+            if isinstance(result, BaseException):
+                error = error or result
+                self._put_back(topic, key, chunk)
+                continue
+            with self._lock:
+                self.stats.published_frames += 1
+                self.stats.published_events += len(chunk)
+                self.stats.spooled -= len(chunk)
+        if error is not None:
+            self.stats.send_failures += 1
+            raise error
+
+    async def _run(self) -> None:
+        backoff = self.retry_backoff_s[0]
+        while True:
+            try:
+                await self._ensure_producer()
+                await self._flush_once()
+                backoff = self.retry_backoff_s[0]
+            except (KafkaError, OSError) as exc:
+                log.warning("publish failed (%s); %d spooled, retry in %.1fs",
+                            exc, self.stats.spooled, backoff)
+                if self._closing and self.stats.spooled == 0:
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.retry_backoff_s[1])
+                continue
+            if self._closing and self.stats.spooled == 0:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.linger_s)

@@ -1,0 +1,84 @@
+"""The topic catalogue: every topic agentstory reads or writes, with its shape.
+
+All raw topics share one partition count so that one Faust agent can consume them
+co-partitioned by pod uid (the join). Topics are created from this catalogue before any
+client touches them: an auto-created topic gets the broker's default partition count,
+which Faust then rejects against its table changelogs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CATALOGUE",
+    "DEADLETTER",
+    "PARTITIONS",
+    "PROFILES",
+    "RAW_CLOUD",
+    "RAW_KERNEL",
+    "RAW_L7",
+    "RAW_TOPICS",
+    "STORIES",
+    "TopicSpec",
+    "by_name",
+    "raw_topic_for",
+]
+
+PARTITIONS = 4
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    key: str
+    cleanup_policy: str  # "delete" or "compact"
+    retention_ms: int  # -1: forever (compacted topics keep the latest per key)
+    carries: str
+
+    def configs(self) -> dict[str, str]:
+        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+
+
+RAW_KERNEL = TopicSpec(
+    "agentstory.raw.kernel.v1", PARTITIONS, "pod uid (else node/<name>)", "delete", 7 * DAY_MS,
+    "frames of kernel events: process.*, file.*, net.*, syscall.profile, collector.stats",
+)
+RAW_L7 = TopicSpec(
+    "agentstory.raw.l7.v1", PARTITIONS, "pod uid (else node/<name>)", "delete", 7 * DAY_MS,
+    "frames of L7 events: http.*, llm.*, mcp.* (credentials removed on the node)",
+)
+RAW_CLOUD = TopicSpec(
+    "agentstory.raw.cloud.v1", PARTITIONS, "pod uid (else principal ARN)", "delete", 7 * DAY_MS,
+    "frames of cloud.api events normalized from CloudTrail",
+)
+STORIES = TopicSpec(
+    "agentstory.stories.v1", PARTITIONS, "story uid", "compact", -1,
+    "attack stories as OCSF 1.5 Detection Findings (class_uid 2004), latest version per key",
+)
+PROFILES = TopicSpec(
+    "agentstory.profiles.v1", PARTITIONS, "agent", "compact", -1,
+    "per-agent baseline summaries (phase, what is known), auditable",
+)
+DEADLETTER = TopicSpec(
+    "agentstory.deadletter.v1", 1, "original key", "delete", 30 * DAY_MS,
+    "input that broke the contract: reason, stage, origin and the original bytes",
+)
+
+RAW_TOPICS = (RAW_KERNEL, RAW_L7, RAW_CLOUD)
+CATALOGUE = (*RAW_TOPICS, STORIES, PROFILES, DEADLETTER)
+
+_BY_SOURCE = {"kernel": RAW_KERNEL, "l7": RAW_L7, "cloud": RAW_CLOUD}
+
+
+def raw_topic_for(source: str) -> TopicSpec:
+    return _BY_SOURCE[source]
+
+
+def by_name(name: str) -> TopicSpec:
+    for spec in CATALOGUE:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
