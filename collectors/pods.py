@@ -29,6 +29,7 @@ __all__ = [
     "PodInfo",
     "PodSource",
     "agent_of",
+    "make_pod_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -294,3 +295,10 @@ class Attributor:
             return Pod(uid=ref.pod_uid, container_id=ref.container_id)
         self.counts["attributed"] += 1
         return info.to_pod(ref.container_id)
+
+
+def make_pod_source(pods_file: str | None, node: str) -> PodSource:
+    """The embedded mode's file source when a file is given, else the API server."""
+    if pods_file:
+        return FilePodSource(pods_file)
+    return KubernetesPodSource(node)
