@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownError
 
 from streams.events import Envelope, encode_frame
 from streams.topics import raw_topic_for
@@ -67,6 +67,7 @@ class FramePublisher:
         self.linger_s = linger_s
         self.spool_limit = spool_limit
         self.retry_backoff_s = retry_backoff_s
+        self.idempotent = True  # falls back to False when the broker cannot do it
         self.stats = PublishStats()
         self._pending: OrderedDict[tuple[str, str], list[Envelope]] = OrderedDict()
         self._lock = threading.Lock()
@@ -115,22 +116,33 @@ class FramePublisher:
     # -- internals ------------------------------------------------------------------
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers,
-                client_id=self.client_id,
-                enable_idempotence=True,
-                acks="all",
-                linger_ms=int(self.linger_s * 1000),
-                max_request_size=8 * 1024 * 1024,
-            )
             try:
-                await producer.start()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                raise
-            self._producer = producer
+                self._producer = await self._start_producer(idempotent=self.idempotent)
+            except UnknownError:
+                # aiokafka speaks InitProducerId v0 only, which tansu rejects. Keep acks=all
+                # and go on: downstream is at-least-once with deterministic keys anyway.
+                log.warning("broker refused an idempotent producer; publishing with acks=all "
+                            "without idempotence (retries may duplicate frames)")
+                self.idempotent = False
+                self._producer = await self._start_producer(idempotent=False)
         return self._producer
+
+    async def _start_producer(self, *, idempotent: bool) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            enable_idempotence=idempotent,
+            acks="all",
+            linger_ms=int(self.linger_s * 1000),
+            max_request_size=8 * 1024 * 1024,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        return producer
 
     def _take(self) -> list[tuple[str, str, list[Envelope]]]:
         with self._lock:
