@@ -1,0 +1,128 @@
+"""The record the TLS capture program submits, as a typed value (pure: no bcc).
+
+Mirrors ``struct ssl_chunk_hdr`` in ``ssl_event.h``. The C side pins the layout with
+static asserts (size 72, field offsets), this side with :data:`HEADER`'s size, and a
+test reads the asserts back from ``ssl.bpf.c`` so that the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+__all__ = [
+    "CLOSE",
+    "DATA",
+    "DIRECTIONS",
+    "FUNCTIONS",
+    "HEADER",
+    "Chunk",
+    "decode",
+    "encode",
+]
+
+# ts_ns cgroup_id ssl | pid tid fd total_len offset len | kind direction fn truncated
+# | comm[16] | pad
+HEADER = struct.Struct("<QQQIIiIIIBBBB16sI")
+DATA, CLOSE = 0, 1
+DIRECTIONS = ("egress", "ingress")  # index = SSL_DIR_*: egress = the process wrote
+FUNCTIONS = ("SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One piece of plaintext (``kind == DATA``) or the end of a connection (``CLOSE``).
+
+    ``offset``/``len(data)`` place the piece within the ``total_len`` bytes the SSL call
+    moved; ``truncated`` says the call moved more than the kernel side captures.
+    """
+
+    ts_ns: int  # CLOCK_MONOTONIC (bpf_ktime_get_ns)
+    cgroup_id: int
+    ssl: int
+    pid: int
+    tid: int
+    fd: int
+    total_len: int
+    offset: int
+    kind: int
+    direction: str
+    fn: str
+    truncated: bool
+    comm: str
+    data: bytes
+
+    @property
+    def conn(self) -> tuple[int, int]:
+        """The connection key: an ``SSL*`` is unique within one process at a time."""
+        return (self.pid, self.ssl)
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+
+def decode(raw: bytes) -> Chunk:
+    """Ring-buffer record → :class:`Chunk`. Raises ``ValueError`` on a short record."""
+    if len(raw) < HEADER.size:
+        raise ValueError(f"record of {len(raw)} bytes is shorter than the header")
+    (
+        ts,
+        cgid,
+        ssl,
+        pid,
+        tid,
+        fd,
+        total,
+        offset,
+        length,
+        kind,
+        direction,
+        fn,
+        truncated,
+        comm,
+        _pad,
+    ) = HEADER.unpack_from(raw)
+    data = bytes(raw[HEADER.size : HEADER.size + length])
+    if len(data) != length:
+        raise ValueError(f"record says {length} payload bytes, carries {len(data)}")
+    return Chunk(
+        ts_ns=ts,
+        cgroup_id=cgid,
+        ssl=ssl,
+        pid=pid,
+        tid=tid,
+        fd=fd,
+        total_len=total,
+        offset=offset,
+        kind=kind,
+        direction=DIRECTIONS[direction] if direction < len(DIRECTIONS) else "unknown",
+        fn=FUNCTIONS[fn] if fn < len(FUNCTIONS) else "unknown",
+        truncated=bool(truncated),
+        comm=comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+        data=data,
+    )
+
+
+def encode(chunk: Chunk) -> bytes:
+    """The inverse of :func:`decode` (tests and replays build records with it)."""
+    return (
+        HEADER.pack(
+            chunk.ts_ns,
+            chunk.cgroup_id,
+            chunk.ssl,
+            chunk.pid,
+            chunk.tid,
+            chunk.fd,
+            chunk.total_len,
+            chunk.offset,
+            len(chunk.data),
+            chunk.kind,
+            DIRECTIONS.index(chunk.direction),
+            FUNCTIONS.index(chunk.fn),
+            int(chunk.truncated),
+            chunk.comm.encode()[:16],
+            0,
+        )
+        + chunk.data
+    )

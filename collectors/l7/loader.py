@@ -1,0 +1,242 @@
+"""bcc side of the TLS capture: load ``ssl.bpf.c``, attach, fill the cgroup filter, and
+drive :class:`~collectors.l7.capture.Capture` from the ring buffer.
+
+:class:`SslProbes` is the thin IO layer (one BPF program, uprobes per libssl file).
+:class:`TlsCollector` runs it: a rescan loop keeps the kernel's cgroup filter equal to the
+pod cgroups on the node and attaches to the libssl copies their processes map; a poll
+loop drains the ring buffer into the capture. Both are plain threads, so the caller
+(``cli.run`` or a test) owns the asyncio loop the publisher runs on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from collectors.l7.capture import Capture
+from collectors.l7.chunks import decode
+from collectors.l7.libssl import LibraryTracker, PodProcesses
+
+__all__ = ["COUNTERS", "SYMBOLS", "SslProbes", "TlsCollector"]
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "ssl.bpf.c"
+COUNTERS = ("calls", "chunks", "lost", "truncated", "read_failures")  # CNT_* order
+# symbol → (entry program, return program); all optional except that one must attach
+SYMBOLS: dict[str, tuple[str, str | None]] = {
+    "SSL_write": ("write_enter", "call_return"),
+    "SSL_write_ex": ("write_ex_enter", "call_return"),
+    "SSL_read": ("read_enter", "call_return"),
+    "SSL_read_ex": ("read_ex_enter", "call_return"),
+    "SSL_set_fd": ("set_fd_enter", None),
+    "SSL_free": ("free_enter", None),
+}
+_DATA_SYMBOLS = ("SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex")
+
+
+class SslProbes:
+    """One loaded ``ssl.bpf.c``. ``max_capture`` (bytes per SSL call) and ``chunk_size``
+    (bytes per ring-buffer record, a power of two) become ``-D`` defines."""
+
+    def __init__(
+        self, *, max_capture: int = 128 * 1024, chunk_size: int = 4096,
+        ringbuf_pages: int = 1024, include_host: bool = False,
+    ) -> None:
+        from bcc import BPF  # imported here so that the pure modules never need bcc
+
+        if chunk_size & (chunk_size - 1) or not 256 <= chunk_size <= 32768:
+            raise ValueError("chunk_size must be a power of two in [256, 32768]")
+        if ringbuf_pages & (ringbuf_pages - 1):
+            raise ValueError("ringbuf_pages must be a power of two")
+        if max_capture < 1:
+            raise ValueError("max_capture must be >= 1")
+        self.max_capture = max_capture
+        self.chunk_size = chunk_size
+        self.include_host = include_host
+        cflags = [
+            f"-I{HERE}", f"-DMAX_CAPTURE={max_capture}", f"-DCHUNK_SIZE={chunk_size}",
+            f"-DRINGBUF_PAGES={ringbuf_pages}",
+        ]
+        if include_host:
+            cflags.append("-DINCLUDE_HOST")
+        self.bpf = BPF(src_file=str(SOURCE), cflags=cflags)
+        self._watched = self.bpf["watched_cgroups"]
+        self._watched_ids: set[int] = set()
+        self._attached: dict[str, list[str]] = {}
+        self._callback: Any = None
+
+    # -- attaching ------------------------------------------------------------------
+    def attach_library(self, path: str) -> list[str]:
+        """Probe every known symbol ``path`` exports; return the ones probed.
+
+        A library without any of the four data functions is not a libssl we can read,
+        and gets nothing attached (returns ``[]``).
+        """
+        from bcc import BPF
+
+        exported = {n.decode() for n in BPF.get_user_functions(path, rb"SSL_")}
+        present = [s for s in SYMBOLS if s in exported]
+        if not any(s in present for s in _DATA_SYMBOLS):
+            return []
+        done: list[str] = []
+        for sym in present:
+            entry, ret = SYMBOLS[sym]
+            self.bpf.attach_uprobe(name=path, sym=sym, fn_name=entry)
+            if ret is not None:
+                self.bpf.attach_uretprobe(name=path, sym=sym, fn_name=ret)
+            done.append(sym)
+        self._attached[path] = done
+        return done
+
+    def detach_library(self, path: str) -> None:
+        for sym in self._attached.pop(path, []):
+            _entry, ret = SYMBOLS[sym]
+            self.bpf.detach_uprobe(name=path, sym=sym)
+            if ret is not None:
+                self.bpf.detach_uretprobe(name=path, sym=sym)
+
+    @property
+    def libraries(self) -> dict[str, list[str]]:
+        return dict(self._attached)
+
+    # -- the cgroup filter ----------------------------------------------------------
+    def set_watched(self, cgroup_ids: Iterable[int]) -> tuple[int, int]:
+        """Make the kernel filter equal ``cgroup_ids``; returns (added, removed)."""
+        wanted = set(cgroup_ids)
+        added = wanted - self._watched_ids
+        removed = self._watched_ids - wanted
+        key_t, leaf_t = self._watched.Key, self._watched.Leaf
+        for cgid in added:
+            self._watched[key_t(cgid)] = leaf_t(1)
+        for cgid in removed:
+            with contextlib.suppress(KeyError):
+                del self._watched[key_t(cgid)]
+        self._watched_ids = wanted
+        return len(added), len(removed)
+
+    @property
+    def watched(self) -> frozenset[int]:
+        return frozenset(self._watched_ids)
+
+    # -- output ---------------------------------------------------------------------
+    def open(self, on_record: Callable[[bytes], None]) -> None:
+        """Deliver each ring-buffer record's bytes to ``on_record`` during :meth:`poll`."""
+
+        def callback(_ctx: Any, data: Any, size: int) -> int:
+            on_record(ctypes.string_at(data, size))
+            return 0
+
+        self._callback = callback  # bcc keeps a ctypes pointer; keep the function alive
+        self.bpf["chunks"].open_ring_buffer(callback)
+
+    def poll(self, timeout_ms: int = 100) -> None:
+        self.bpf.ring_buffer_poll(timeout_ms)
+
+    def counters(self) -> dict[str, int]:
+        """Kernel-side counters summed over CPUs (see ``CNT_*`` in ssl_event.h)."""
+        table = self.bpf["counters"]
+        out = dict.fromkeys(COUNTERS, 0)
+        for key, values in table.items():
+            if key.value < len(COUNTERS):
+                out[COUNTERS[key.value]] = int(sum(values))
+        return out
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+class TlsCollector:
+    """Keeps probes, cgroup filter and libraries current, and drains the ring buffer.
+
+    ``rescan_s`` is how often pod cgroups and their processes are listed; a pod's TLS
+    traffic is captured from the first scan that sees both its cgroup and its libssl.
+    """
+
+    def __init__(
+        self, probes: SslProbes, capture: Capture, pods: PodProcesses, *,
+        rescan_s: float = 1.0, poll_ms: int = 100,
+    ) -> None:
+        self.probes = probes
+        self.capture = capture
+        self.pods = pods
+        self.tracker = LibraryTracker(probes.attach_library)
+        self.rescan_s = rescan_s
+        self.poll_ms = poll_ms
+        self.stats: dict[str, int] = {"rescans": 0, "rescan_errors": 0, "watched_pids": 0}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()  # capture is single-threaded: poll and sweep share it
+        probes.open(self._on_record)
+
+    def _on_record(self, raw: bytes) -> None:
+        try:
+            chunk = decode(raw)
+        except ValueError:
+            self.capture.stats["bad_records"] += 1
+            return
+        self.capture.handle(chunk)
+
+    def rescan(self) -> None:
+        """One pass: cgroup filter, new libraries, connections of exited processes."""
+        cgroups = self.pods.cgroups()
+        self.probes.set_watched(cgroups)
+        pids = self.pods.pids(cgroups)
+        self.tracker.check(pids)
+        self.stats["rescans"] += 1
+        self.stats["watched_pids"] = len(pids)
+        with self._lock:
+            self.capture.close_pids(lambda pid: os.path.exists(f"/proc/{pid}"))
+
+    def start(self) -> None:
+        self.rescan()
+        for name, target in (("l7-rescan", self._rescan_loop), ("l7-poll", self._poll_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _rescan_loop(self) -> None:
+        while not self._stop.wait(self.rescan_s):
+            try:
+                self.rescan()
+            except Exception:  # a transient procfs/cgroupfs race must not end the scans
+                self.stats["rescan_errors"] += 1
+                log.exception("l7 rescan failed")
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                self.probes.poll(self.poll_ms)
+
+    def drain(self) -> None:
+        """Deliver what is in the ring buffer now (tests and shutdown)."""
+        with self._lock:
+            self.probes.poll(0)
+
+    def stop(self) -> None:
+        """Stop the loops, drain the ring buffer, flush the parser's open connections."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+        with self._lock:
+            self.probes.poll(0)
+            self.capture.close_all()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter, for logs and the collector.stats event."""
+        parser_stats = dict(getattr(self.capture.parser, "stats", {}))
+        return {
+            "kernel": self.probes.counters(), "capture": dict(self.capture.stats),
+            "parser": parser_stats, "collector": dict(self.stats),
+            "libraries": sorted(self.probes.libraries),
+            "watched_cgroups": len(self.probes.watched),
+            "connections": self.capture.connections,
+        }

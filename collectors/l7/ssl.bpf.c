@@ -1,0 +1,201 @@
+/* Plaintext of TLS connections, taken at the OpenSSL API boundary.
+ *
+ * Why uprobes on libssl: the payload is encrypted on the socket, and the agent's code is
+ * not ours to change. SSL_write*(ssl, buf, num[, written]) and SSL_read*(ssl, buf, num
+ * [, readbytes]) see the plaintext; CPython 3.10+ calls the _ex forms, older code and
+ * most C clients the plain ones, so all four are probed.
+ *
+ * Entry probes remember (ssl, buf, length pointer) per thread; return probes read what
+ * the call actually moved (return value, or *written / *readbytes for the _ex forms),
+ * copy it through a per-CPU scratch record in CHUNK_SIZE pieces (at most MAX_CAPTURE
+ * bytes per call, the rest counted as truncated) and submit each piece to a ring buffer.
+ *
+ * A uprobe on a library fires for every process that maps it, so the cgroup filter is
+ * applied first, in the kernel: only threads whose cgroup id is in `watched_cgroups`
+ * (filled by user space with the pod cgroups of this node) cost more than a lookup.
+ * Build with -DINCLUDE_HOST to capture every process (debugging only).
+ *
+ * Defines: CHUNK_SIZE, MAX_CAPTURE (ssl_event.h), RINGBUF_PAGES, INCLUDE_HOST.
+ */
+#include <uapi/linux/ptrace.h>
+#include "ssl_event.h"
+
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 1024  /* 4 MiB with 4 KiB pages; must be a power of two */
+#endif
+
+_Static_assert(sizeof(struct ssl_chunk_hdr) == 72, "ssl_chunk_hdr layout (chunks.py)");
+_Static_assert(__builtin_offsetof(struct ssl_chunk_hdr, total_len) == 36, "total_len");
+_Static_assert(__builtin_offsetof(struct ssl_chunk_hdr, kind) == 48, "kind");
+_Static_assert(__builtin_offsetof(struct ssl_chunk_hdr, comm) == 52, "comm");
+_Static_assert((CHUNK_SIZE & (CHUNK_SIZE - 1)) == 0, "CHUNK_SIZE must be a power of two");
+
+struct call_args {
+    u64 ssl;
+    u64 buf;
+    u64 len_ptr;  /* size_t * of the _ex forms; 0 for SSL_write/SSL_read */
+    u32 fn;
+    u32 direction;
+};
+
+struct ssl_key {  /* an SSL* is only unique within one address space */
+    u64 ssl;
+    u32 pid;
+    u32 _pad;
+};
+
+BPF_TABLE("lru_hash", u64, struct call_args, calls, 16384);
+BPF_TABLE("lru_hash", struct ssl_key, s32, ssl_fds, 65536);
+BPF_HASH(watched_cgroups, u64, u8, 65536);
+BPF_PERCPU_ARRAY(scratch, struct ssl_chunk, 1);
+BPF_PERCPU_ARRAY(counters, u64, CNT_NSLOTS);
+BPF_RINGBUF_OUTPUT(chunks, RINGBUF_PAGES);
+
+static __always_inline int is_watched(void)
+{
+#ifdef INCLUDE_HOST
+    return 1;
+#else
+    u64 cg = bpf_get_current_cgroup_id();
+    return watched_cgroups.lookup(&cg) != NULL;
+#endif
+}
+
+static __always_inline void count(u32 slot, u64 n)
+{
+    u64 *v = counters.lookup(&slot);
+    if (v)
+        *v += n;
+}
+
+static __always_inline int on_enter(struct pt_regs *ctx, u32 fn, u32 direction, int ex)
+{
+    if (!is_watched())
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    struct call_args a = {};
+    a.ssl = PT_REGS_PARM1(ctx);
+    a.buf = PT_REGS_PARM2(ctx);
+    a.len_ptr = ex ? PT_REGS_PARM4(ctx) : 0;
+    a.fn = fn;
+    a.direction = direction;
+    calls.update(&id, &a);
+    return 0;
+}
+
+static __always_inline int on_return(struct pt_regs *ctx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct call_args *found = calls.lookup(&id);
+    if (!found)
+        return 0;
+    struct call_args a = *found;
+    calls.delete(&id);
+
+    long ret = PT_REGS_RC(ctx);
+    u64 total = 0;
+    if (a.len_ptr) {
+        if ((int)ret != 1)
+            return 0;
+        size_t moved = 0;
+        if (bpf_probe_read_user(&moved, sizeof(moved), (void *)a.len_ptr) != 0) {
+            count(CNT_READ_FAIL, 1);
+            return 0;
+        }
+        total = moved;
+    } else {
+        if ((int)ret <= 0)
+            return 0;
+        total = (u32)(int)ret;
+    }
+    if (total == 0)
+        return 0;
+
+    u32 zero = 0;
+    struct ssl_chunk *e = scratch.lookup(&zero);
+    if (!e)
+        return 0;
+    struct ssl_key key = {.ssl = a.ssl, .pid = id >> 32};
+    s32 *fd = ssl_fds.lookup(&key);
+
+    e->hdr.ts_ns = bpf_ktime_get_ns();
+    e->hdr.cgroup_id = bpf_get_current_cgroup_id();
+    e->hdr.ssl = a.ssl;
+    e->hdr.pid = id >> 32;
+    e->hdr.tid = (u32)id;
+    e->hdr.fd = fd ? *fd : -1;
+    e->hdr.total_len = total > 0xffffffffULL ? 0xffffffffU : (u32)total;
+    e->hdr.kind = SSL_EV_DATA;
+    e->hdr.direction = a.direction;
+    e->hdr.fn = a.fn;
+    e->hdr.truncated = total > MAX_CAPTURE;
+    e->hdr._pad = 0;
+    bpf_get_current_comm(&e->hdr.comm, sizeof(e->hdr.comm));
+
+    count(CNT_CALLS, 1);
+    u64 captured = total;
+    if (captured > MAX_CAPTURE) {
+        captured = MAX_CAPTURE;
+        count(CNT_TRUNCATED, 1);
+    }
+    for (u32 i = 0; i < MAX_CHUNKS; i++) {
+        u64 off = (u64)i * CHUNK_SIZE;
+        if (off >= captured)
+            break;
+        u64 n = captured - off;
+        if (n > CHUNK_SIZE)
+            n = CHUNK_SIZE;
+        e->hdr.offset = (u32)off;
+        e->hdr.len = (u32)n;
+        if (bpf_probe_read_user(e->data, n, (void *)(a.buf + off)) != 0) {
+            count(CNT_READ_FAIL, 1);
+            break;
+        }
+        if (chunks.ringbuf_output(e, sizeof(e->hdr) + n, 0) != 0)
+            count(CNT_LOST, 1);
+        else
+            count(CNT_CHUNKS, 1);
+    }
+    return 0;
+}
+
+int write_enter(struct pt_regs *ctx) { return on_enter(ctx, SSL_FN_WRITE, SSL_DIR_EGRESS, 0); }
+int write_ex_enter(struct pt_regs *ctx) { return on_enter(ctx, SSL_FN_WRITE_EX, SSL_DIR_EGRESS, 1); }
+int read_enter(struct pt_regs *ctx) { return on_enter(ctx, SSL_FN_READ, SSL_DIR_INGRESS, 0); }
+int read_ex_enter(struct pt_regs *ctx) { return on_enter(ctx, SSL_FN_READ_EX, SSL_DIR_INGRESS, 1); }
+int call_return(struct pt_regs *ctx) { return on_return(ctx); }
+
+/* SSL_set_fd(ssl, fd): remember the socket so events name it (CPython's ssl sockets
+ * call it; memory-BIO users such as asyncio never do, and keep fd = -1). */
+int set_fd_enter(struct pt_regs *ctx)
+{
+    if (!is_watched())
+        return 0;
+    struct ssl_key key = {.ssl = PT_REGS_PARM1(ctx), .pid = bpf_get_current_pid_tgid() >> 32};
+    s32 fd = (s32)PT_REGS_PARM2(ctx);
+    ssl_fds.update(&key, &fd);
+    return 0;
+}
+
+/* SSL_free(ssl): the connection is over; user space flushes the parser's state for it. */
+int free_enter(struct pt_regs *ctx)
+{
+    if (!is_watched())
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    struct ssl_key key = {.ssl = PT_REGS_PARM1(ctx), .pid = id >> 32};
+    s32 *fd = ssl_fds.lookup(&key);
+    struct ssl_chunk_hdr h = {};
+    h.ts_ns = bpf_ktime_get_ns();
+    h.cgroup_id = bpf_get_current_cgroup_id();
+    h.ssl = key.ssl;
+    h.pid = key.pid;
+    h.tid = (u32)id;
+    h.fd = fd ? *fd : -1;
+    h.kind = SSL_EV_CLOSE;
+    bpf_get_current_comm(&h.comm, sizeof(h.comm));
+    ssl_fds.delete(&key);
+    if (chunks.ringbuf_output(&h, sizeof(h), 0) != 0)
+        count(CNT_LOST, 1);
+    return 0;
+}
