@@ -2,17 +2,30 @@
 
 The capture half (uprobes on libssl) hands every chunk it sees to :meth:`L7Parser.feed`
 with a connection key and a direction. This module is the seam: it owns per-connection
-state and turns reassembled HTTP messages into ``http.*``, ``llm.*`` and ``mcp.*``
-events. It imports no bcc and no Kafka so it is tested and benchmarked on bytes alone.
+state (two HTTP reassemblers, the FIFO of requests awaiting responses, MCP ids in
+flight) and turns whole HTTP messages into ``http.*``, ``llm.*`` and ``mcp.*`` events.
+It imports no bcc and no Kafka so it is tested and benchmarked on bytes alone.
+
+Request or response is read from the bytes, not the direction: an agent's client
+writes requests (egress), an MCP server inside the pod reads them (ingress).
+Every event passes through the :class:`~collectors.l7.redact.Redactor` last, so no
+code path can emit a credential the rules know.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict, deque
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from collectors.l7 import llm, mcp
+from collectors.l7.http import HttpError, HttpMessage, HttpStream
+from collectors.l7.injection import InjectionScorer, default_scorer
 from collectors.l7.policy import ContentPolicy
+from collectors.l7.redact import Redactor
 
 __all__ = ["KINDS", "ContentPolicy", "L7Event", "L7Parser"]
 
@@ -27,6 +40,9 @@ KINDS = frozenset(
         "mcp.result",
     }
 )
+# Roles whose text flows into the model from outside the developer's control.
+_INBOUND_ROLES = frozenset({"user", "tool", "function", "ipython"})
+_JSON_TYPES = ("application/json", "text/json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,19 +54,403 @@ class L7Event:
     data: dict[str, Any]
 
 
-class L7Parser:
-    """Per-connection HTTP/1.1 reassembly and protocol parsing (interface stub)."""
+@dataclass(slots=True)
+class _Pending:
+    """A request waiting for its response (FIFO per connection, HTTP/1.1 order)."""
 
-    def __init__(self, policy: ContentPolicy | None = None) -> None:
+    method: str
+    host: str
+    path: str
+    llm: llm.LlmCall | None = None
+    mcp: bool = False
+
+
+@dataclass(slots=True)
+class _Conn:
+    streams: dict[str, HttpStream] = field(default_factory=dict)
+    pending: deque[_Pending] = field(default_factory=deque)
+    # (origin of the call, json-rpc id) -> (method, tool); origin "c" client, "s" server.
+    rpc: OrderedDict[tuple[str, str], tuple[str, str]] = field(default_factory=OrderedDict)
+    desync: set[str] = field(default_factory=set)
+    last_ts: int = 0
+
+
+class L7Parser:
+    """Per-connection HTTP/1.1 reassembly and LLM/MCP parsing into :class:`L7Event`.
+
+    ``max_body`` caps each message body kept in memory (the rest is counted in
+    ``stats["truncated"]`` and the event still goes out with what was kept);
+    ``max_conns`` bounds connection state (least recently fed evicted, counted).
+    """
+
+    def __init__(
+        self,
+        policy: ContentPolicy | None = None,
+        *,
+        max_body: int = 1 << 20,
+        max_conns: int = 4096,
+        max_pending: int = 64,
+        scorer: InjectionScorer | None = None,
+    ) -> None:
         self.policy = policy or ContentPolicy()
-        self.stats: dict[str, int] = {"bytes": 0, "messages": 0, "parse_errors": 0,
-                                      "truncated": 0}
+        self.max_body = max_body
+        self.max_conns = max_conns
+        self.max_pending = max_pending
+        self.stats: dict[str, int] = dict.fromkeys(
+            (
+                "bytes",
+                "messages",
+                "requests",
+                "responses",
+                "events",
+                "parse_errors",
+                "truncated",
+                "decode_errors",
+                "desync_bytes",
+                "opaque_bytes",
+                "unmatched_responses",
+                "evicted_conns",
+                "llm_calls",
+                "mcp_messages",
+                "internal_errors",
+            ),
+            0,
+        )
+        self.redactor = Redactor(self.policy, counts=self.stats)
+        self.scorer = scorer or default_scorer()
+        self._conns: OrderedDict[Hashable, _Conn] = OrderedDict()
+
+    # -- public API ---------------------------------------------------------------------
 
     def feed(self, conn: Hashable, direction: str, data: bytes, ts_ns: int) -> list[L7Event]:
         """Take one chunk; return the events it completed. Never raises on input."""
         self.stats["bytes"] += len(data)
-        return []
+        state = self._conn(conn)
+        state.last_ts = max(state.last_ts, ts_ns)
+        if direction in state.desync:
+            if not _starts_message(data):
+                self.stats["desync_bytes"] += len(data)
+                return []
+            state.desync.discard(direction)
+        stream = state.streams.get(direction)
+        if stream is None:
+            stream = HttpStream(
+                self.max_body,
+                response_method=lambda s=state: s.pending[0].method if s.pending else "",
+            )
+            state.streams[direction] = stream
+        before = stream.opaque_bytes
+        try:
+            messages = stream.feed(data, ts_ns)
+        except HttpError:
+            self._reset(state, direction)
+            return []
+        self.stats["opaque_bytes"] += stream.opaque_bytes - before
+        return self._events(state, messages)
 
     def close(self, conn: Hashable) -> list[L7Event]:
-        """The connection ended: flush messages whose end is the close itself."""
-        return []
+        """The connection ended: flush messages delimited by the close itself."""
+        state = self._conns.pop(conn, None)
+        if state is None:
+            return []
+        messages: list[HttpMessage] = []
+        for stream in state.streams.values():
+            messages.extend(stream.close(state.last_ts))
+        return self._events(state, messages)
+
+    # -- connection state ---------------------------------------------------------------
+
+    def _conn(self, key: Hashable) -> _Conn:
+        state = self._conns.get(key)
+        if state is None:
+            state = self._conns[key] = _Conn()
+            if len(self._conns) > self.max_conns:
+                self._conns.popitem(last=False)
+                self.stats["evicted_conns"] += 1
+        else:
+            self._conns.move_to_end(key)
+        return state
+
+    def _reset(self, state: _Conn, direction: str) -> None:
+        """Malformed bytes: forget this connection's HTTP state and resync on a start line."""
+        self.stats["parse_errors"] += 1
+        state.streams.clear()
+        state.pending.clear()
+        state.desync.add(direction)
+
+    # -- messages -> events -------------------------------------------------------------
+
+    def _events(self, state: _Conn, messages: list[HttpMessage]) -> list[L7Event]:
+        out: list[L7Event] = []
+        for msg in messages:
+            self.stats["messages"] += 1
+            if msg.truncated:
+                self.stats["truncated"] += 1
+            if msg.decode_error:
+                self.stats["decode_errors"] += 1
+            try:
+                if msg.is_request:
+                    out.extend(self._request(state, msg))
+                else:
+                    out.extend(self._response(state, msg))
+            except Exception:  # a parser bug must not stop capture; counted apart
+                self.stats["internal_errors"] += 1
+        self.stats["events"] += len(out)
+        return out
+
+    def _emit(self, kind: str, ts: int, data: dict[str, Any]) -> L7Event:
+        # Last line of defence: every string of every event is scrubbed.
+        return L7Event(kind, ts, self.redactor.scrub_tree(data))
+
+    def _request(self, state: _Conn, msg: HttpMessage) -> list[L7Event]:
+        self.stats["requests"] += 1
+        host = msg.header("host")
+        path = msg.target
+        if path.startswith(("http://", "https://")):  # absolute form through a proxy
+            scheme_rest = path.split("://", 1)[1]
+            host = host or scheme_rest.split("/", 1)[0]
+            path = "/" + scheme_rest.split("/", 1)[1] if "/" in scheme_rest else "/"
+        headers = self.redactor.headers(msg.headers)
+        ctype = msg.content_type
+        pending = _Pending(msg.method, host, path)
+        events = [
+            self._emit(
+                "http.request",
+                msg.ts,
+                {
+                    "method": msg.method,
+                    "host": host,
+                    "path": path,
+                    "content_type": ctype,
+                    "body_size": len(msg.body),
+                    "wire_body_size": msg.wire_body_size,
+                    "truncated": msg.truncated,
+                    "headers": headers,
+                },
+            )
+        ]
+        obj = _json_body(ctype, msg.body)
+        if obj is not None:
+            rpc = mcp.parse_body("application/json", msg.body) if _looks_rpc(obj) else []
+            if rpc:
+                pending.mcp = True
+                events.extend(self._rpc(state, rpc, "c", msg.ts, host, path))
+            else:
+                call = llm.detect_call(host, path, obj, headers)
+                if call is not None:
+                    pending.llm = call
+                    events.append(self._llm_request(call, obj, msg.ts, host, path))
+        if len(state.pending) >= self.max_pending:
+            state.pending.popleft()
+        state.pending.append(pending)
+        return events
+
+    def _response(self, state: _Conn, msg: HttpMessage) -> list[L7Event]:
+        if 100 <= msg.status < 200 and msg.status != 101:
+            return []  # interim response: the request still waits for its final one
+        self.stats["responses"] += 1
+        if state.pending:
+            req = state.pending.popleft()
+        else:
+            self.stats["unmatched_responses"] += 1
+            req = _Pending("", "", "")
+        ctype = msg.content_type
+        events = [
+            self._emit(
+                "http.response",
+                msg.ts,
+                {
+                    "status": msg.status,
+                    "content_type": ctype,
+                    "body_size": len(msg.body),
+                    "wire_body_size": msg.wire_body_size,
+                    "truncated": msg.truncated,
+                    "method": req.method,
+                    "host": req.host,
+                    "path": req.path,
+                    "headers": self.redactor.headers(msg.headers),
+                },
+            )
+        ]
+        if not msg.body:
+            return events
+        if req.llm is not None:
+            events.extend(self._llm_response(req, ctype, msg))
+        elif req.mcp or ctype == "text/event-stream" or ctype in _JSON_TYPES:
+            rpc = mcp.parse_body(ctype, msg.body)
+            if rpc:
+                events.extend(self._rpc(state, rpc, "s", msg.ts, req.host, req.path))
+        return events
+
+    # -- LLM ----------------------------------------------------------------------------
+
+    def _llm_request(
+        self, call: llm.LlmCall, obj: dict[str, Any], ts: int, host: str, path: str
+    ) -> L7Event:
+        self.stats["llm_calls"] += 1
+        parsed = llm.parse_request(call, obj)
+        messages = parsed["messages"]
+        injection = self._score_messages(messages, parsed["tool_descriptions"])
+        kept = []
+        for m in messages:
+            m = dict(m)
+            m["content"] = self.redactor.content("prompts", m.get("content", ""))
+            kept.append(m)
+        return self._emit(
+            "llm.request",
+            ts,
+            {
+                "provider": call.provider,
+                "api": call.api,
+                "wire": call.wire,
+                "model": call.model,
+                "stream": call.stream,
+                "messages": kept,
+                "tools": parsed["tools"],
+                "host": host,
+                "path": path,
+                "injection": injection,
+            },
+        )
+
+    def _score_messages(
+        self, messages: list[dict[str, Any]], tool_descriptions: dict[str, str]
+    ) -> dict[str, Any]:
+        """Worst injection score over text that flows in from users, tools and tool specs."""
+        best: dict[str, Any] = {"score": 0.0, "indicators": []}
+        sources: list[tuple[str, str]] = [
+            (f"messages[{i}]", str(m.get("content") or ""))
+            for i, m in enumerate(messages)
+            if m.get("role") in _INBOUND_ROLES
+        ]
+        sources += [(f"tools.{name}", text) for name, text in tool_descriptions.items()]
+        for where, text in sources:
+            result = self.scorer.score(text)
+            if result.score > best["score"]:
+                best = {
+                    "score": result.score,
+                    "indicators": list(result.indicators),
+                    "source": where,
+                }
+        return best
+
+    def _llm_response(self, req: _Pending, ctype: str, msg: HttpMessage) -> list[L7Event]:
+        call = req.llm
+        assert call is not None
+        result = llm.parse_response(call, ctype, msg.body)
+        if result is None:
+            return []
+        model = result.model or call.model
+        data: dict[str, Any] = {
+            "provider": call.provider,
+            "api": call.api,
+            "model": model,
+            "stream": call.stream,
+            "status": msg.status,
+            "text": self.redactor.content("prompts", result.text),
+            "finish_reason": result.finish_reason,
+            "usage": result.usage,
+            "tool_calls": [tc.tool for tc in result.tool_calls],
+            "host": req.host,
+            "path": req.path,
+        }
+        if result.error is not None:
+            data["error"] = result.error
+        events = [self._emit("llm.response", msg.ts, data)]
+        for tc in result.tool_calls:
+            events.append(
+                self._emit(
+                    "llm.tool_call",
+                    msg.ts,
+                    {
+                        "provider": call.provider,
+                        "api": call.api,
+                        "model": model,
+                        "tool": tc.tool,
+                        "arguments": self.redactor.content("tool_arguments", tc.arguments),
+                        "call_id": tc.call_id,
+                        "host": req.host,
+                    },
+                )
+            )
+        return events
+
+    # -- MCP ----------------------------------------------------------------------------
+
+    def _rpc(
+        self,
+        state: _Conn,
+        messages: list[mcp.RpcMessage],
+        origin: str,
+        ts: int,
+        host: str,
+        path: str,
+    ) -> list[L7Event]:
+        """Calls are remembered by (origin, id); a response from the other side matches."""
+        events: list[L7Event] = []
+        for m in messages:
+            self.stats["mcp_messages"] += 1
+            if m.kind in ("request", "notification"):
+                data = mcp.summarize_call(m)
+                if "arguments" in data:
+                    data["arguments"] = self.redactor.content("tool_arguments", data["arguments"])
+                data["host"], data["path"] = host, path
+                data["direction"] = "client" if origin == "c" else "server"
+                if m.kind == "request":
+                    state.rpc[(origin, _id_key(m.id))] = (m.method, str(data.get("tool", "")))
+                    while len(state.rpc) > 1024:
+                        state.rpc.popitem(last=False)
+                events.append(self._emit("mcp.call", ts, data))
+            else:
+                caller = "c" if origin == "s" else "s"
+                method, tool = state.rpc.pop((caller, _id_key(m.id)), ("", ""))
+                data = mcp.summarize_result(m, method)
+                data["tool"] = tool
+                text = mcp.result_text(m.result)
+                if method == "tools/list":
+                    text = "\n".join(filter(None, (text, mcp.tool_descriptions(m))))
+                scored = self.scorer.score(text) if text else None
+                data["injection"] = (
+                    {"score": scored.score, "indicators": list(scored.indicators)}
+                    if scored
+                    else {"score": 0.0, "indicators": []}
+                )
+                data["content"] = self.redactor.content("tool_results", mcp.result_text(m.result))
+                data["host"], data["path"] = host, path
+                events.append(self._emit("mcp.result", ts, data))
+        return events
+
+
+def _id_key(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _json_body(ctype: str, body: bytes) -> Any:
+    """Parse a JSON body (by content type, or by shape when the type is missing/odd)."""
+    if not body:
+        return None
+    if (
+        ctype not in _JSON_TYPES
+        and not ctype.endswith("+json")
+        and body.lstrip()[:1] not in (b"{", b"[")
+    ):
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _looks_rpc(obj: Any) -> bool:
+    if isinstance(obj, list):
+        return bool(obj) and isinstance(obj[0], dict) and obj[0].get("jsonrpc") == "2.0"
+    return isinstance(obj, dict) and obj.get("jsonrpc") == "2.0"
+
+
+def _starts_message(data: bytes) -> bool:
+    """After an error, resume only at a chunk that opens a request or status line."""
+    head = data[:24]
+    if head.startswith(b"HTTP/1."):
+        return True
+    method, _, rest = head.partition(b" ")
+    return bool(rest) and method.isalpha() and method.isupper() and len(method) <= 10
