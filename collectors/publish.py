@@ -74,6 +74,7 @@ class FramePublisher:
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._start_lock = asyncio.Lock()
         self._closing = False
 
     # -- collector side -------------------------------------------------------------
@@ -115,17 +116,21 @@ class FramePublisher:
 
     # -- internals ------------------------------------------------------------------
     async def _ensure_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            try:
-                self._producer = await self._start_producer(idempotent=self.idempotent)
-            except UnknownError:
-                # aiokafka speaks InitProducerId v0 only, which tansu rejects. Keep acks=all
-                # and go on: downstream is at-least-once with deterministic keys anyway.
-                log.warning("broker refused an idempotent producer; publishing with acks=all "
-                            "without idempotence (retries may duplicate frames)")
-                self.idempotent = False
-                self._producer = await self._start_producer(idempotent=False)
-        return self._producer
+        async with self._start_lock:  # flush() and the loop may both get here first
+            if self._producer is None:
+                self._producer = await self._new_producer()
+            return self._producer
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        try:
+            return await self._start_producer(idempotent=self.idempotent)
+        except UnknownError:
+            # aiokafka speaks InitProducerId v0 only, which tansu rejects. Keep acks=all
+            # and go on: downstream is at-least-once with deterministic keys anyway.
+            log.warning("broker refused an idempotent producer; publishing with acks=all "
+                        "without idempotence (retries may duplicate frames)")
+            self.idempotent = False
+            return await self._start_producer(idempotent=False)
 
     async def _start_producer(self, *, idempotent: bool) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(

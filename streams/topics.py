@@ -63,7 +63,7 @@ PROFILES = TopicSpec(
     "per-agent baseline summaries (phase, what is known), auditable",
 )
 DEADLETTER = TopicSpec(
-    "agentstory.deadletter.v1", 1, "original key", "delete", 30 * DAY_MS,
+    "agentstory.deadletter.v1", PARTITIONS, "original key", "delete", 30 * DAY_MS,
     "input that broke the contract: reason, stage, origin and the original bytes",
 )
 

@@ -1,0 +1,193 @@
+"""``agentstory``: one command line for the broker, the collectors, the worker and the demo.
+
+Every command that talks to Kafka takes ``--bootstrap-servers`` (or
+``AGENTSTORY_BOOTSTRAP_SERVERS``), so an existing cluster replaces the embedded broker
+with no code change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+COLLECTORS = {
+    "kernel": "process, file, network, DNS and syscall events from eBPF (root)",
+    "l7": "TLS plaintext via uprobes on libssl: HTTP, LLM and MCP calls (root)",
+    "cloudtrail": "AWS CloudTrail records from S3 or a directory, attributed to pods",
+}
+
+
+def _env(name: str, default: str | None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap-servers", default=_env("AGENTSTORY_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
+        help="Kafka bootstrap servers, host:port[,host:port] "
+             "(env AGENTSTORY_BOOTSTRAP_SERVERS; default %(default)s)")
+    parser.add_argument("--log-level", default=_env("AGENTSTORY_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"])
+
+
+def _node_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--node", default=_env("AGENTSTORY_NODE", socket.gethostname()),
+                        help="this node's name (env AGENTSTORY_NODE; default: hostname)")
+    parser.add_argument(
+        "--pods-file", default=_env("AGENTSTORY_PODS_FILE", None),
+        help="YAML of Pod manifests (embedded mode); without it, watch the Kubernetes API "
+             "for pods on --node (env AGENTSTORY_PODS_FILE)")
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from streams.admin import ensure_topics
+    from topologies.broker import EmbeddedBroker
+
+    with EmbeddedBroker(args.host, args.port) as broker:
+        created = asyncio.run(ensure_topics(broker.bootstrap_servers))
+        print(f"tansu broker ready on {broker.bootstrap_servers}; "
+              f"created {len(created)} topics. Ctrl-C stops it.", flush=True)
+        _wait_for_signal()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from streams.admin import ensure_topics
+    from streams.topics import CATALOGUE
+    from topologies.worker import worker_topics
+
+    specs = [*CATALOGUE, *worker_topics()]
+    if args.action == "list":
+        for spec in specs:
+            print(f"{spec.name:48} partitions={spec.partitions:<2} {spec.cleanup_policy:8} "
+                  f"key={spec.key}\n    {spec.carries}")
+        return 0
+    created = asyncio.run(ensure_topics(args.bootstrap_servers, specs))
+    print(f"created: {', '.join(created) or 'none (all present)'}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.admin import ensure_topics
+    from streams.detect import SECOND_NS, EngineSettings
+    from streams.topics import CATALOGUE
+    from topologies.worker import build_app, worker_topics
+
+    asyncio.run(ensure_topics(args.bootstrap_servers, [*CATALOGUE, *worker_topics()]))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    settings = EngineSettings(learning_ns=int(args.learning_seconds * SECOND_NS),
+                              min_events=args.min_events)
+    app = build_app(args.bootstrap_servers, settings=settings)
+    from faust import Worker
+
+    Worker(app, loglevel=args.log_level.upper(), quiet=True).execute_from_commandline()
+    return 0
+
+
+def cmd_stories(args: argparse.Namespace) -> int:
+    from topologies.tail import tail_stories
+
+    return asyncio.run(tail_stories(args.bootstrap_servers, follow=args.follow,
+                                    as_json=args.json, timeout_s=args.timeout))
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    return int(args.collector_run(args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from topologies.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentstory",
+        description="Detection pipeline for AI agents on Kubernetes: kernel, L7 and cloud "
+                    "events joined into attack stories.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (tansu)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("topics", help="create (idempotently) or list the topic catalogue")
+    p.add_argument("action", choices=["create", "list"])
+    _common(p)
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("worker", help="run the Faust worker: raw topics in, stories out")
+    _common(p)
+    p.add_argument("--learning-seconds", type=float, default=3600.0,
+                   help="event time each agent learns before it is judged (default 3600)")
+    p.add_argument("--min-events", type=int, default=20,
+                   help="execs an agent must have shown before it is judged (default 20)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("stories", help="read stories from the output topic")
+    p.add_argument("action", choices=["tail"])
+    _common(p)
+    p.add_argument("--follow", action="store_true", help="keep waiting for new stories")
+    p.add_argument("--json", action="store_true", help="print the OCSF JSON, one per line")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="without --follow: stop after this many idle seconds")
+    p.set_defaults(func=cmd_stories)
+
+    collect = sub.add_parser("collect", help="run a collector")
+    csub = collect.add_subparsers(dest="collector", required=True)
+    for name, help_text in COLLECTORS.items():
+        p = csub.add_parser(name, help=help_text)
+        _common(p)
+        _node_args(p)
+        try:
+            module = importlib.import_module(f"collectors.{name}.cli")
+        except ImportError as exc:
+            p.set_defaults(func=lambda a, exc=exc, name=name: _unavailable(name, exc))
+            continue
+        module.configure(p)
+        p.set_defaults(func=cmd_collect, collector_run=module.run)
+
+    p = sub.add_parser("demo", help="the main job, end to end on this machine (root)")
+    _common(p)
+    p.add_argument("--bootstrap-servers-external", action="store_true",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _unavailable(name: str, exc: ImportError) -> int:
+    print(f"agentstory: the {name} collector cannot load: {exc}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""``agentstory stories tail``: the stories topic as a SOC analyst reads it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from streams.topics import STORIES
+
+__all__ = ["render_story", "tail_stories"]
+
+
+def _clock(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def render_story(doc: dict[str, Any]) -> str:
+    """A story in a few lines: severity, title, who, then the chain with its reasons."""
+    ext = (doc.get("unmapped") or {}).get("agentstory") or {}
+    pod = ext.get("pod") or {}
+    info = doc.get("finding_info") or {}
+    techniques = [a["technique"]["uid"] for a in info.get("attacks") or []]
+    techniques += [a["uid"] for a in ext.get("atlas") or []]
+    lines = [
+        f"[{str(doc.get('severity', '?')).upper()}] {info.get('title')}  "
+        f"(story {info.get('uid')} v{ext.get('story_version', 1)})",
+        f"  pod {pod.get('namespace')}/{pod.get('name') or pod.get('uid')}  "
+        f"agent {ext.get('agent')}  node {ext.get('node')}  baseline {ext.get('baseline_phase')}",
+        f"  techniques: {', '.join(techniques) or '-'}",
+    ]
+    for i, step in enumerate(ext.get("chain") or [], 1):
+        lines.append(f"  {i}. {_clock(step['ts'])} [{step['layer']}] {step['what']}")
+        lines.append(f"       why: {step['why']}")
+    return "\n".join(lines)
+
+
+async def tail_stories(
+    bootstrap_servers: str, *, follow: bool = False, as_json: bool = False,
+    timeout_s: float = 5.0,
+) -> int:
+    consumer = AIOKafkaConsumer(STORIES.name, bootstrap_servers=bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000))
+            if not batch and not follow:
+                return 0
+            for messages in batch.values():
+                for message in messages:
+                    try:
+                        doc = orjson.loads(message.value)
+                    except orjson.JSONDecodeError:
+                        print(f"(not a story: {message.value[:80]!r})")
+                        continue
+                    print(message.value.decode() if as_json else render_story(doc) + "\n",
+                          flush=True)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    asyncio.run(tail_stories("127.0.0.1:9092"))
