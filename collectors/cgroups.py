@@ -126,6 +126,12 @@ class CgroupResolver:
             return None
         return self.scan().get(cgroup_id)
 
+    def remember(self, cgroup_id: int, path: str) -> None:
+        """Record a path learnt elsewhere (the kernel collector's cgroup_mkdir events),
+        so attribution of a new container needs no rescan of the hierarchy."""
+        with self._lock:
+            self._remember(cgroup_id, path)
+
     def _remember(self, cgroup_id: int, path: str) -> None:
         self._paths[cgroup_id] = path
         self._paths.move_to_end(cgroup_id)

@@ -1,0 +1,140 @@
+/* Shared by every agentstory kernel concern: the event header, the ring buffer, the
+ * pod-cgroup filter and the counters.
+ *
+ * bcc only rewrites map calls (map.lookup(), events.ringbuf_output()) and tracepoint
+ * argument structs in the main source, not in included headers, so the loader inlines
+ * this header in place of the `#include "common.bpf.h"` line of each concern file
+ * (collectors/kernel/loader.py: assemble_source). Each concern file still includes it,
+ * so it reads (and compiles) on its own.
+ *
+ * Layouts here are mirrored by collectors/kernel/decode.py and checked against the
+ * compiled layout by tests/kernel/test_layout.py: change both together.
+ *
+ * Tunables come in as -D defines from the loader (defaults below).
+ */
+#ifndef AGENTSTORY_COMMON_BPF_H
+#define AGENTSTORY_COMMON_BPF_H
+
+#include <uapi/linux/ptrace.h>
+
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 256
+#endif
+#ifndef MAX_POD_CGROUPS
+#define MAX_POD_CGROUPS 16384
+#endif
+#ifndef MAX_PROCS
+#define MAX_PROCS 65536
+#endif
+
+#define COMM_LEN 16
+#define FILENAME_LEN 256
+#define ARGS_LEN 1024
+#define ARG_ONE_LEN 256
+#define MAX_ARGS 32
+#define CGROUP_PATH_LEN 256
+
+/* Event kinds (decode.py: Kind). */
+#define EV_EXEC 1
+#define EV_EXIT 2
+#define EV_CGROUP_MKDIR 3
+#define EV_OPEN 4
+#define EV_CONNECT 5
+#define EV_CLOSE 6
+#define EV_DNS 7
+#define EV_ACCEPT 8
+#define EV_LISTEN 9
+
+/* Counter slots of the per-CPU `counters` array (decode.py: Counter). */
+#define C_EMITTED 0       /* records written to the ring buffer */
+#define C_LOST 1          /* bpf_ringbuf_output failed: buffer full */
+#define C_DEDUPLICATED 2  /* repeats folded into an earlier event's count */
+#define C_DEDUP_FULL 3    /* dedup table full: emitted without de-duplication */
+#define C_FILTERED 4      /* cgroup not a pod (dropped in the kernel) */
+#define C_PODS_ADDED 5    /* pod cgroups learnt from cgroup_mkdir */
+#define C_PROFILE_FULL 6  /* syscall profile table full */
+#define NR_COUNTERS 8
+
+struct event_header {
+    u32 kind;
+    u32 pid;       /* tgid */
+    u32 tid;
+    u32 ppid;      /* 0 when unknown in the kernel (process predates its fork record) */
+    u32 uid;
+    u32 count;     /* 1, or how many identical events this record stands for */
+    u64 ts;        /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+    u64 cgroup_id;
+    u64 start_ns;  /* process start (fork or exec) on the same clock, 0 when unknown */
+    char comm[COMM_LEN];
+};
+
+/* What the kernel remembers per process (tgid; per thread until the thread exits). */
+struct proc_info {
+    u32 ppid;
+    s32 exit_code;   /* from exit_group(code) */
+    u32 exit_flags;  /* 1: exit_code set, 2: signal set */
+    u32 signal;      /* last fatal-candidate signal delivered */
+    u64 start_ns;
+    char comm[COMM_LEN];
+};
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+BPF_HASH(pod_cgroups, u64, u8, MAX_POD_CGROUPS);
+BPF_PERCPU_ARRAY(counters, u64, NR_COUNTERS);
+BPF_HASH(procs, u32, struct proc_info, MAX_PROCS);
+
+static __always_inline void count_add(u32 slot, u64 n)
+{
+    u64 *value = counters.lookup(&slot);
+    if (value)
+        *value += n;
+}
+
+/* True when the current task belongs to a pod cgroup (or host events are asked for). */
+static __always_inline int in_scope(u64 cgroup_id)
+{
+#ifdef INCLUDE_HOST
+    return 1;
+#else
+    if (pod_cgroups.lookup(&cgroup_id))
+        return 1;
+    count_add(C_FILTERED, 1);
+    return 0;
+#endif
+}
+
+/* Header of an event about the current task; ppid/start from the procs table. */
+static __always_inline void fill_header(struct event_header *h, u32 kind, u64 cgroup_id)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tgid = pid_tgid >> 32;
+    h->kind = kind;
+    h->pid = tgid;
+    h->tid = (u32)pid_tgid;
+    h->uid = (u32)bpf_get_current_uid_gid();
+    h->count = 1;
+    h->ts = bpf_ktime_get_ns();
+    h->cgroup_id = cgroup_id;
+    bpf_get_current_comm(&h->comm, sizeof(h->comm));
+    struct proc_info *info = procs.lookup(&tgid);
+    if (info) {
+        h->ppid = info->ppid;
+        h->start_ns = info->start_ns;
+    } else {
+        h->ppid = 0;
+        h->start_ns = 0;
+    }
+}
+
+/* Copy a record into the ring buffer; a full buffer is counted, never silent. */
+static __always_inline int submit(void *record, u32 size)
+{
+    if (events.ringbuf_output(record, size, 0) != 0) {
+        count_add(C_LOST, 1);
+        return -1;
+    }
+    count_add(C_EMITTED, 1);
+    return 0;
+}
+
+#endif /* AGENTSTORY_COMMON_BPF_H */
