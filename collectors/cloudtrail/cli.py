@@ -1,0 +1,162 @@
+"""``agentstory collect cloudtrail``: CloudTrail from S3 or a directory into Kafka.
+
+The top-level CLI adds ``--bootstrap-servers``, ``--node``, ``--pods-file`` and
+``--log-level``; this module adds the source and attribution options and runs the
+collector. ``python -m collectors.cloudtrail.cli`` runs it stand-alone with the same
+options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from collectors.pods import KubernetesPodSource, PodIndex, PodSource, make_pod_source
+
+from .attribute import CloudAttributor
+from .collector import CloudTrailCollector, KafkaSink, Sink
+from .pipeline import CloudTrailPipeline
+from .sources import Checkpoint, DirSource, LogSource, S3Source, parse_s3_uri
+
+__all__ = ["configure", "main", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dir", type=Path, metavar="PATH",
+                     help="a directory of CloudTrail files (.json, .json.gz, .jsonl), "
+                          "read recursively")
+    src.add_argument("--s3", metavar="s3://BUCKET/PREFIX",
+                     help="the trail's bucket and key prefix (AWSLogs/… below it)")
+    parser.add_argument("--endpoint-url", default=None,
+                        help="S3-compatible endpoint (MinIO, moto, LocalStack)")
+    parser.add_argument("--region", default=None, help="AWS region of the S3 client")
+    parser.add_argument("--since", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                        help="S3: list from this day on when a prefix has no checkpoint")
+    parser.add_argument("--lookback-days", type=int, default=1,
+                        help="S3: days behind the newest file still watched for late "
+                             "deliveries (default 1)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="checkpoint file (default: none; without it, a restart "
+                             "starts over)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--follow", dest="follow", action="store_true",
+                      help="keep polling for new files")
+    mode.add_argument("--once", dest="follow", action="store_false",
+                      help="read what is there, release held calls, exit (default)")
+    parser.set_defaults(follow=False)
+    parser.add_argument("--poll-seconds", type=float, default=30.0)
+    parser.add_argument("--grace-seconds", type=float, default=900.0,
+                        help="event time a call with an unknown temporary key waits for "
+                             "its assume event (default 900)")
+    parser.add_argument("--max-keys", type=int, default=100_000,
+                        help="access keys remembered (LRU; default 100000)")
+    parser.add_argument("--max-held", type=int, default=10_000,
+                        help="calls held waiting for their assume event (default 10000)")
+    parser.add_argument("--node-role", action="append", default=[], metavar="NAME_OR_ARN",
+                        help="a node instance role (repeatable); sessions named i-… are "
+                             "node calls anyway")
+    parser.add_argument("--batch-records", type=int, default=5000,
+                        help="records per publish+checkpoint batch (default 5000)")
+
+
+class _ClusterPodSource(KubernetesPodSource):
+    """CloudTrail runs beside the account, not on a node: watch pods of every node."""
+
+    def _selector(self) -> str:
+        return ""
+
+
+def _pod_source(args: argparse.Namespace) -> PodSource:
+    if getattr(args, "pods_file", None):
+        return make_pod_source(args.pods_file, args.node)
+    return _ClusterPodSource(args.node)
+
+
+def _start_pods(args: argparse.Namespace) -> tuple[PodIndex, PodSource | None]:
+    index = PodIndex()
+    source = _pod_source(args)
+    try:
+        source.load(index)
+    except Exception as exc:  # no cluster reachable: attribute to service accounts only
+        log.warning("pod source unavailable (%s); attributing to service accounts only", exc)
+        return index, None
+    threading.Thread(target=_watch, args=(source, index), daemon=True,
+                     name="cloudtrail-pods").start()
+    return index, source
+
+
+def _watch(source: PodSource, index: PodIndex) -> None:
+    try:
+        source.run(index)
+    except Exception as exc:
+        log.warning("pod watch stopped: %s", exc)
+
+
+def _source(args: argparse.Namespace) -> LogSource:
+    if args.dir is not None:
+        return DirSource(args.dir)
+    import boto3
+
+    bucket, prefix = parse_s3_uri(args.s3)
+    client: Any = boto3.client("s3", endpoint_url=args.endpoint_url, region_name=args.region)
+    return S3Source(client, bucket, prefix, since=args.since, lookback_days=args.lookback_days)
+
+
+async def _run(args: argparse.Namespace, sink: Sink | None = None) -> int:
+    index, pod_source = _start_pods(args)
+    attributor = CloudAttributor(index, grace_s=args.grace_seconds, max_keys=args.max_keys,
+                                 max_held=args.max_held, node_roles=args.node_role)
+    pipeline = CloudTrailPipeline(attributor, node=args.node)
+    sink = sink or KafkaSink(args.bootstrap_servers)
+    checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
+    collector = CloudTrailCollector(_source(args), pipeline, sink, checkpoint,
+                                    batch_records=args.batch_records)
+    if collector.restore():
+        log.info("resumed from %s (%d keys, %d held)", args.checkpoint,
+                 attributor.known_keys, attributor.held)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, collector.stop)
+    try:
+        await collector.run(follow=args.follow, poll_s=args.poll_seconds)
+    finally:
+        await sink.close()
+        if pod_source is not None:
+            pod_source.stop()
+    log.info("cloudtrail done: %s; attribution %s; %s", pipeline.counts, attributor.counts,
+             collector.counts)
+    return 1 if collector.counts["read_errors"] else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point with the options the top-level CLI would add."""
+    parser = argparse.ArgumentParser(prog="python -m collectors.cloudtrail.cli")
+    parser.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    parser.add_argument("--node", default="cloudtrail")
+    parser.add_argument("--pods-file", default=None)
+    parser.add_argument("--log-level", default="info")
+    configure(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO))
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
