@@ -170,9 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job, end to end on this machine (root)")
     _common(p)
-    p.add_argument("--bootstrap-servers-external", action="store_true",
-                   help=argparse.SUPPRESS)
-    p.add_argument("--keep-going", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--external-broker", action="store_true",
+                   help="use --bootstrap-servers instead of starting the embedded broker")
+    p.add_argument("--learning-seconds", type=float, default=4.0)
+    p.add_argument("--min-events", type=int, default=8)
+    p.add_argument("--timeout", type=float, default=90.0,
+                   help="seconds to wait for the story")
     p.set_defaults(func=cmd_demo)
     return parser
 
