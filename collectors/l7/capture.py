@@ -182,12 +182,19 @@ class Capture:
             old_key = next(iter(self._conns))
             self.stats["evicted"] += 1
             self._close_quietly(old_key)
-        info = ConnInfo(id=f"{chunk.pid}:{chunk.ssl:x}", fd=chunk.fd)
+        # An SSL* is reused by malloc once freed: the first chunk's time tells apart the
+        # connections that shared it.
+        info = ConnInfo(id=f"{chunk.pid}:{chunk.ssl:x}:{chunk.ts_ns}", fd=chunk.fd)
+        if chunk.peer is not None:  # from the kernel: survives the connection's end
+            info.addresses = {"daddr": chunk.peer[0], "dport": chunk.peer[1], "proto": "tcp"}
         if self.resolve is not None and chunk.fd >= 0:
             try:
-                info.addresses = self.resolve(chunk.pid, chunk.fd)
+                found = self.resolve(chunk.pid, chunk.fd)
             except OSError:
-                info.addresses = None
+                found = None
+            if found and (info.addresses is None or (found["daddr"], found["dport"])
+                          == (info.addresses["daddr"], info.addresses["dport"])):
+                info.addresses = found  # adds the local side while the socket lives
         self._conns[key] = info
         return info
 

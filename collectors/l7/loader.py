@@ -67,8 +67,9 @@ class SslProbes:
         ]
         if include_host:
             cflags.append("-DINCLUDE_HOST")
-        self.bpf = BPF(src_file=str(SOURCE), cflags=cflags)
-        self._watched = self.bpf["watched_cgroups"]
+        # bcc warns (DeprecationWarning) on str arguments: hand it bytes throughout
+        self.bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
+        self._watched = self.bpf[b"watched_cgroups"]
         self._watched_ids: set[int] = set()
         self._attached: dict[str, list[str]] = {}
         self._callback: Any = None
@@ -82,16 +83,17 @@ class SslProbes:
         """
         from bcc import BPF
 
-        exported = {n.decode() for n in BPF.get_user_functions(path, rb"SSL_")}
+        name = path.encode()
+        exported = {n.decode() for n in BPF.get_user_functions(name, rb"SSL_")}
         present = [s for s in SYMBOLS if s in exported]
         if not any(s in present for s in _DATA_SYMBOLS):
             return []
         done: list[str] = []
         for sym in present:
             entry, ret = SYMBOLS[sym]
-            self.bpf.attach_uprobe(name=path, sym=sym, fn_name=entry)
+            self.bpf.attach_uprobe(name=name, sym=sym.encode(), fn_name=entry.encode())
             if ret is not None:
-                self.bpf.attach_uretprobe(name=path, sym=sym, fn_name=ret)
+                self.bpf.attach_uretprobe(name=name, sym=sym.encode(), fn_name=ret.encode())
             done.append(sym)
         self._attached[path] = done
         return done
@@ -99,9 +101,9 @@ class SslProbes:
     def detach_library(self, path: str) -> None:
         for sym in self._attached.pop(path, []):
             _entry, ret = SYMBOLS[sym]
-            self.bpf.detach_uprobe(name=path, sym=sym)
+            self.bpf.detach_uprobe(name=path.encode(), sym=sym.encode())
             if ret is not None:
-                self.bpf.detach_uretprobe(name=path, sym=sym)
+                self.bpf.detach_uretprobe(name=path.encode(), sym=sym.encode())
 
     @property
     def libraries(self) -> dict[str, list[str]]:
@@ -135,14 +137,14 @@ class SslProbes:
             return 0
 
         self._callback = callback  # bcc keeps a ctypes pointer; keep the function alive
-        self.bpf["chunks"].open_ring_buffer(callback)
+        self.bpf[b"chunks"].open_ring_buffer(callback)
 
     def poll(self, timeout_ms: int = 100) -> None:
         self.bpf.ring_buffer_poll(timeout_ms)
 
     def counters(self) -> dict[str, int]:
         """Kernel-side counters summed over CPUs (see ``CNT_*`` in ssl_event.h)."""
-        table = self.bpf["counters"]
+        table = self.bpf[b"counters"]
         out = dict.fromkeys(COUNTERS, 0)
         for key, values in table.items():
             if key.value < len(COUNTERS):

@@ -24,10 +24,11 @@
 #define RINGBUF_PAGES 1024  /* 4 MiB with 4 KiB pages; must be a power of two */
 #endif
 
-_Static_assert(sizeof(struct ssl_chunk_hdr) == 72, "ssl_chunk_hdr layout (chunks.py)");
+_Static_assert(sizeof(struct ssl_chunk_hdr) == 88, "ssl_chunk_hdr layout (chunks.py)");
 _Static_assert(__builtin_offsetof(struct ssl_chunk_hdr, total_len) == 36, "total_len");
 _Static_assert(__builtin_offsetof(struct ssl_chunk_hdr, kind) == 48, "kind");
 _Static_assert(__builtin_offsetof(struct ssl_chunk_hdr, comm) == 52, "comm");
+_Static_assert(__builtin_offsetof(struct ssl_chunk_hdr, daddr) == 72, "daddr");
 _Static_assert((CHUNK_SIZE & (CHUNK_SIZE - 1)) == 0, "CHUNK_SIZE must be a power of two");
 
 struct call_args {
@@ -46,6 +47,21 @@ struct ssl_key {  /* an SSL* is only unique within one address space */
 
 BPF_TABLE("lru_hash", u64, struct call_args, calls, 16384);
 BPF_TABLE("lru_hash", struct ssl_key, s32, ssl_fds, 65536);
+struct fd_key {
+    u32 pid;
+    s32 fd;
+};
+
+struct peer {
+    u16 family;
+    u16 port;  /* host byte order */
+    u8 addr[16];
+};
+
+/* Peer address of each socket a watched process connect()s, by (pid, fd): user space
+ * cannot read it from /proc once a short connection is gone, and it is what joins an
+ * L7 event to the kernel collector's net.connect. */
+BPF_TABLE("lru_hash", struct fd_key, struct peer, peers, 65536);
 BPF_HASH(watched_cgroups, u64, u8, 65536);
 BPF_PERCPU_ARRAY(scratch, struct ssl_chunk, 1);
 BPF_PERCPU_ARRAY(counters, u64, CNT_NSLOTS);
@@ -66,6 +82,46 @@ static __always_inline void count(u32 slot, u64 n)
     u64 *v = counters.lookup(&slot);
     if (v)
         *v += n;
+}
+
+static __always_inline void set_peer(struct ssl_chunk_hdr *h, u32 pid, s32 fd)
+{
+    h->family = 0;
+    h->dport = 0;
+    __builtin_memset(h->daddr, 0, sizeof(h->daddr));
+    if (fd < 0)
+        return;
+    struct fd_key k = {.pid = pid, .fd = fd};
+    struct peer *p = peers.lookup(&k);
+    if (!p)
+        return;
+    h->family = p->family;
+    h->dport = p->port;
+    __builtin_memcpy(h->daddr, p->addr, sizeof(h->daddr));
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+{
+    if (!is_watched())
+        return 0;
+    struct peer p = {};
+    const u8 *sa = (const u8 *)args->uservaddr;
+    if (bpf_probe_read_user(&p.family, sizeof(p.family), sa) != 0)
+        return 0;
+    u16 port_be = 0;
+    if (p.family == 2 /* AF_INET */) {
+        bpf_probe_read_user(&port_be, sizeof(port_be), sa + 2);
+        bpf_probe_read_user(p.addr, 4, sa + 4);
+    } else if (p.family == 10 /* AF_INET6 */) {
+        bpf_probe_read_user(&port_be, sizeof(port_be), sa + 2);
+        bpf_probe_read_user(p.addr, 16, sa + 8);
+    } else {
+        return 0;
+    }
+    p.port = __builtin_bswap16(port_be);
+    struct fd_key k = {.pid = bpf_get_current_pid_tgid() >> 32, .fd = (s32)args->fd};
+    peers.update(&k, &p);
+    return 0;
 }
 
 static __always_inline int on_enter(struct pt_regs *ctx, u32 fn, u32 direction, int ex)
@@ -129,7 +185,7 @@ static __always_inline int on_return(struct pt_regs *ctx)
     e->hdr.direction = a.direction;
     e->hdr.fn = a.fn;
     e->hdr.truncated = total > MAX_CAPTURE;
-    e->hdr._pad = 0;
+    set_peer(&e->hdr, e->hdr.pid, e->hdr.fd);
     bpf_get_current_comm(&e->hdr.comm, sizeof(e->hdr.comm));
 
     count(CNT_CALLS, 1);
@@ -193,6 +249,7 @@ int free_enter(struct pt_regs *ctx)
     h.tid = (u32)id;
     h.fd = fd ? *fd : -1;
     h.kind = SSL_EV_CLOSE;
+    set_peer(&h, h.pid, h.fd);
     bpf_get_current_comm(&h.comm, sizeof(h.comm));
     ssl_fds.delete(&key);
     if (chunks.ringbuf_output(&h, sizeof(h), 0) != 0)

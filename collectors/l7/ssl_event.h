@@ -50,8 +50,10 @@ struct ssl_chunk_hdr {
     __u8 fn;           /* SSL_FN_* */
     __u8 truncated;    /* 1 when total_len > MAX_CAPTURE (this call lost bytes) */
     char comm[16];
-    __u32 _pad;
-};                     /* 72 bytes */
+    __u16 family;      /* peer of fd from the thread's connect(): AF_INET/AF_INET6, 0 */
+    __u16 dport;       /* host byte order */
+    __u8 daddr[16];    /* 4 bytes for AF_INET */
+};                     /* 88 bytes */
 
 struct ssl_chunk {
     struct ssl_chunk_hdr hdr;

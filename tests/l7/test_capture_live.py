@@ -1,0 +1,182 @@
+"""Real capture: uprobes on this machine's libssl, a Python agent in a kubelet-shaped
+cgroup calling a local HTTPS LLM provider and MCP server, and a host process doing the
+same calls that must not be captured.
+
+These tests need root and bcc; they are skipped elsewhere. They check the capture half
+at the chunk level (a recording parser), so they do not depend on the protocol parsers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.cgroups import CgroupResolver, find_cgroup2_mount
+from collectors.l7.capture import Capture
+from collectors.l7.libssl import PodProcesses
+from streams.events import Envelope, Pod
+
+from .tls_fixture import (
+    MCP_TOOL,
+    TOOL_STREAMED,
+    KubeCgroup,
+    TlsServer,
+    finish_agent,
+    kube_cgroup,
+    make_cert,
+    start_agent,
+)
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
+
+
+def _bcc_ready() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "bcc is not importable"
+    try:
+        find_cgroup2_mount()
+    except FileNotFoundError:
+        return "no cgroup v2 mount"
+    return None
+
+
+if (_reason := _bcc_ready()) is not None:
+    pytestmark.append(pytest.mark.skip(reason=_reason))
+
+
+@dataclass
+class _Seen:
+    conn: Hashable
+    direction: str
+    data: bytes
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    kind: str
+    ts: int
+    data: dict[str, Any]
+
+
+@dataclass
+class RecordingParser:
+    """Stands in for L7Parser: remembers every chunk, emits one event per chunk."""
+
+    seen: list[_Seen] = field(default_factory=list)
+    closed: list[Hashable] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=lambda: {"parse_errors": 0})
+
+    def feed(self, conn: Hashable, direction: str, data: bytes, ts_ns: int) -> list[_Event]:
+        self.seen.append(_Seen(conn, direction, data, ts_ns))
+        return [_Event("http.request", ts_ns, {"bytes": len(data), "direction": direction})]
+
+    def close(self, conn: Hashable) -> list[_Event]:
+        self.closed.append(conn)
+        return []
+
+    def stream(self, pid: int, direction: str) -> bytes:
+        return b"".join(s.data for s in self.seen
+                        if s.conn[0] == pid and s.direction == direction)  # type: ignore[index]
+
+
+def wait_for(check: Callable[[], bool], what: Any, timeout: float = 30.0) -> None:
+    """Poll until ``check()``: the kernel and the rescan loop are asynchronous."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture()
+def tls_server(tmp_path: Path) -> Iterator[tuple[TlsServer, Path]]:
+    cert, key = make_cert(tmp_path)
+    server = TlsServer(cert, key)
+    try:
+        yield server, cert
+    finally:
+        server.close()
+
+
+@pytest.fixture()
+def pod_cgroup() -> Iterator[KubeCgroup]:
+    with kube_cgroup(find_cgroup2_mount()) as cg:
+        yield cg
+
+
+def test_pod_agent_is_captured_and_host_process_is_not(
+    tls_server: tuple[TlsServer, Path], pod_cgroup: KubeCgroup,
+) -> None:
+    from collectors.l7.loader import SslProbes, TlsCollector
+
+    server, cafile = tls_server
+    key = f"sk-test-{uuid.uuid4().hex}"
+    pod_agent = start_agent(server.url, cafile, key, "gpt-pod")
+    host_agent = start_agent(server.url, cafile, key, "gpt-host")
+    pod_cgroup.add(pod_agent.pid)
+    parser = RecordingParser()
+    emitted: list[Envelope] = []
+    pod = Pod(uid=pod_cgroup.pod_uid)
+    capture = Capture(parser, node="test-node", emit=emitted.append,
+                      attribute=lambda cgid: pod if cgid == pod_cgroup.cgroup_id else None)
+    probes = SslProbes(max_capture=64 * 1024)
+    collector = TlsCollector(probes, capture, PodProcesses(CgroupResolver(pod_cgroup.root)),
+                             rescan_s=0.1)
+    try:
+        collector.start()
+        wait_for(lambda: pod_cgroup.cgroup_id in probes.watched and bool(probes.libraries),
+                 "the collector to watch the pod cgroup and probe its libssl")
+        finish_agent(pod_agent)
+        finish_agent(host_agent)
+        wait_for(lambda: b"[DONE]" in parser.stream(pod_agent.pid, "ingress")
+                 and MCP_TOOL.encode() in parser.stream(pod_agent.pid, "ingress")
+                 and len(parser.closed) >= 4,
+                 lambda: f"the pod agent's traffic and SSL_free: {collector.snapshot()}")
+    finally:
+        collector.stop()
+        kernel = probes.counters()
+        probes.close()
+        for proc in (pod_agent, host_agent):
+            if proc.poll() is None:
+                proc.kill()
+
+    egress = parser.stream(pod_agent.pid, "egress")
+    ingress = parser.stream(pod_agent.pid, "ingress")
+    # The plaintext of what the agent wrote and read, in order, on every connection.
+    assert egress.count(b"POST /v1/chat/completions HTTP/1.1\r\n") == 2
+    assert egress.count(b"POST /mcp HTTP/1.1\r\n") == 3
+    assert f"Bearer {key}".encode() in egress  # captured raw; the parser must redact it
+    assert b'"gpt-pod"' in egress and b'"tools/call"' in egress
+    assert ingress.count(b"HTTP/1.1 200 OK\r\n") == 5 or ingress.count(b"HTTP/1.0 200 OK") == 5
+    assert TOOL_STREAMED.encode() in ingress and b"transfer-encoding: chunked" in ingress.lower()
+    # The host process used the same library, inode and server: not one byte of it.
+    assert not [s for s in parser.seen if s.conn[0] == host_agent.pid]  # type: ignore[index]
+    assert {s.conn[0] for s in parser.seen} == {pod_agent.pid}  # type: ignore[index]
+    # Four TLS connections (one keep-alive for both chat calls, one per MCP call), each
+    # ended by SSL_free; malloc reuses the SSL*, the connection id still tells them apart.
+    pod_closes = [c for c in parser.closed if c[0] == pod_agent.pid]  # type: ignore[index]
+    assert len(pod_closes) == 4, pod_closes
+    assert len({e.data["conn"]["id"] for e in emitted}) == 4
+    port = int(server.url.rsplit(":", 1)[1])
+    assert emitted and all(e.pod == pod and e.source == "l7" for e in emitted)
+    assert all(e.proc is not None and e.proc.pid == pod_agent.pid for e in emitted)
+    # The peer comes from the kernel (connect), so even the short MCP connections,
+    # gone before user space looks, carry it.
+    assert all(e.data["conn"]["dport"] == port and e.data["conn"]["daddr"] == "127.0.0.1"
+               and e.data["conn"]["fd"] >= 0 for e in emitted), emitted[0].data
+    # Event time is epoch nanoseconds, not boot time.
+    assert abs(emitted[0].ts - time.time_ns()) < 3600 * 10**9
+    assert kernel["lost"] == 0 and kernel["truncated"] == 0 and kernel["read_failures"] == 0
+    assert kernel["chunks"] == len(parser.seen)
