@@ -143,6 +143,16 @@ def assumed_role(access_key: str, role: str = "agent-role",
     }
 
 
+def api_call(event_time: str, identity: dict[str, Any], source: str, name: str,
+             request: dict[str, Any] | None = None, *, read_only: bool = True,
+             seed: str = "") -> dict[str, Any]:
+    """Any management event: the common fields plus the given requestParameters."""
+    rec = _base(event_time, source, name, identity, seed=f"{source}{name}{event_time}{seed}",
+                read_only=read_only)
+    rec["requestParameters"] = request
+    return rec
+
+
 def s3_get_object(event_time: str, identity: dict[str, Any], bucket: str, key: str, *,
                   bytes_out: int = 1024, seed: str = "") -> dict[str, Any]:
     """An S3 data event (GetObject)."""
