@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     full = rows[3]
     norm_s, attr_s, parse_s = rows[0][1], rows[1][1] - rows[0][1], rows[2][1] - rows[1][1]
     print(f"One core turns {full[2] / full[1]:,.0f} CloudTrail records/s from .json.gz into "
-          f"attributed envelopes (a busy account's trail delivers a few hundred a second); "
+          "attributed envelopes; "
           f"of the .json run, JSON parsing takes {parse_s / rows[2][1]:.0%}, normalization "
           f"{norm_s / rows[2][1]:.0%} and the key join {attr_s / rows[2][1]:.0%}.")
     return 0
