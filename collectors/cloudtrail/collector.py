@@ -99,7 +99,9 @@ class KafkaSink:
         from aiokafka.errors import UnknownError
 
         if self._dlq is None:
-            for idempotent in (True, False):  # tansu refuses aiokafka's InitProducerId v0
+            # tansu refuses aiokafka's InitProducerId v0; the publisher found out first
+            tries = (True, False) if getattr(self.publisher, "idempotent", True) else (False,)
+            for idempotent in tries:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-dlq",
                     enable_idempotence=idempotent, acks="all",
