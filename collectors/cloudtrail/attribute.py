@@ -336,11 +336,16 @@ class CloudAttributor:
             heapq.heapify(self._held_heap)
         return out
 
-    def _pop_held(self) -> _Held | None:
+    def _pop_held(self, before: int | None = None) -> _Held | None:
+        """The oldest call still held (only if older than ``before``), taken out."""
         while self._held_heap:
-            _, _, item = heapq.heappop(self._held_heap)
+            ts, _, item = self._held_heap[0]
             if item.done:
+                heapq.heappop(self._held_heap)  # released by its assume event already
                 continue
+            if before is not None and ts >= before:
+                return None
+            heapq.heappop(self._held_heap)
             item.done = True
             self._held_n -= 1
             siblings = self._held.get(item.key, [])
@@ -353,10 +358,8 @@ class CloudAttributor:
     def _release_expired_holds(self) -> list[Attributed]:
         out: list[Attributed] = []
         limit = self._watermark - self._grace_ns
-        while self._held_heap and self._held_heap[0][0] < limit:
-            item = self._pop_held()
-            if item is not None:
-                out.append(self._unattributed(item.ts, item.data, "assume_not_seen"))
+        while (item := self._pop_held(before=limit)) is not None:
+            out.append(self._unattributed(item.ts, item.data, "assume_not_seen"))
         return out
 
     def _release_key(self, key: str, ident: Identity) -> list[Attributed]:

@@ -123,27 +123,37 @@ def _role_name_of(arn: str) -> str:
     return resource.partition("/")[0]
 
 
+def _text(value: Any) -> str:
+    """Strings as they are; anything else (a number, null, an object where a string
+    belongs) as empty, so one odd field cannot break the record."""
+    return value if isinstance(value, str) else ""
+
+
+def _obj(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _principal(ui: Mapping[str, Any]) -> dict[str, Any]:
     """Who acted. ``arn`` is the principal's ARN; when CloudTrail gives none (a web
     identity before it assumed a role, an AWS service, an anonymous caller) it is a
     stable stand-in so that unattributed events are still keyed per principal."""
-    ptype = ui.get("type") or "Unknown"
-    arn = ui.get("arn") or ""
-    principal_id = ui.get("principalId") or ""
-    invoked_by = ui.get("invokedBy") or ""
-    user_name = ui.get("userName") or ""
-    issuer = ((ui.get("sessionContext") or {}).get("sessionIssuer") or {})
-    role_arn = issuer.get("arn") or ""
+    ptype = _text(ui.get("type")) or "Unknown"
+    arn = _text(ui.get("arn"))
+    principal_id = _text(ui.get("principalId"))
+    invoked_by = _text(ui.get("invokedBy"))
+    user_name = _text(ui.get("userName"))
+    context = _obj(ui.get("sessionContext"))
+    role_arn = _text(_obj(context.get("sessionIssuer")).get("arn"))
     if not arn:
-        if isinstance(principal_id, str) and principal_id.startswith("arn:"):
+        if principal_id.startswith("arn:"):
             arn = principal_id  # WebIdentityUser: provider ARN + ":" + subject
         else:
             arn = f"{ptype}:{invoked_by or principal_id or user_name or 'unknown'}"
     out: dict[str, Any] = {
         "type": ptype,
         "arn": arn,
-        "account": ui.get("accountId") or "",
-        "access_key_id": ui.get("accessKeyId") or "",
+        "account": _text(ui.get("accountId")),
+        "access_key_id": _text(ui.get("accessKeyId")),
         "session_name": session_name_of(arn),
         "invoked_by": invoked_by,
     }
@@ -155,9 +165,13 @@ def _principal(ui: Mapping[str, Any]) -> dict[str, Any]:
         out["principal_id"] = principal_id
     if user_name:
         out["user_name"] = user_name
-    identity_provider = ui.get("identityProvider")
+    identity_provider = _text(ui.get("identityProvider"))
     if identity_provider:
         out["identity_provider"] = identity_provider
+    # Sessions from AssumeRoleWithWebIdentity (IRSA) name their OIDC provider.
+    federated = _text(_obj(context.get("webIdFederationData")).get("federatedProvider"))
+    if federated:
+        out["web_identity_provider"] = federated
     return out
 
 
@@ -218,7 +232,8 @@ def _resources(record: Mapping[str, Any], params: Mapping[str, str]) -> list[dic
             seen.add(ident)
             out.append({"type": rtype, "arn": ident})
 
-    for res in record.get("resources") or ():
+    listed = record.get("resources")
+    for res in listed if isinstance(listed, list) else ():
         if isinstance(res, Mapping):
             add(str(res.get("type") or ""), str(res.get("ARN") or res.get("arn") or ""))
     bucket = params.get("bucket")
@@ -309,17 +324,17 @@ def normalize(record: Any) -> tuple[int, dict[str, Any]]:
         "action": action,
         "outcome": "failure" if error_code else "success",
         "principal": _principal(ui),
-        "source_ip": record.get("sourceIPAddress") or "",
-        "user_agent": record.get("userAgent") or "",
-        "region": record.get("awsRegion") or "",
+        "source_ip": _text(record.get("sourceIPAddress")),
+        "user_agent": _text(record.get("userAgent")),
+        "region": _text(record.get("awsRegion")),
         "resources": _resources(record, params),
         "params": params,
         "read_only": _read_only(record.get("readOnly")),
-        "event_id": record.get("eventID") or "",
+        "event_id": _text(record.get("eventID")),
         "event_version": version,
-        "event_type": record.get("eventType") or "",
-        "event_category": record.get("eventCategory") or "",
-        "account": record.get("recipientAccountId") or "",
+        "event_type": _text(record.get("eventType")),
+        "event_category": _text(record.get("eventCategory")),
+        "account": _text(record.get("recipientAccountId")),
         "record": record,
     }
     if error_code:

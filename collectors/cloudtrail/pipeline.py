@@ -11,6 +11,7 @@ items carry the record as a ``CloudTrailEvent`` string.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ __all__ = [
     "FileResult",
     "read_records",
 ]
+
+log = logging.getLogger(__name__)
 
 MAX_ORIGINAL = 256 * 1024  # bytes of a broken file kept in its dead letter
 STAGE_READ = "cloudtrail.read"
@@ -148,7 +151,7 @@ class CloudTrailPipeline:
         self.node = node
         self.counts: dict[str, int] = {
             "files": 0, "records": 0, "envelopes": 0, "rejected_read": 0,
-            "rejected_record": 0,
+            "rejected_record": 0, "rejected_internal": 0,
         }
 
     def _envelope(self, item: Attributed) -> Envelope:
@@ -169,6 +172,7 @@ class CloudTrailPipeline:
         for index, record in enumerate(records):
             try:
                 ts, data = normalize(record)
+                attributed = process(ts, data)
             except RecordError as exc:
                 self.counts["rejected_record"] += 1
                 rej = Rejected(f"{name}: record {index}: {exc}", exc.field,
@@ -176,7 +180,15 @@ class CloudTrailPipeline:
                 result.dead_letters.append(
                     (key, dead_letter(rej, stage=STAGE_NORMALIZE, key=key)))
                 continue
-            for item in process(ts, data):
+            except Exception as exc:  # a shape nobody foresaw: never stop the file for it
+                self.counts["rejected_internal"] += 1
+                log.exception("%s: record %d broke the pipeline", name, index)
+                rej = Rejected(f"{name}: record {index}: internal error {exc!r}", "record",
+                               _dump(record), index)
+                result.dead_letters.append(
+                    (key, dead_letter(rej, stage=STAGE_NORMALIZE, key=key)))
+                continue
+            for item in attributed:
                 envelopes.append(self._envelope(item))
         result.records = len(records)
         self.counts["records"] += len(records)

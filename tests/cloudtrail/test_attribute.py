@@ -178,6 +178,19 @@ def test_assume_after_grace_is_too_late(pod_index: PodIndex) -> None:
     assert get.pod is None and get.data["attribution"]["reason"] == "assume_not_seen"
 
 
+def test_grace_release_skips_calls_already_released(pod_index: PodIndex) -> None:
+    att = CloudAttributor(pod_index, grace_s=600)
+    other = "ASIAOTHERKEY00000001"
+    feed(att, r.s3_get_object("2026-11-21T05:21:00Z", r.assumed_role(IRSA_KEY), "c", "a"),
+         r.s3_get_object("2026-11-21T05:29:00Z", r.assumed_role(other), "c", "b"))
+    feed(att, r.irsa_assume("2026-11-21T05:20:00Z", "support", "support-bot", IRSA_KEY))
+    assert att.held == 1
+    # 05:37 - 600 s = 05:27: the released 05:21 call is gone, the 05:29 one still waits
+    out = feed(att, r.node_role_call("2026-11-21T05:37:00Z"))
+    assert [i.data["action"] for i in out] == ["DescribeInstances"]
+    assert att.held == 1
+
+
 def test_held_calls_are_bounded(pod_index: PodIndex) -> None:
     att = CloudAttributor(pod_index, max_held=2)
     out = feed(att, *(

@@ -113,4 +113,4 @@ def test_pipeline_builds_envelopes_and_dead_letters(pod_index: PodIndex) -> None
     assert orjson.loads(letters[0]["original"])["eventID"] == "bad-version"
     assert letters[1]["field"] == "eventSource" and "required" in letters[1]["reason"]
     assert pipe.counts == {"files": 1, "records": 5, "envelopes": 3, "rejected_read": 0,
-                           "rejected_record": 2}
+                           "rejected_record": 2, "rejected_internal": 0}
