@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BY_AGENT",
     "CATALOGUE",
     "DEADLETTER",
     "PARTITIONS",
@@ -20,8 +21,10 @@ __all__ = [
     "RAW_L7",
     "RAW_TOPICS",
     "STORIES",
+    "WORKER_APP_ID",
     "TopicSpec",
     "by_name",
+    "changelog",
     "raw_topic_for",
 ]
 
@@ -67,8 +70,21 @@ DEADLETTER = TopicSpec(
     "input that broke the contract: reason, stage, origin and the original bytes",
 )
 
+BY_AGENT = TopicSpec(
+    "agentstory.internal.by-agent.v1", PARTITIONS, "agent", "delete", DAY_MS,
+    "internal: raw events re-framed per agent, for the per-agent baselines",
+)
+
 RAW_TOPICS = (RAW_KERNEL, RAW_L7, RAW_CLOUD)
-CATALOGUE = (*RAW_TOPICS, STORIES, PROFILES, DEADLETTER)
+CATALOGUE = (*RAW_TOPICS, STORIES, PROFILES, DEADLETTER, BY_AGENT)
+
+WORKER_APP_ID = "agentstory-stories"  # Faust app id: consumer group, changelog prefix
+
+
+def changelog(app_id: str, table: str) -> TopicSpec:
+    """The changelog Faust keeps for ``table``; created up front like every topic."""
+    return TopicSpec(f"{app_id}-{table}-changelog", PARTITIONS, "table key", "compact", -1,
+                     f"changelog of the {table} table of {app_id}")
 
 _BY_SOURCE = {"kernel": RAW_KERNEL, "l7": RAW_L7, "cloud": RAW_CLOUD}
 

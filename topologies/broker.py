@@ -8,15 +8,14 @@ module is not used at all.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 __all__ = ["BrokerError", "EmbeddedBroker", "tansu_binary"]
 
@@ -64,6 +63,7 @@ class EmbeddedBroker:
         self.port = port
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -77,11 +77,13 @@ class EmbeddedBroker:
                 f"--bootstrap-servers {self.host}:{self.port}"
             )
         url = f"tcp://{self.host}:{self.port}"
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        if self.log_path is not None:
+            self._log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -96,14 +98,16 @@ class EmbeddedBroker:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
@@ -113,9 +117,3 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    @staticmethod
-    def available() -> bool:
-        with contextlib.suppress(BrokerError):
-            return tansu_binary().exists() and shutil.which(str(tansu_binary())) is not None
-        return False

@@ -18,6 +18,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from streams.topics import WORKER_APP_ID
+
 __all__ = ["main"]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -91,11 +93,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.topics import CATALOGUE
     from topologies.worker import build_app, worker_topics
 
-    asyncio.run(ensure_topics(args.bootstrap_servers, [*CATALOGUE, *worker_topics()]))
+    asyncio.run(ensure_topics(args.bootstrap_servers,
+                              [*CATALOGUE, *worker_topics(args.app_id)]))
     asyncio.set_event_loop(asyncio.new_event_loop())
     settings = EngineSettings(learning_ns=int(args.learning_seconds * SECOND_NS),
                               min_events=args.min_events)
-    app = build_app(args.bootstrap_servers, settings=settings)
+    app = build_app(args.bootstrap_servers, settings=settings, app_id=args.app_id)
     from faust import Worker
 
     Worker(app, loglevel=args.log_level.upper(), quiet=True).execute_from_commandline()
@@ -143,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="event time each agent learns before it is judged (default 3600)")
     p.add_argument("--min-events", type=int, default=20,
                    help="execs an agent must have shown before it is judged (default 20)")
+    p.add_argument("--app-id", default=WORKER_APP_ID,
+                   help="Faust app id: consumer group and changelog prefix (default %(default)s)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("stories", help="read stories from the output topic")

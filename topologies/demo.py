@@ -21,13 +21,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
 
-__all__ = ["missing_requirements", "run_demo"]
+__all__ = ["ScenarioResult", "missing_requirements", "run_demo", "run_scenario"]
 
 log = logging.getLogger("agentstory.demo")
 
@@ -186,10 +187,23 @@ def _pod_uid(doc: dict[str, Any]) -> str:
     return str(doc["unmapped"]["agentstory"]["pod"]["uid"])
 
 
-async def _demo(args: argparse.Namespace, bootstrap: str, tmp: Path) -> int:
+@dataclass
+class ScenarioResult:
+    stories: list[dict[str, Any]]  # latest version of every story on the topic
+    benign: Any
+    compromised: Any
+    collector_stats: dict[str, int]
+    publisher_stats: dict[str, int]
+
+    def stories_of(self, pod: Any) -> list[dict[str, Any]]:
+        return [d for d in self.stories if _pod_uid(d) == pod.uid]
+
+
+async def run_scenario(bootstrap: str, tmp: Path, *, learning_s: float, min_events: int,
+                       timeout_s: float) -> ScenarioResult:
+    """Collector and worker up, the two pods play, the stories read back; all stopped."""
     from streams.admin import ensure_topics
     from streams.topics import CATALOGUE
-    from topologies.tail import render_story
     from topologies.worker import worker_topics
 
     await ensure_topics(bootstrap, [*CATALOGUE, *worker_topics()])
@@ -198,29 +212,38 @@ async def _demo(args: argparse.Namespace, bootstrap: str, tmp: Path) -> int:
     _say("loading the kernel collector (bcc: sched_process_exec, cgroup_mkdir …)")
     await collector.start()
     try:
-        with _worker(bootstrap, args.learning_seconds, args.min_events, tmp / "worker.log"):
+        with _worker(bootstrap, learning_s, min_events, tmp / "worker.log"):
             _say(f"worker started (log: {tmp / 'worker.log'}); pods: {good.namespace}/"
                  f"{good.name} and {bad.namespace}/{bad.name}")
             with good, bad:
-                _say(f"agents run their routine while learning ({args.learning_seconds:.0f}s "
+                _say(f"agents run their routine while learning ({learning_s:.0f}s "
                      "of event time)")
-                await _play(good, bad, args.learning_seconds)
+                await _play(good, bad, learning_s)
                 await asyncio.sleep(1.0)
                 await collector.publisher.flush()
                 _say("waiting for the story on agentstory.stories.v1")
-                stories = await _await_stories(bootstrap, bad.uid, args.timeout, settle_s=3.0)
+                stories = await _await_stories(bootstrap, bad.uid, timeout_s, settle_s=3.0)
     finally:
         await collector.stop()
-    print(f"    collector: {collector.collector.stats}")
-    print(f"    publisher: {collector.publisher.stats.as_dict()}")
-    for doc in stories:
+    return ScenarioResult(stories, good, bad, collector.collector.stats,
+                          collector.publisher.stats.as_dict())
+
+
+async def _demo(args: argparse.Namespace, bootstrap: str, tmp: Path) -> int:
+    from topologies.tail import render_story
+
+    result = await run_scenario(bootstrap, tmp, learning_s=args.learning_seconds,
+                                min_events=args.min_events, timeout_s=args.timeout)
+    print(f"    collector: {result.collector_stats}")
+    print(f"    publisher: {result.publisher_stats}")
+    for doc in result.stories:
         print()
         print(render_story(doc))
-    ours = [d for d in stories if _pod_uid(d) == bad.uid]
-    others = [d for d in stories if _pod_uid(d) == good.uid]
+    good, bad = result.benign, result.compromised
+    ours, others = result.stories_of(bad), result.stories_of(good)
     print()
-    if ours and not others:
-        _say(f"OK: {len(ours)} story for {bad.namespace}/{bad.name}, none for "
+    if len(ours) == 1 and not others:
+        _say(f"OK: 1 story for {bad.namespace}/{bad.name}, none for "
              f"{good.namespace}/{good.name}")
         return 0
     _say(f"FAILED: {len(ours)} stories for the compromised pod (want 1), {len(others)} for "

@@ -26,25 +26,28 @@ import orjson
 from streams.content import DetectionContent, load_content
 from streams.detect import AgentState, EngineSettings, StoryEngine, agent_of_event
 from streams.events import Envelope, Rejected, dead_letter, decode_frame, encode_frame
-from streams.topics import DEADLETTER, PARTITIONS, PROFILES, RAW_TOPICS, STORIES, TopicSpec
+from streams.topics import (
+    BY_AGENT,
+    DEADLETTER,
+    PARTITIONS,
+    PROFILES,
+    RAW_TOPICS,
+    STORIES,
+    WORKER_APP_ID,
+    TopicSpec,
+    changelog,
+)
 
-__all__ = ["APP_ID", "BY_AGENT", "WorkerStats", "build_app", "worker_topics"]
+__all__ = ["STATE_TABLE", "WorkerStats", "build_app", "worker_topics"]
 
 log = logging.getLogger(__name__)
 
-APP_ID = "agentstory-stories"
-BY_AGENT = TopicSpec(
-    "agentstory.internal.by-agent.v1", PARTITIONS, "agent", "delete", 24 * 3600 * 1000,
-    "raw events re-framed per agent, for the per-agent baselines",
-)
 STATE_TABLE = "agent_state"
 
 
-def worker_topics(app_id: str = APP_ID) -> list[TopicSpec]:
+def worker_topics(app_id: str = WORKER_APP_ID) -> list[TopicSpec]:
     """Topics the worker needs beyond the catalogue, to create before Faust starts."""
-    changelog = TopicSpec(f"{app_id}-{STATE_TABLE}-changelog", PARTITIONS, "agent",
-                          "compact", -1, "changelog of the per-agent state table")
-    return [BY_AGENT, changelog]
+    return [changelog(app_id, STATE_TABLE)]
 
 
 @dataclass
@@ -67,7 +70,7 @@ def group_by_agent(events: Iterable[Envelope]) -> dict[str, list[Envelope]]:
 
 def build_app(
     bootstrap_servers: str, *, settings: EngineSettings | None = None,
-    content: DetectionContent | None = None, app_id: str = APP_ID,
+    content: DetectionContent | None = None, app_id: str = WORKER_APP_ID,
 ) -> faust.App:
     app = faust.App(
         app_id,

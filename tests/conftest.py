@@ -1,0 +1,94 @@
+"""Shared fixtures: one embedded broker per test session, with the catalogue created."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from streams.admin import ensure_topics
+from streams.topics import CATALOGUE
+from topologies.broker import BrokerError, EmbeddedBroker, free_port
+from topologies.worker import worker_topics
+
+
+def needs_root_reason() -> str | None:
+    """Why root-only kernel tests cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "needs root to load eBPF programs and make cgroups (CI runs as root)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a running tansu broker with every catalogue topic created.
+
+    Set AGENTSTORY_TEST_BOOTSTRAP to run the Kafka tests against another broker.
+    """
+    external = os.environ.get("AGENTSTORY_TEST_BOOTSTRAP")
+    if external:
+        asyncio.run(ensure_topics(external, [*CATALOGUE, *worker_topics()]))
+        yield external
+        return
+    log = Path(tmp_path_factory.mktemp("broker")) / "tansu.log"
+    try:
+        broker = EmbeddedBroker(port=free_port(), log_path=log).start()
+    except BrokerError as exc:
+        pytest.fail(f"embedded broker did not start: {exc}")
+    try:
+        asyncio.run(ensure_topics(broker.bootstrap_servers, [*CATALOGUE, *worker_topics()]))
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@contextlib.contextmanager
+def running_worker(bootstrap: str, log_dir: Path, *, learning_seconds: float = 4.0,
+                   min_events: int = 4) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``agentstory worker`` process with its own consumer group."""
+    app_id = f"agentstory-test-{uuid.uuid4().hex[:8]}"
+    log = log_dir / f"{app_id}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "topologies.cli", "worker", "--bootstrap-servers", bootstrap,
+             "--app-id", app_id, "--learning-seconds", str(learning_seconds),
+             "--min-events", str(min_events), "--log-level", "warning"],
+            stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    if proc.returncode not in (0, -signal.SIGTERM):
+        print(log.read_text()[-4000:])
+
+
+async def collect(bootstrap: str, topics: list[str], until: Callable[[list[Any]], bool], *,
+                  timeout_s: float = 90.0) -> list[Any]:
+    """Messages of ``topics`` from the beginning, until ``until(messages)`` or the timeout."""
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    messages: list[Any] = []
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        while not until(messages) and asyncio.get_running_loop().time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                messages.extend(batch)
+    finally:
+        await consumer.stop()
+    return messages

@@ -1,0 +1,71 @@
+"""The Faust worker against the real broker: bad input goes to the dead-letter topic with
+its reason, and the worker goes on to produce stories from the good input after it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streams.events import Envelope, Pod, Proc, encode_frame
+from streams.ocsf import validate_detection_finding
+from streams.topics import DEADLETTER, RAW_KERNEL, STORIES
+from tests.conftest import collect, running_worker
+
+pytestmark = pytest.mark.kafka
+SECOND = 1_000_000_000
+
+
+def execs(pod: Pod, t0: int, exes: list[str]) -> bytes:
+    return encode_frame(
+        Envelope("process.exec", t0 + i * SECOND, "node-a", "kernel", {"argv": [exe]}, pod=pod,
+                 proc=Proc(pid=100 + i, ppid=1, comm=exe.rsplit("/", 1)[-1], exe=exe))
+        for i, exe in enumerate(exes))
+
+
+async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    pod = Pod(uid=f"pod-{tag}", namespace="t", name=f"bot-{tag}", agent=f"t/Deployment/{tag}")
+    t0 = time.time_ns()
+    not_json = b'[{"v": 1, "kind": "process.exec"'
+    bad_field = orjson.dumps([{"v": 1, "kind": "process.exec", "ts": "noon", "node": "n",
+                               "source": "kernel", "pod": {"uid": pod.uid}}])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        key = pod.uid.encode()
+        await producer.send_and_wait(RAW_KERNEL.name, not_json, key=key)
+        await producer.send_and_wait(RAW_KERNEL.name, bad_field, key=key)
+        routine = ["/usr/bin/python3", "/usr/bin/ls"] * 3
+        await producer.send_and_wait(RAW_KERNEL.name, execs(pod, t0, routine), key=key)
+        await producer.send_and_wait(
+            RAW_KERNEL.name, execs(pod, t0 + 10 * SECOND, ["/bin/sh"]), key=key)
+    finally:
+        await producer.stop()
+
+    def ours(messages: list) -> tuple[list, list]:
+        dead = [orjson.loads(m.value) for m in messages
+                if m.topic == DEADLETTER.name and m.key == pod.uid.encode()]
+        stories = [orjson.loads(m.value) for m in messages if m.topic == STORIES.name and
+                   orjson.loads(m.value)["unmapped"]["agentstory"]["pod"]["uid"] == pod.uid]
+        return dead, stories
+
+    with running_worker(kafka_bootstrap, tmp_path) as worker:
+        messages = await collect(
+            kafka_bootstrap, [DEADLETTER.name, STORIES.name],
+            lambda ms: len(ours(ms)[0]) >= 2 and len(ours(ms)[1]) >= 1)
+        assert worker.poll() is None, "the worker died on input"
+    dead, stories = ours(messages)
+    assert sorted(d["field"] for d in dead) == ["frame", "ts"]
+    by_field = {d["field"]: d for d in dead}
+    assert by_field["frame"]["reason"].startswith("not JSON")
+    assert by_field["frame"]["original"] == not_json.decode()
+    assert by_field["ts"]["stage"] == "decode" and by_field["ts"]["topic"] == RAW_KERNEL.name
+    [story] = stories
+    assert validate_detection_finding(story) == []
+    assert story["unmapped"]["agentstory"]["chain"][0]["evidence"]["exe"] == "/bin/sh"
