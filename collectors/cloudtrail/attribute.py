@@ -84,6 +84,7 @@ class Identity:
     role_arn: str = ""
     assume_event_id: str = ""
     chained: bool = False  # issued by an AssumeRole made with a pod's key
+    inferred: str = ""  # "role": no assume event seen; the role has one service account
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +136,9 @@ class CloudAttributor:
         Role names or ARNs of node instance roles (besides sessions named ``i-…``).
     default_ttl_s
         Lifetime of a key whose expiration is unreadable (12 h: the STS maximum).
+    max_roles
+        Roles remembered with the service accounts that assumed them (the fallback
+        for calls whose assume event never came).
     """
 
     def __init__(
@@ -146,6 +150,7 @@ class CloudAttributor:
         max_held: int = 10_000,
         node_roles: Iterable[str] = (),
         default_ttl_s: float = 43_200.0,
+        max_roles: int = 10_000,
     ) -> None:
         self.pods = pods
         self.grace_s = grace_s
@@ -153,6 +158,7 @@ class CloudAttributor:
         self.max_held = max_held
         self.node_roles = frozenset(node_roles)
         self.default_ttl_s = default_ttl_s
+        self.max_roles = max_roles
         self._grace_ns = int(grace_s * _NS)
         self._keys: OrderedDict[str, Identity] = OrderedDict()
         self._expiry: list[tuple[int, str]] = []
@@ -163,6 +169,8 @@ class CloudAttributor:
         self._watermark = 0
         self._counts = _Counts()
         self._sa_cache: dict[tuple[str, str], tuple[Pod | None, list[str]]] = {}
+        # role ARN → the (method, namespace, service account) seen assuming it
+        self._roles: OrderedDict[str, list[list[str]]] = OrderedDict()
         if pods is not None and hasattr(pods, "on_change"):
             pods.on_change(lambda _change, _pod: self._sa_cache.clear())
 
@@ -197,6 +205,7 @@ class CloudAttributor:
         assumed = self._assume(ts, data)
         if assumed is not None:
             ident, key = assumed
+            self._learn_role(ident)
             out.append(self._attribute(ts, data, ident))
             if key:
                 self._learn(key, ident)
@@ -214,7 +223,7 @@ class CloudAttributor:
         for _, _, item in sorted(self._held_heap, key=lambda e: (e[0], e[1])):
             if not item.done:
                 item.done = True
-                out.append(self._unattributed(item.ts, item.data, "assume_not_seen"))
+                out.append(self._give_up(item.ts, item.data, "assume_not_seen"))
         self._held.clear()
         self._held_heap.clear()
         self._held_n = 0
@@ -330,7 +339,7 @@ class CloudAttributor:
         while self._held_n > self.max_held:
             oldest = self._pop_held()
             if oldest is not None:
-                out.append(self._unattributed(oldest.ts, oldest.data, "held_overflow"))
+                out.append(self._give_up(oldest.ts, oldest.data, "held_overflow"))
         if len(self._held_heap) > 4 * max(self.max_held, 1024):
             self._held_heap = [e for e in self._held_heap if not e[2].done]
             heapq.heapify(self._held_heap)
@@ -359,7 +368,7 @@ class CloudAttributor:
         out: list[Attributed] = []
         limit = self._watermark - self._grace_ns
         while (item := self._pop_held(before=limit)) is not None:
-            out.append(self._unattributed(item.ts, item.data, "assume_not_seen"))
+            out.append(self._give_up(item.ts, item.data, "assume_not_seen"))
         return out
 
     def _release_key(self, key: str, ident: Identity) -> list[Attributed]:
@@ -393,6 +402,39 @@ class CloudAttributor:
                 del self._keys[key]
                 self._counts.add("keys_expired")
 
+    # -- when the assume event never came: what the role says ------------------------------
+    def _learn_role(self, ident: Identity) -> None:
+        if not ident.role_arn or not ident.service_account or ident.chained:
+            return
+        entry = [ident.method, ident.namespace, ident.service_account]
+        seen = self._roles.get(ident.role_arn)
+        if seen is None:
+            self._roles[ident.role_arn] = [entry]
+            while len(self._roles) > self.max_roles:
+                self._roles.popitem(last=False)
+        elif entry not in seen and len(seen) < 2:
+            seen.append(entry)  # two is enough to know the role is shared
+        self._roles.move_to_end(ident.role_arn)
+
+    def _give_up(self, ts: int, data: dict[str, Any], reason: str) -> Attributed:
+        """A held call whose assume event did not come. If its role has only ever been
+        assumed by one service account (an IRSA session must also carry the OIDC
+        provider in ``webIdFederationData``), attribute it to that service account,
+        marked ``inferred``, and remember the key; else release it unattributed."""
+        principal = data["principal"]
+        seen = self._roles.get(principal.get("role_arn", ""))
+        if seen is not None and len(seen) == 1:
+            method, namespace, service_account = seen[0]
+            if method != "irsa" or principal.get("web_identity_provider"):
+                ident = Identity(
+                    method, ts + int(self.default_ttl_s * _NS), namespace=namespace,
+                    service_account=service_account, role_arn=principal["role_arn"],
+                    inferred="role")
+                self._learn(principal["access_key_id"], ident)
+                self._counts.add("inferred_from_role")
+                return self._attribute_call(ts, data, ident)
+        return self._unattributed(ts, data, reason)
+
     # -- building results -------------------------------------------------------------------
     def _attribute_call(
         self, ts: int, data: dict[str, Any], ident: Identity, *, held: bool = False,
@@ -413,6 +455,8 @@ class CloudAttributor:
                 attribution[name] = value
         if ident.chained:
             attribution["chained"] = True
+        if ident.inferred:
+            attribution["inferred"] = ident.inferred
         if len(candidates) > 1:
             attribution["candidates"] = candidates
             self._counts.add("pod_ambiguous")
@@ -474,6 +518,7 @@ class CloudAttributor:
             "watermark": self._watermark,
             "keys": [[k, ident.to_dict()] for k, ident in self._keys.items()],
             "held": [[item.ts, item.key, item.data] for _, _, item in held],
+            "roles": [[role, seen] for role, seen in self._roles.items()],
         }
 
     def restore(self, doc: Mapping[str, Any] | None) -> None:
@@ -497,6 +542,7 @@ class CloudAttributor:
             self._held_heap.append((item.ts, self._seq, item))
             self._held_n += 1
         heapq.heapify(self._held_heap)
+        self._roles = OrderedDict((role, seen) for role, seen in doc.get("roles", []))
 
 
 def _tags(value: Any) -> dict[str, str]:

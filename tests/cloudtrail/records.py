@@ -124,9 +124,11 @@ def pod_identity_assume(event_time: str, pod_uid: str, pod_name: str, namespace:
 
 
 def assumed_role(access_key: str, role: str = "agent-role",
-                 session: str = "botocore-session-1795238539") -> dict[str, Any]:
-    """userIdentity of a call signed with temporary role credentials."""
-    return {
+                 session: str = "botocore-session-1795238539", *,
+                 web_identity: bool = False) -> dict[str, Any]:
+    """userIdentity of a call signed with temporary role credentials (``web_identity``:
+    from AssumeRoleWithWebIdentity, as IRSA sessions are)."""
+    identity = {
         "type": "AssumedRole",
         "principalId": f"AROAEXAMPLEROLEID1234:{session}",
         "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}",
@@ -141,6 +143,10 @@ def assumed_role(access_key: str, role: str = "agent-role",
             "attributes": {"creationDate": "2026-11-21T05:20:00Z", "mfaAuthenticated": "false"},
         },
     }
+    if web_identity:
+        identity["sessionContext"]["webIdFederationData"] = {  # type: ignore[index]
+            "federatedProvider": OIDC_PROVIDER, "attributes": {}}
+    return identity
 
 
 def api_call(event_time: str, identity: dict[str, Any], source: str, name: str,

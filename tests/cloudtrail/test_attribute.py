@@ -271,6 +271,8 @@ def test_snapshot_restore_keeps_keys_and_held_calls(pod_index: PodIndex) -> None
     again = CloudAttributor(pod_index)
     again.restore(doc)
     assert again.held == 1 and again.watermark == att.watermark
+    assert again.snapshot()["roles"] == att.snapshot()["roles"] == [
+        [f"arn:aws:iam::{r.ACCOUNT}:role/agent-role", [["irsa", "support", "support-bot"]]]]
     (call,) = feed(again, r.s3_get_object("2026-11-21T05:22:00Z", r.assumed_role(IRSA_KEY),
                                           "b", "k"))
     assert call.data["attribution"]["method"] == "irsa"
@@ -286,3 +288,43 @@ def test_drain_releases_everything_held(pod_index: PodIndex) -> None:
     (item,) = att.drain()
     assert item.data["attribution"]["reason"] == "assume_not_seen"
     assert att.held == 0 and att.drain() == []
+
+
+def test_missing_assume_falls_back_to_the_roles_only_service_account(
+        pod_index: PodIndex) -> None:
+    att = CloudAttributor(pod_index, grace_s=60)
+    fresh = "ASIAFRESHKEYNOASSUME"
+    feed(att, r.irsa_assume("2026-11-21T05:20:00Z", "support", "support-bot", IRSA_KEY))
+    # a new key of the same role whose assume event is not in the logs we read
+    held = feed(att, r.s3_get_object("2026-11-21T05:21:00Z",
+                                     r.assumed_role(fresh, web_identity=True), "c", "x"))
+    assert held == []
+    out = feed(att, r.node_role_call("2026-11-21T05:23:00Z"))
+    get = next(i for i in out if i.data["action"] == "GetObject")
+    assert get.pod is not None and get.pod.uid == SUPPORT_UID_A
+    assert get.data["attribution"]["inferred"] == "role"
+    assert get.data["attribution"]["service_account"] == "support/support-bot"
+    # the key is now known: the next call is not held
+    (nxt,) = feed(att, r.s3_get_object("2026-11-21T05:24:00Z",
+                                       r.assumed_role(fresh, web_identity=True), "c", "y"))
+    assert nxt.data["attribution"]["inferred"] == "role"
+    assert att.counts["inferred_from_role"] == 1
+
+
+def test_no_inference_for_shared_roles_or_non_web_identity_sessions(
+        pod_index: PodIndex) -> None:
+    att = CloudAttributor(pod_index, grace_s=60)
+    feed(att, r.irsa_assume("2026-11-21T05:20:00Z", "support", "support-bot", IRSA_KEY))
+    # same role, no webIdFederationData: could be anyone allowed to assume it
+    feed(att, r.s3_get_object("2026-11-21T05:21:00Z", r.assumed_role("ASIAHUMANKEY00000001"),
+                              "c", "x"))
+    # a second service account on the same role: shared, no guess
+    feed(att, r.irsa_assume("2026-11-21T05:21:10Z", "rag", "rag", "ASIARAGKEY0000000001"))
+    feed(att, r.s3_get_object("2026-11-21T05:21:20Z",
+                              r.assumed_role("ASIAFRESHKEYNOASSUME", web_identity=True),
+                              "c", "y"))
+    out = feed(att, r.node_role_call("2026-11-21T05:25:00Z"))
+    gets = [i for i in out if i.data["action"] == "GetObject"]
+    assert len(gets) == 2
+    assert all(i.pod is None and i.data["attribution"]["reason"] == "assume_not_seen"
+               for i in gets)
