@@ -39,7 +39,8 @@ def parse_content(specs: list[str] | None, max_chars: int) -> ContentPolicy:
             if not sep or family not in _FAMILIES or mode not in MODES:
                 raise argparse.ArgumentTypeError(
                     f"--content {item!r}: expected <{'|'.join(_FAMILIES)}>="
-                    f"<{'|'.join(sorted(MODES))}>")
+                    f"<{'|'.join(sorted(MODES))}>"
+                )
             values[family] = mode
     return ContentPolicy(**values)
 
@@ -47,36 +48,82 @@ def parse_content(specs: list[str] | None, max_chars: int) -> ContentPolicy:
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the L7 collector's own flags to the ``collect l7`` subcommand."""
     group = parser.add_argument_group("L7 capture")
-    group.add_argument("--max-capture", type=int, default=128 * 1024, metavar="BYTES",
-                       help="plaintext bytes captured per SSL call; the rest is counted "
-                            "as truncated (default 131072)")
-    group.add_argument("--chunk-size", type=int, default=4096, metavar="BYTES",
-                       help="bytes per ring-buffer record, a power of two (default 4096)")
-    group.add_argument("--ringbuf-pages", type=int, default=1024,
-                       help="ring buffer size in pages, a power of two (default 1024)")
-    group.add_argument("--include-host", action="store_true",
-                       help="capture every process, not only pod cgroups (debugging)")
-    group.add_argument("--libssl", action="append", default=[], metavar="PATH",
-                       help="also probe this libssl at start (repeatable); pod "
-                            "libraries are found in /proc/<pid>/maps")
-    group.add_argument("--content", action="append", default=[], metavar="FAMILY=MODE",
-                       help="prompts|tool_arguments|tool_results = keep|hash|drop "
-                            "(repeatable or comma-separated; default keep)")
-    group.add_argument("--max-chars", type=int, default=4096,
-                       help="cap on each kept prompt/tool string (default 4096)")
-    group.add_argument("--rescan-interval", type=float, default=1.0, metavar="SECONDS",
-                       help="how often pod cgroups and their libssl copies are rescanned")
-    group.add_argument("--stats-interval", type=float, default=60.0, metavar="SECONDS",
-                       help="how often a collector.stats event is published (0: never)")
-    group.add_argument("--cgroup-root", default=None,
-                       help="cgroup v2 mount (default: found in /proc/self/mountinfo)")
+    group.add_argument(
+        "--max-capture",
+        type=int,
+        default=128 * 1024,
+        metavar="BYTES",
+        help="plaintext bytes captured per SSL call; the rest is counted "
+        "as truncated (default 131072)",
+    )
+    group.add_argument(
+        "--chunk-size",
+        type=int,
+        default=4096,
+        metavar="BYTES",
+        help="bytes per ring-buffer record, a power of two (default 4096)",
+    )
+    group.add_argument(
+        "--ringbuf-pages",
+        type=int,
+        default=4096,
+        help="ring buffer size in pages, a power of two (default 4096: "
+        "16 MiB; bursts of large bodies overflow smaller ones)",
+    )
+    group.add_argument(
+        "--include-host",
+        action="store_true",
+        help="capture every process, not only pod cgroups (debugging)",
+    )
+    group.add_argument(
+        "--libssl",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also probe this libssl at start (repeatable); pod "
+        "libraries are found in /proc/<pid>/maps",
+    )
+    group.add_argument(
+        "--content",
+        action="append",
+        default=[],
+        metavar="FAMILY=MODE",
+        help="prompts|tool_arguments|tool_results = keep|hash|drop "
+        "(repeatable or comma-separated; default keep)",
+    )
+    group.add_argument(
+        "--max-chars",
+        type=int,
+        default=4096,
+        help="cap on each kept prompt/tool string (default 4096)",
+    )
+    group.add_argument(
+        "--rescan-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often pod cgroups and their libssl copies are rescanned",
+    )
+    group.add_argument(
+        "--stats-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how often a collector.stats event is published (0: never)",
+    )
+    group.add_argument(
+        "--cgroup-root",
+        default=None,
+        help="cgroup v2 mount (default: found in /proc/self/mountinfo)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
     level = getattr(args, "log_level", None) or "INFO"
-    logging.basicConfig(level=str(level).upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=str(level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         policy = parse_content(args.content, args.max_chars)
     except (argparse.ArgumentTypeError, ValueError) as exc:
@@ -100,27 +147,37 @@ async def _main(args: argparse.Namespace, policy: ContentPolicy) -> int:
     index = PodIndex()
     source = make_pod_source(args.pods_file, args.node)
     source.load(index)
-    source_thread = threading.Thread(target=source.run, args=(index,), name="pod-source",
-                                     daemon=True)
+    source_thread = threading.Thread(
+        target=source.run, args=(index,), name="pod-source", daemon=True
+    )
     source_thread.start()
     resolver = CgroupResolver(Path(args.cgroup_root) if args.cgroup_root else None)
     attributor = Attributor(index, resolver)
     publisher = FramePublisher(args.bootstrap_servers, client_id=f"agentstory-l7-{args.node}")
-    probes = SslProbes(max_capture=args.max_capture, chunk_size=args.chunk_size,
-                       ringbuf_pages=args.ringbuf_pages, include_host=args.include_host)
+    probes = SslProbes(
+        max_capture=args.max_capture,
+        chunk_size=args.chunk_size,
+        ringbuf_pages=args.ringbuf_pages,
+        include_host=args.include_host,
+    )
     for path in args.libssl:
         log.info("probing %s: %s", path, probes.attach_library(path))
-    capture = Capture(L7Parser(policy), node=args.node, attribute=attributor.pod_for_cgroup,
-                      emit=publisher.submit, max_capture=args.max_capture)
-    collector = TlsCollector(probes, capture, PodProcesses(resolver),
-                             rescan_s=args.rescan_interval)
+    capture = Capture(
+        L7Parser(policy),
+        node=args.node,
+        attribute=attributor.pod_for_cgroup,
+        emit=publisher.submit,
+        max_capture=args.max_capture,
+    )
+    collector = TlsCollector(probes, capture, PodProcesses(resolver), rescan_s=args.rescan_interval)
 
     def stats_event() -> Envelope:
         snap = collector.snapshot()
         snap["attribution"] = dict(attributor.counts)
         snap["publish"] = publisher.stats.as_dict()
-        return Envelope(kind="collector.stats", ts=time.time_ns(), node=args.node,
-                        source="l7", data=snap)
+        return Envelope(
+            kind="collector.stats", ts=time.time_ns(), node=args.node, source="l7", data=snap
+        )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

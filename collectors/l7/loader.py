@@ -47,8 +47,12 @@ class SslProbes:
     (bytes per ring-buffer record, a power of two) become ``-D`` defines."""
 
     def __init__(
-        self, *, max_capture: int = 128 * 1024, chunk_size: int = 4096,
-        ringbuf_pages: int = 1024, include_host: bool = False,
+        self,
+        *,
+        max_capture: int = 128 * 1024,
+        chunk_size: int = 4096,
+        ringbuf_pages: int = 4096,
+        include_host: bool = False,
     ) -> None:
         from bcc import BPF  # imported here so that the pure modules never need bcc
 
@@ -62,7 +66,9 @@ class SslProbes:
         self.chunk_size = chunk_size
         self.include_host = include_host
         cflags = [
-            f"-I{HERE}", f"-DMAX_CAPTURE={max_capture}", f"-DCHUNK_SIZE={chunk_size}",
+            f"-I{HERE}",
+            f"-DMAX_CAPTURE={max_capture}",
+            f"-DCHUNK_SIZE={chunk_size}",
             f"-DRINGBUF_PAGES={ringbuf_pages}",
         ]
         if include_host:
@@ -163,8 +169,13 @@ class TlsCollector:
     """
 
     def __init__(
-        self, probes: SslProbes, capture: Capture, pods: PodProcesses, *,
-        rescan_s: float = 1.0, poll_ms: int = 100,
+        self,
+        probes: SslProbes,
+        capture: Capture,
+        pods: PodProcesses,
+        *,
+        rescan_s: float = 1.0,
+        poll_ms: int = 100,
     ) -> None:
         self.probes = probes
         self.capture = capture
@@ -236,8 +247,10 @@ class TlsCollector:
         """Every counter, for logs and the collector.stats event."""
         parser_stats = dict(getattr(self.capture.parser, "stats", {}))
         return {
-            "kernel": self.probes.counters(), "capture": dict(self.capture.stats),
-            "parser": parser_stats, "collector": dict(self.stats),
+            "kernel": self.probes.counters(),
+            "capture": dict(self.capture.stats),
+            "parser": parser_stats,
+            "collector": dict(self.stats),
             "libraries": sorted(self.probes.libraries),
             "watched_cgroups": len(self.probes.watched),
             "connections": self.capture.connections,

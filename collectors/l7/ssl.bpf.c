@@ -21,7 +21,7 @@
 #include "ssl_event.h"
 
 #ifndef RINGBUF_PAGES
-#define RINGBUF_PAGES 1024  /* 4 MiB with 4 KiB pages; must be a power of two */
+#define RINGBUF_PAGES 4096  /* 16 MiB with 4 KiB pages; must be a power of two */
 #endif
 
 _Static_assert(sizeof(struct ssl_chunk_hdr) == 88, "ssl_chunk_hdr layout (chunks.py)");

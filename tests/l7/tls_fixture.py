@@ -111,6 +111,7 @@ def _stream_events(model: str) -> list[dict[str, Any]]:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
