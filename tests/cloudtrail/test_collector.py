@@ -4,6 +4,7 @@ isolation, and the CLI wiring (``configure``/``run``) on a directory."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gzip
 import os
 from pathlib import Path
@@ -204,3 +205,25 @@ async def test_cli_run_on_a_directory(tmp_path: Path, pods_file: Path) -> None:
     sink2 = MemorySink()
     assert await cli._run(args, sink2) == 0
     assert sink2.envelopes == [] and sink2.dead_letters == []
+
+
+async def test_follow_picks_up_new_files_and_keeps_held_calls(
+        tmp_path: Path, pod_index: PodIndex) -> None:
+    root = tmp_path / "trail"
+    root.mkdir()
+    cp = tmp_path / "cp.json"
+    sink = MemorySink()
+    col = collector(root, pod_index, sink, cp)
+    task = asyncio.create_task(col.run(follow=True, poll_s=0.01))
+    write(root / "01.json.gz", [
+        r.s3_get_object("2026-11-21T05:21:00Z", r.assumed_role(PI_KEY), "b", "held"),
+        r.iam_create_access_key("2026-11-21T05:21:10Z", r.iam_user())])
+    for _ in range(1000):
+        if sink.envelopes:
+            break
+        await asyncio.sleep(0.01)
+    col.stop()
+    await asyncio.wait_for(task, 30)
+    # the IAM user's call went out; the held one stays held (saved, not drained)
+    assert [e.data["action"] for e in sink.envelopes] == ["CreateAccessKey"]
+    assert len(orjson.loads(cp.read_bytes())["attributor"]["held"]) == 1
