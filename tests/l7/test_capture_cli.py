@@ -1,0 +1,95 @@
+"""``agentstory collect l7`` as operators run it: a separate process, a pods file, the
+broker; SIGTERM drains the ring buffer, flushes the parser and the publisher, exits 0."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from collectors.cgroups import find_cgroup2_mount
+from streams.events import decode_frame
+
+from .test_capture_e2e import _read_topic
+from .test_capture_live import pytestmark as _live_marks
+from .tls_fixture import (
+    TOOL_STREAMED,
+    KubeCgroup,
+    TlsServer,
+    finish_agent,
+    kube_cgroup,
+    make_cert,
+    pod_manifest,
+    start_agent,
+)
+
+pytestmark = [*_live_marks, pytest.mark.kafka, pytest.mark.e2e]
+
+
+@pytest.fixture()
+def pod_cgroup() -> Iterator[KubeCgroup]:
+    with kube_cgroup(find_cgroup2_mount()) as cg:
+        yield cg
+
+
+async def test_collect_l7_command_publishes_and_stops_cleanly_on_sigterm(
+    kafka_bootstrap: str, pod_cgroup: KubeCgroup, tmp_path: Path,
+) -> None:
+    node = f"cli-node-{uuid.uuid4().hex[:8]}"
+    cert, key = make_cert(tmp_path)
+    server = TlsServer(cert, key)
+    api_key = f"sk-test-{uuid.uuid4().hex}"
+    pods_file = tmp_path / "pods.yaml"
+    pods_file.write_text(yaml.safe_dump(pod_manifest(
+        pod_cgroup.pod_uid, "support-bot-7d9f8c-cli01", pod_cgroup.container_id, node)))
+    agent = start_agent(server.url, cert, api_key, "gpt-4o-mini")
+    pod_cgroup.add(agent.pid)
+    log = tmp_path / "collector.log"
+    with log.open("wb") as log_fh:
+        collector = subprocess.Popen(
+            [sys.executable, "-c", "from topologies.cli import main; raise SystemExit(main())",
+             "collect", "l7", "--bootstrap-servers", kafka_bootstrap, "--node", node,
+             "--pods-file", str(pods_file), "--log-level", "info", "--rescan-interval",
+             "0.2", "--stats-interval", "0", "--content", "prompts=hash"],
+            stdout=log_fh, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while b"l7 collector on" not in log.read_bytes():
+            assert collector.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        finish_agent(agent)
+        collector.send_signal(signal.SIGTERM)
+        assert collector.wait(timeout=60) == 0, log.read_text()
+    finally:
+        server.close()
+        for proc in (agent, collector):
+            if proc.poll() is None:
+                proc.kill()
+
+    records = await _read_topic(kafka_bootstrap)
+    events = [e for k, v in records if k == pod_cgroup.pod_uid.encode()
+              for e in decode_frame(v).events]
+    kinds = {e.kind for e in events}
+    assert {"llm.request", "llm.tool_call", "mcp.call"} <= kinds, kinds
+    assert any(TOOL_STREAMED.encode() in orjson.dumps(e.data) for e in events)
+    assert all(e.node == node and e.pod is not None
+               and e.pod.agent == "support/Deployment/support-bot" for e in events)
+    # --content prompts=hash: the user's words are not in the request event
+    requests = [e for e in events if e.kind == "llm.request"]
+    assert requests and not any(b"weather in Paris" in orjson.dumps(e.data) for e in requests)
+    stats = [e for k, v in records if k == f"node/{node}".encode()
+             for e in decode_frame(v).events if e.kind == "collector.stats"]
+    assert stats and stats[-1].data["kernel"]["lost"] == 0
+    assert stats[-1].data["capture"]["emitted"] == len(events)
+    for _key, value in records:
+        assert api_key.encode() not in value
