@@ -180,3 +180,63 @@ def test_pod_agent_is_captured_and_host_process_is_not(
     assert abs(emitted[0].ts - time.time_ns()) < 3600 * 10**9
     assert kernel["lost"] == 0 and kernel["truncated"] == 0 and kernel["read_failures"] == 0
     assert kernel["chunks"] == len(parser.seen)
+
+
+# A request body far above --max-capture, then a small request on the same keep-alive
+# connection: the truncated tail is counted, and the next request still parses.
+BIG_THEN_SMALL = r'''
+import http.client, json, ssl, sys
+base, cafile = sys.argv[1:3]
+ctx = ssl.create_default_context(cafile=cafile)
+print("ready", flush=True)
+sys.stdin.readline()
+host, port = base.split("://")[1].split(":")
+conn = http.client.HTTPSConnection(host, int(port), context=ctx)
+for model, size in (("gpt-big", 300_000), ("gpt-after-gap", 10)):
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "x" * size}]})
+    conn.request("POST", "/v1/chat/completions", body=body,
+                 headers={"Content-Type": "application/json", "Authorization": "Bearer k"})
+    conn.getresponse().read()
+print("done", flush=True)
+'''
+
+
+def test_truncated_call_is_counted_and_the_connection_stays_in_step(
+    tls_server: tuple[TlsServer, Path], pod_cgroup: KubeCgroup,
+) -> None:
+    import subprocess
+    import sys
+
+    from collectors.l7.loader import SslProbes, TlsCollector
+    from collectors.l7.parser import L7Parser
+
+    server, cafile = tls_server
+    emitted: list[Envelope] = []
+    capture = Capture(L7Parser(), node="test-node", emit=emitted.append,
+                      attribute=lambda _cg: None, max_capture=16 * 1024)
+    probes = SslProbes(max_capture=16 * 1024)
+    collector = TlsCollector(probes, capture, PodProcesses(CgroupResolver(pod_cgroup.root)),
+                             rescan_s=0.1)
+    agent = subprocess.Popen([sys.executable, "-c", BIG_THEN_SMALL, server.url, str(cafile)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout is not None and agent.stdout.readline().strip() == "ready"
+        pod_cgroup.add(agent.pid)
+        collector.start()
+        wait_for(lambda: pod_cgroup.cgroup_id in probes.watched and bool(probes.libraries),
+                 "the pod cgroup and its libssl")
+        out, _ = agent.communicate("go\n", timeout=60)
+        assert out.strip() == "done"
+        wait_for(lambda: any(b"gpt-after-gap" in e.to_json() for e in emitted
+                             if e.kind == "llm.request"),
+                 lambda: f"the request after the gap: {collector.snapshot()}")
+    finally:
+        collector.stop()
+        kernel = probes.counters()
+        probes.close()
+        if agent.poll() is None:
+            agent.kill()
+    assert kernel["truncated"] >= 1 and kernel["lost"] == 0
+    assert capture.stats["truncated_calls"] >= 1
+    assert capture.stats["gap_bytes"] >= 300_000 - 16 * 1024
+    assert [e.data.get("status") for e in emitted if e.kind == "http.response"] == [200, 200]
