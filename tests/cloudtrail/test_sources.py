@@ -3,6 +3,7 @@ loopback (the S3 wire protocol, boto3 unchanged)."""
 
 from __future__ import annotations
 
+import doctest
 import gzip
 import os
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import orjson
 import pytest
 from moto.server import ThreadedMotoServer
 
+from collectors.cloudtrail import sources as sources_module
 from collectors.cloudtrail.sources import Checkpoint, DirSource, S3Source, parse_s3_uri
 
 from . import records as r
@@ -58,6 +60,10 @@ def test_checkpoint_is_atomic_and_versioned(tmp_path: Path) -> None:
     (tmp_path / "sub" / "cp.json").write_text('{"v": 7}')
     with pytest.raises(ValueError, match="not an agentstory cloudtrail checkpoint"):
         cp.load()
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(sources_module).failed == 0
 
 
 def test_parse_s3_uri() -> None:
