@@ -26,6 +26,12 @@
 #ifndef MAX_PROCS
 #define MAX_PROCS 65536
 #endif
+#ifndef DEDUP_WINDOW_NS
+#define DEDUP_WINDOW_NS 1000000000ULL
+#endif
+#ifndef MAX_DEDUP
+#define MAX_DEDUP 16384
+#endif
 
 #define COMM_LEN 16
 #define FILENAME_LEN 256
@@ -125,6 +131,18 @@ static __always_inline void fill_header(struct event_header *h, u32 kind, u64 cg
         h->start_ns = 0;
     }
 }
+
+/* De-duplication outcome for an event whose key was just built in a per-concern table:
+ * DEDUP_FIRST (emit it, it opens the window), DEDUP_REPEAT (counted in the table, not
+ * emitted), DEDUP_BYPASS (table full: emit without de-duplication, counted). Keys carry
+ * the window number (ts / DEDUP_WINDOW_NS); user space sweeps closed windows and
+ * reports the repeat counts, so totals stay exact. */
+#define DEDUP_FIRST 0
+#define DEDUP_REPEAT 1
+#define DEDUP_BYPASS 2
+/* (bcc cannot rewrite map calls inside a macro or take a map as an argument, so each
+ * concern writes its own check: insert with BPF_NOEXIST; on failure, a lookup tells a
+ * repeat (count it) from a full table (bypass).) */
 
 /* Copy a record into the ring buffer; a full buffer is counted, never silent. */
 static __always_inline int submit(void *record, u32 size)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -21,7 +22,11 @@ __all__ = [
     "COMM_LEN",
     "CgroupMkdirEvent",
     "CgroupMkdirRecord",
+    "CloseEvent",
+    "CloseRecord",
     "Counter",
+    "DnsEvent",
+    "DnsRecord",
     "EventHeader",
     "ExecEvent",
     "ExecRecord",
@@ -30,8 +35,15 @@ __all__ = [
     "Header",
     "KernelEvent",
     "Kind",
+    "NetEvent",
+    "NetKey",
+    "NetRecord",
+    "OpenEvent",
+    "OpenKey",
+    "OpenRecord",
     "Undecodable",
     "decode",
+    "ip_text",
     "split_args",
 ]
 
@@ -39,6 +51,8 @@ COMM_LEN = 16
 FILENAME_LEN = 256
 ARGS_LEN = 1024
 CGROUP_PATH_LEN = 256
+UNIX_PATH_LEN = 108
+DNS_CAPTURE = 512
 
 EXEC_ARGV_TRUNCATED = 1
 EXEC_ARGV_MISSING = 2
@@ -125,6 +139,89 @@ class CgroupMkdirRecord(ctypes.Structure):
     ]
 
 
+class OpenRecord(ctypes.Structure):
+    _fields_ = [
+        ("h", EventHeader),
+        ("window", ctypes.c_uint64),
+        ("ret", ctypes.c_int64),
+        ("flags", ctypes.c_uint32),
+        ("dfd", ctypes.c_int32),
+        ("path", ctypes.c_char * FILENAME_LEN),
+    ]
+
+
+class OpenKey(ctypes.Structure):
+    """Key of the in-kernel ``open_dedup`` table (file.bpf.c: struct open_key)."""
+
+    _fields_ = [
+        ("cgroup_id", ctypes.c_uint64),
+        ("window", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("result", ctypes.c_int32),
+        ("path", ctypes.c_char * FILENAME_LEN),
+    ]
+
+
+class NetRecord(ctypes.Structure):
+    _fields_ = [
+        ("h", EventHeader),
+        ("window", ctypes.c_uint64),
+        ("ret", ctypes.c_int64),
+        ("fd", ctypes.c_uint32),
+        ("family", ctypes.c_uint16),
+        ("sotype", ctypes.c_uint16),
+        ("dport", ctypes.c_uint16),
+        ("lport", ctypes.c_uint16),
+        ("pad", ctypes.c_uint32),
+        ("daddr", ctypes.c_uint8 * 16),
+        ("unix_path", ctypes.c_char * UNIX_PATH_LEN),
+    ]
+
+
+class NetKey(ctypes.Structure):
+    """Key of the in-kernel ``net_dedup`` table (net.bpf.c: struct net_key)."""
+
+    _fields_ = [
+        ("cgroup_id", ctypes.c_uint64),
+        ("window", ctypes.c_uint64),
+        ("result", ctypes.c_int32),
+        ("family", ctypes.c_uint16),
+        ("sotype", ctypes.c_uint16),
+        ("dport", ctypes.c_uint16),
+        ("pad", ctypes.c_uint16 * 3),
+        ("daddr", ctypes.c_uint8 * 16),
+        ("unix_path", ctypes.c_char * UNIX_PATH_LEN),
+    ]
+
+
+class CloseRecord(ctypes.Structure):
+    _fields_ = [
+        ("h", EventHeader),
+        ("bytes_sent", ctypes.c_uint64),
+        ("bytes_received", ctypes.c_uint64),
+        ("duration_ns", ctypes.c_uint64),
+        ("family", ctypes.c_uint16),
+        ("sport", ctypes.c_uint16),
+        ("dport", ctypes.c_uint16),
+        ("pad", ctypes.c_uint16),
+        ("saddr", ctypes.c_uint8 * 16),
+        ("daddr", ctypes.c_uint8 * 16),
+    ]
+
+
+class DnsRecord(ctypes.Structure):
+    _fields_ = [
+        ("h", EventHeader),
+        ("direction", ctypes.c_uint32),
+        ("len", ctypes.c_uint32),
+        ("fd", ctypes.c_uint32),
+        ("family", ctypes.c_uint16),
+        ("port", ctypes.c_uint16),
+        ("addr", ctypes.c_uint8 * 16),
+        ("payload", ctypes.c_uint8 * DNS_CAPTURE),
+    ]
+
+
 # -- typed events -----------------------------------------------------------------------
 def _text(raw: bytes) -> str:
     """A C string field as text: up to the first NUL, undecodable bytes escaped, because
@@ -198,13 +295,92 @@ class CgroupMkdirEvent:
     path: str
 
 
+def ip_text(family: int, raw: bytes) -> str:
+    """Address bytes as text ("" for other families).
+
+    >>> ip_text(2, bytes([127, 0, 0, 1]) + bytes(12))
+    '127.0.0.1'
+    >>> ip_text(10, bytes(15) + b"\\x01")
+    '::1'
+    """
+    if family == AF_INET:
+        return str(ipaddress.IPv4Address(bytes(raw[:4])))
+    if family == AF_INET6:
+        addr = ipaddress.IPv6Address(bytes(raw[:16]))
+        mapped = addr.ipv4_mapped
+        return str(mapped) if mapped is not None else str(addr)
+    return ""
+
+
+AF_UNIX = 1
+AF_INET = 2
+AF_INET6 = 10
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEvent:
+    header: Header
+    window: int
+    path: str
+    flags: int
+    result: int  # fd, or -errno
+    dfd: int
+    path_raw: bytes = field(repr=False, default=b"")
+
+
+@dataclass(frozen=True, slots=True)
+class NetEvent:
+    """connect (``kind`` CONNECT), accept (ACCEPT: peer address, ``result`` = new fd)
+    or listen (LISTEN: ``lport``)."""
+
+    header: Header
+    window: int
+    result: int
+    fd: int
+    family: int
+    sotype: int  # 1 stream (TCP), 2 datagram (UDP), 0 unknown
+    dport: int
+    lport: int
+    daddr: str
+    unix_path: str
+    daddr_raw: bytes = field(repr=False, default=b"")
+    unix_raw: bytes = field(repr=False, default=b"")
+
+
+@dataclass(frozen=True, slots=True)
+class CloseEvent:
+    header: Header
+    family: int
+    saddr: str
+    sport: int
+    daddr: str
+    dport: int
+    bytes_sent: int
+    bytes_received: int
+    duration_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DnsEvent:
+    header: Header
+    answer: bool  # False: a query sent, True: a reply read
+    length: int
+    fd: int
+    family: int
+    server: str
+    port: int
+    payload: bytes = field(repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Undecodable:
     reason: str
     raw: bytes = field(repr=False)
 
 
-KernelEvent = ExecEvent | ExitEvent | CgroupMkdirEvent
+KernelEvent = (
+    ExecEvent | ExitEvent | CgroupMkdirEvent | OpenEvent | NetEvent | CloseEvent | DnsEvent
+)
 
 
 _ARGS_AT = ExecRecord.args.offset
@@ -240,10 +416,72 @@ def _cgroup(raw: bytes) -> CgroupMkdirEvent:
     )
 
 
+_OPEN_PATH_AT = OpenRecord.path.offset
+_NET_UNIX_AT = NetRecord.unix_path.offset
+_DNS_PAYLOAD_AT = DnsRecord.payload.offset
+
+
+def _cstr(raw: bytes) -> bytes:
+    return raw.split(b"\0", 1)[0]
+
+
+def _open(raw: bytes) -> OpenEvent:
+    r = OpenRecord.from_buffer_copy(raw)
+    path = _cstr(raw[_OPEN_PATH_AT : _OPEN_PATH_AT + FILENAME_LEN])
+    return OpenEvent(
+        header=Header.from_struct(r.h), window=r.window,
+        path=path.decode("utf-8", "backslashreplace"), flags=r.flags, result=r.ret,
+        dfd=r.dfd, path_raw=path,
+    )
+
+
+def _net(raw: bytes) -> NetEvent:
+    r = NetRecord.from_buffer_copy(raw)
+    unix = _cstr(raw[_NET_UNIX_AT : _NET_UNIX_AT + UNIX_PATH_LEN])
+    if r.family == AF_UNIX and not unix and len(raw) > _NET_UNIX_AT + 1:
+        # abstract socket: a leading NUL, then the name
+        unix = b"@" + _cstr(raw[_NET_UNIX_AT + 1 : _NET_UNIX_AT + UNIX_PATH_LEN])
+        if unix == b"@":
+            unix = b""
+    daddr = bytes(r.daddr)
+    return NetEvent(
+        header=Header.from_struct(r.h), window=r.window, result=r.ret, fd=r.fd,
+        family=r.family, sotype=r.sotype, dport=r.dport, lport=r.lport,
+        daddr=ip_text(r.family, daddr), unix_path=unix.decode("utf-8", "backslashreplace"),
+        daddr_raw=daddr, unix_raw=bytes(raw[_NET_UNIX_AT : _NET_UNIX_AT + UNIX_PATH_LEN]),
+    )
+
+
+def _close(raw: bytes) -> CloseEvent:
+    r = CloseRecord.from_buffer_copy(raw)
+    return CloseEvent(
+        header=Header.from_struct(r.h), family=r.family,
+        saddr=ip_text(r.family, bytes(r.saddr)), sport=r.sport,
+        daddr=ip_text(r.family, bytes(r.daddr)), dport=r.dport,
+        bytes_sent=r.bytes_sent, bytes_received=r.bytes_received, duration_ns=r.duration_ns,
+    )
+
+
+def _dns(raw: bytes) -> DnsEvent:
+    r = DnsRecord.from_buffer_copy(raw)
+    captured = min(r.len, DNS_CAPTURE)
+    return DnsEvent(
+        header=Header.from_struct(r.h), answer=r.direction == 1, length=r.len, fd=r.fd,
+        family=r.family, server=ip_text(r.family, bytes(r.addr)), port=r.port,
+        payload=bytes(raw[_DNS_PAYLOAD_AT : _DNS_PAYLOAD_AT + captured]),
+    )
+
+
 _DECODERS: dict[int, tuple[type[ctypes.Structure], object]] = {
     Kind.EXEC: (ExecRecord, _exec),
     Kind.EXIT: (ExitRecord, _exit),
     Kind.CGROUP_MKDIR: (CgroupMkdirRecord, _cgroup),
+    Kind.OPEN: (OpenRecord, _open),
+    Kind.CONNECT: (NetRecord, _net),
+    Kind.ACCEPT: (NetRecord, _net),
+    Kind.LISTEN: (NetRecord, _net),
+    Kind.CLOSE: (CloseRecord, _close),
+    Kind.DNS: (DnsRecord, _dns),
 }
 
 

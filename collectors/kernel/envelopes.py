@@ -8,13 +8,41 @@ order and spacing are the kernel's, not the poll loop's.
 
 from __future__ import annotations
 
+import errno
 import time
 from typing import Any
 
-from collectors.kernel.decode import CgroupMkdirEvent, ExecEvent, ExitEvent, Header
+from collectors.kernel.decode import (
+    AF_INET,
+    AF_INET6,
+    AF_UNIX,
+    CgroupMkdirEvent,
+    CloseEvent,
+    DnsEvent,
+    ExecEvent,
+    ExitEvent,
+    Header,
+    Kind,
+    NetEvent,
+    OpenEvent,
+)
+from collectors.kernel.dnsmsg import parse_dns
+from collectors.kernel.sensitive import SensitivePaths
 from streams.events import Envelope, Pod, Proc
 
-__all__ = ["exec_envelope", "exit_envelope", "monotonic_to_epoch_offset", "proc_of"]
+__all__ = [
+    "close_envelope",
+    "dns_envelope",
+    "exec_envelope",
+    "exit_envelope",
+    "monotonic_to_epoch_offset",
+    "net_envelope",
+    "open_envelope",
+    "open_flags",
+    "proc_of",
+    "profile_envelope",
+    "resolved_addresses",
+]
 
 
 def monotonic_to_epoch_offset() -> int:
@@ -72,3 +100,159 @@ def exit_envelope(
 def cgroup_path(ev: CgroupMkdirEvent) -> str:
     """The path as the resolver keys it: relative to the v2 root, leading slash."""
     return ev.path if ev.path.startswith("/") else "/" + ev.path
+
+
+# -- file.open ---------------------------------------------------------------------------
+O_ACCMODE = 0o3
+_OPEN_FLAGS = (  # x86_64 values (asm-generic/fcntl.h)
+    (0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"),
+    (0o2000, "O_APPEND"), (0o4000, "O_NONBLOCK"), (0o10000, "O_DSYNC"),
+    (0o200000, "O_DIRECTORY"), (0o400000, "O_NOFOLLOW"), (0o1000000, "O_NOATIME"),
+    (0o2000000, "O_CLOEXEC"), (0o4000000, "O_SYNC"), (0o10000000, "O_PATH"),
+    (0o20000000, "O_TMPFILE"),
+)
+_ACCESS = {0: "read", 1: "write", 2: "read_write", 3: "read_write"}
+AT_FDCWD = -100
+
+
+def open_flags(flags: int) -> list[str]:
+    """Symbolic open(2) flags: the access mode, then each flag bit set.
+
+    >>> open_flags(0o2000101)
+    ['O_WRONLY', 'O_CREAT', 'O_CLOEXEC']
+    """
+    names = [("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")[flags & O_ACCMODE]]
+    names.extend(name for bit, name in _OPEN_FLAGS if flags & bit)
+    return names
+
+
+def errno_name(result: int) -> str:
+    """``-2`` → ``ENOENT`` (the name of a negative syscall result)."""
+    return errno.errorcode.get(-result, f"E{-result}") if result < 0 else ""
+
+
+def open_envelope(
+    ev: OpenEvent, *, node: str, pod: Pod | None, offset_ns: int,
+    sensitive: SensitivePaths | None = None,
+) -> Envelope:
+    data: dict[str, Any] = {
+        "path": ev.path, "flags": open_flags(ev.flags),
+        "access": _ACCESS[ev.flags & O_ACCMODE],
+        "create": bool(ev.flags & 0o100), "truncate": bool(ev.flags & 0o1000),
+        "result": ev.result, "count": ev.header.count, "cgroup_id": ev.header.cgroup_id,
+    }
+    if ev.result < 0:
+        data["error"] = errno_name(ev.result)
+    if ev.dfd != AT_FDCWD and not ev.path.startswith("/"):
+        data["dirfd"] = ev.dfd
+    if sensitive is not None:
+        found = sensitive.match(ev.path)
+        if found is not None:
+            data["sensitive"] = {"rule": found.rule, "level": found.level}
+    return Envelope(
+        kind="file.open", ts=ev.header.ts + offset_ns, node=node, source="kernel",
+        data=data, pod=pod, proc=proc_of(ev.header),
+    )
+
+
+# -- net.* -------------------------------------------------------------------------------
+_SOTYPE = {1: "tcp", 2: "udp", 3: "raw", 5: "seqpacket"}
+_FAMILY = {AF_UNIX: "unix", AF_INET: "inet", AF_INET6: "inet6"}
+
+
+def protocol_of(family: int, sotype: int) -> str:
+    if family == AF_UNIX:
+        return {1: "unix_stream", 2: "unix_dgram", 5: "unix_seqpacket"}.get(sotype, "unix")
+    return _SOTYPE.get(sotype, "unknown")
+
+
+def net_envelope(
+    ev: NetEvent, *, node: str, pod: Pod | None, offset_ns: int, domain: str = "",
+) -> Envelope:
+    kind = {Kind.CONNECT: "net.connect", Kind.ACCEPT: "net.accept",
+            Kind.LISTEN: "net.listen"}[Kind(ev.header.kind)]
+    data: dict[str, Any] = {
+        "family": _FAMILY.get(ev.family, str(ev.family)),
+        "protocol": protocol_of(ev.family, ev.sotype), "cgroup_id": ev.header.cgroup_id,
+    }
+    if kind == "net.connect":
+        data.update(result=ev.result, count=ev.header.count)
+        if ev.result < 0:
+            data["error"] = errno_name(ev.result)
+        if ev.family == AF_UNIX:
+            data["unix_path"] = ev.unix_path
+        else:
+            data.update(dst_addr=ev.daddr, dst_port=ev.dport)
+            if domain:
+                data["domain"] = domain
+        if ev.lport:
+            data["src_port"] = ev.lport
+    elif kind == "net.accept":
+        data.update(fd=ev.result, listen_fd=ev.fd, local_port=ev.lport)
+        if ev.family == AF_UNIX:
+            data["unix_path"] = ev.unix_path
+        else:
+            data.update(peer_addr=ev.daddr, peer_port=ev.dport)
+    else:
+        data.update(fd=ev.fd, local_port=ev.lport)
+    return Envelope(kind=kind, ts=ev.header.ts + offset_ns, node=node, source="kernel",
+                    data=data, pod=pod, proc=proc_of(ev.header))
+
+
+def close_envelope(
+    ev: CloseEvent, *, node: str, pod: Pod | None, offset_ns: int, domain: str = "",
+) -> Envelope:
+    data: dict[str, Any] = {
+        "protocol": "tcp", "family": _FAMILY.get(ev.family, str(ev.family)),
+        "src_addr": ev.saddr, "src_port": ev.sport, "dst_addr": ev.daddr,
+        "dst_port": ev.dport, "bytes_sent": ev.bytes_sent,
+        "bytes_received": ev.bytes_received, "duration_ns": ev.duration_ns,
+        "cgroup_id": ev.header.cgroup_id,
+    }
+    if domain:
+        data["domain"] = domain
+    return Envelope(kind="net.close", ts=ev.header.ts + offset_ns, node=node, source="kernel",
+                    data=data, pod=pod, proc=proc_of(ev.header))
+
+
+def dns_envelope(ev: DnsEvent, *, node: str, pod: Pod | None, offset_ns: int) -> Envelope:
+    msg = parse_dns(ev.payload)
+    data: dict[str, Any] = {
+        "direction": "answer" if ev.answer else "query", "id": msg.id,
+        "questions": [{"name": n, "type": t} for n, t in msg.questions],
+        "length": ev.length, "cgroup_id": ev.header.cgroup_id,
+    }
+    if ev.answer or msg.is_response:
+        data["rcode"] = msg.rcode
+        data["answers"] = [{"name": n, "type": t, "data": d, "ttl": ttl}
+                           for n, t, d, ttl in msg.answers]
+    if ev.server:
+        data.update(server=ev.server, server_port=ev.port)
+    if ev.length > len(ev.payload):
+        data["capture_truncated"] = True
+    if msg.error:
+        data["parse_error"] = msg.error
+    return Envelope(kind="net.dns", ts=ev.header.ts + offset_ns, node=node, source="kernel",
+                    data=data, pod=pod, proc=proc_of(ev.header))
+
+
+def resolved_addresses(envelope: Envelope) -> list[tuple[str, str]]:
+    """(address, domain asked for) pairs of a net.dns answer envelope: every A/AAAA
+    answer is credited to the question's name (CNAME chains collapse to it)."""
+    data = envelope.data
+    if data.get("direction") != "answer" or not data.get("questions"):
+        return []
+    asked = data["questions"][0]["name"]
+    return [(a["data"], asked) for a in data.get("answers", []) if a["type"] in ("A", "AAAA")]
+
+
+# -- syscall.profile ---------------------------------------------------------------------
+def profile_envelope(
+    cgroup_id: int, counts: dict[str, int], *, node: str, pod: Pod | None, ts: int,
+    window_ns: int,
+) -> Envelope:
+    return Envelope(
+        kind="syscall.profile", ts=ts, node=node, source="kernel", pod=pod,
+        data={"syscalls": dict(sorted(counts.items())), "distinct": len(counts),
+              "total": sum(counts.values()), "window_ns": window_ns, "cgroup_id": cgroup_id},
+    )

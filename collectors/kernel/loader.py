@@ -13,24 +13,37 @@ start is caught before its first exec.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import platform
 import subprocess
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from collectors.kernel import decode as dec
+from collectors.kernel.dedup import RepeatLedger
 from collectors.kernel.envelopes import (
     cgroup_path,
+    close_envelope,
+    dns_envelope,
     exec_envelope,
     exit_envelope,
     monotonic_to_epoch_offset,
+    net_envelope,
+    open_envelope,
+    profile_envelope,
+    resolved_addresses,
 )
+from collectors.kernel.sensitive import DEFAULT_RULES_FILE, SensitivePaths
+from collectors.kernel.syscall_names import syscall_name
 from collectors.pods import Attributor
-from streams.events import Envelope, Pod
+from streams.events import Envelope
 
 __all__ = [
     "ALL_CONCERNS",
@@ -46,10 +59,16 @@ HERE = Path(__file__).resolve().parent
 HEADER = "common.bpf.h"
 _INCLUDE = f'#include "{HEADER}"'
 
-# concern → (source file or None, defines). lineage.bpf.c and cgroups.bpf.c are always in.
-_CONCERNS: dict[str, tuple[str | None, tuple[str, ...]]] = {
-    "exec": ("exec.bpf.c", ()),
-    "exit": (None, ("CONCERN_EXIT",)),
+# concern → (source files, defines). lineage.bpf.c and cgroups.bpf.c are always in;
+# dns needs net's socket table, so it brings net.bpf.c along (net events are then only
+# emitted when "net" is asked for too).
+_CONCERNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "exec": (("exec.bpf.c",), ()),
+    "exit": ((), ("CONCERN_EXIT",)),
+    "file": (("file.bpf.c",), ()),
+    "net": (("net.bpf.c",), ()),
+    "dns": (("net.bpf.c", "dns.bpf.c"), ()),
+    "syscalls": (("syscalls.bpf.c",), ()),
 }
 ALL_CONCERNS: tuple[str, ...] = tuple(_CONCERNS)
 _ALWAYS = ("cgroups.bpf.c", "lineage.bpf.c")
@@ -67,9 +86,9 @@ def assemble_source(concerns: Sequence[str], *, directory: Path = HERE) -> str:
         raise ValueError(f"unknown concern(s) {unknown}; known: {list(_CONCERNS)}")
     files = list(_ALWAYS)
     for concern in concerns:
-        source = _CONCERNS[concern][0]
-        if source is not None and source not in files:
-            files.append(source)
+        for source in _CONCERNS[concern][0]:
+            if source not in files:
+                files.append(source)
     parts = [(directory / HEADER).read_text()]
     for name in files:
         text = (directory / name).read_text().replace(_INCLUDE, f"/* {HEADER} inlined above */")
@@ -158,9 +177,17 @@ def _ppid_from_proc(pid: int) -> int:
 class KernelCollector:
     """Kernel events of the pods on this node, as envelopes.
 
-    ``emit`` gets every envelope (from :meth:`poll`'s thread). ``tuning``: ``ringbuf_pages``
-    (power of two, default 256 = 1 MiB), ``max_pod_cgroups``, ``cflags`` (extra),
-    ``cgroup_scan`` (default True).
+    ``emit`` gets every envelope (from the thread that calls :meth:`poll`). ``tuning``:
+
+    - ``ringbuf_pages``: ring buffer size, a power of two (default 256 pages = 1 MiB)
+    - ``dedup_window_ms``: de-duplication window for file.open/net.connect (default 1000;
+      ``dedup=False`` turns it off); ``max_dedup``: entries per dedup table (16384)
+    - ``dns_port``: the resolver port whose traffic is parsed as DNS (53)
+    - ``profile_interval_s``: how often syscall profiles are flushed (30)
+    - ``sensitive_paths``: YAML file of sensitive-path rules (default: the packaged list)
+    - ``metadata_wait_ms``: how long an event whose pod is known by uid only waits for
+      the pod's metadata before it goes out with the uid alone (default 2000, counted)
+    - ``max_pod_cgroups``, ``cgroup_scan`` (default True), ``cflags`` (extra)
     """
 
     def __init__(
@@ -182,17 +209,37 @@ class KernelCollector:
         self.max_pod_cgroups = int(tuning.pop("max_pod_cgroups", 16384))
         self.extra_cflags = list(tuning.pop("cflags", []))
         self.cgroup_scan = bool(tuning.pop("cgroup_scan", True))
+        self.dedup = bool(tuning.pop("dedup", True))
+        self.window_ns = int(float(tuning.pop("dedup_window_ms", 1000)) * 1_000_000)
+        self.max_dedup = int(tuning.pop("max_dedup", 16384))
+        self.dns_port = int(tuning.pop("dns_port", 53))
+        self.profile_interval_s = float(tuning.pop("profile_interval_s", 30.0))
+        self.metadata_wait_ns = int(float(tuning.pop("metadata_wait_ms", 2000)) * 1_000_000)
+        sensitive = tuning.pop("sensitive_paths", None)
         if tuning:
             raise TypeError(f"unknown tuning option(s): {sorted(tuning)}")
         if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
             raise ValueError("ringbuf_pages must be a power of two")
+        if self.window_ns <= 0:
+            raise ValueError("dedup_window_ms must be positive")
         assemble_source(self.concerns)  # validate names early
+        self.sensitive = (sensitive if isinstance(sensitive, SensitivePaths)
+                          else SensitivePaths.load(sensitive or DEFAULT_RULES_FILE))
+        self.ledger = RepeatLedger()
         self._bpf: Any = None
         self._offset_ns = 0
         self._batch: list[bytes] = []
-        self._exe: dict[int, str] = {}
+        self._exe: LruDict[int, str] = LruDict(65_536)
+        self._domains: LruDict[tuple[int, str], str] = LruDict(65_536)
+        self._parked: deque[tuple[int, int, Envelope]] = deque()  # deadline, cgroup, env
+        self._parked_uids: dict[str, int] = {}
+        self._epoch = 0
+        self._next_profile = 0.0
+        self._next_sweep = 0
         self._user: dict[str, int] = {
             "records": 0, "undecodable": 0, "envelopes": 0, "emit_errors": 0,
+            "repeat_envelopes": 0, "attribution_waited": 0, "attribution_timeout": 0,
+            "profiles": 0,
         }
 
     # -- lifecycle --------------------------------------------------------------------
@@ -200,10 +247,15 @@ class KernelCollector:
         flags = [
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
             f"-DMAX_POD_CGROUPS={self.max_pod_cgroups}",
+            f"-DDEDUP_WINDOW_NS={self.window_ns}ULL",
+            f"-DMAX_DEDUP={self.max_dedup}",
+            f"-DDNS_PORT={self.dns_port}",
             *(f"-D{d}" for d in concern_defines(self.concerns)),
         ]
         if self.include_host:
             flags.append("-DINCLUDE_HOST")
+        if not self.dedup:
+            flags.append("-DNO_DEDUP")
         return flags + self.extra_cflags
 
     def start(self) -> None:
@@ -223,6 +275,7 @@ class KernelCollector:
                 f"/lib/modules/{platform.release()}/build and the bcc version") from exc
         self._offset_ns = monotonic_to_epoch_offset()
         self._bpf[b"events"].open_ring_buffer(self._on_record)
+        self._next_profile = time.monotonic() + self.profile_interval_s
         if self.cgroup_scan:
             self.scan_cgroups()
 
@@ -248,10 +301,25 @@ class KernelCollector:
                 procs[key] = leaf
         return len(found)
 
+    def flush(self) -> int:
+        """Everything held back goes out now: the ring buffer, the repeat counts of
+        every dedup window (open ones too), the syscall profiles, and the events still
+        waiting for pod metadata. Call before stopping the publisher."""
+        if self._bpf is None:
+            return 0
+        emitted = self.poll(0)
+        emitted += self.sweep_dedup(force=True)
+        emitted += self.flush_profiles()
+        emitted += self._release_parked(force=True)
+        return emitted
+
     def close(self) -> None:
         if self._bpf is not None:
-            self._bpf.cleanup()
-            self._bpf = None
+            try:
+                self.flush()
+            finally:
+                self._bpf.cleanup()
+                self._bpf = None
 
     def __enter__(self) -> KernelCollector:
         self.start()
@@ -263,7 +331,8 @@ class KernelCollector:
     # -- the loop ---------------------------------------------------------------------
     def poll(self, timeout_ms: int = 100) -> int:
         """Drain the ring buffer (waiting up to ``timeout_ms`` for the first record) and
-        hand each event to ``emit``; returns how many envelopes were emitted."""
+        hand each event to ``emit``; also sweeps closed dedup windows and flushes the
+        syscall profiles when due. Returns how many envelopes were emitted."""
         if self._bpf is None:
             raise CollectorError("poll() before start()")
         self._bpf.ring_buffer_poll(timeout_ms)
@@ -271,6 +340,13 @@ class KernelCollector:
         emitted = 0
         for raw in batch:
             emitted += self._handle(raw)
+        emitted += self._release_parked()
+        now = time.monotonic_ns()
+        if self.dedup and now >= self._next_sweep:
+            emitted += self.sweep_dedup()
+            self._next_sweep = now + self.window_ns // 2
+        if "syscalls" in self.concerns and time.monotonic() >= self._next_profile:
+            emitted += self.flush_profiles()
         return emitted
 
     def _on_record(self, _ctx: object, data: int, size: int) -> None:
@@ -286,22 +362,79 @@ class KernelCollector:
         if isinstance(event, dec.CgroupMkdirEvent):
             self.attributor.resolver.remember(event.cgroup_id, cgroup_path(event))
             return 0
-        pod = self._pod(event.header.cgroup_id)
+        h = event.header
+        pod = self.attributor.pod_for_cgroup(h.cgroup_id)
+        common = {"node": self.node, "pod": pod, "offset_ns": self._offset_ns}
         if isinstance(event, dec.ExecEvent):
-            ppid = event.header.ppid or _ppid_from_proc(event.header.pid)
-            self._exe[event.header.pid] = event.filename
-            envelope = exec_envelope(
-                event, node=self.node, pod=pod, offset_ns=self._offset_ns, ppid=ppid)
+            if "exec" not in self.concerns:
+                return 0
+            ppid = h.ppid or _ppid_from_proc(h.pid)
+            self._exe[h.pid] = event.filename
+            envelope = exec_envelope(event, ppid=ppid, **common)
         elif isinstance(event, dec.ExitEvent):
-            envelope = exit_envelope(
-                event, node=self.node, pod=pod, offset_ns=self._offset_ns,
-                exe=self._exe.pop(event.header.pid, ""))
+            envelope = exit_envelope(event, exe=self._exe.pop(h.pid, ""), **common)
+        elif isinstance(event, dec.OpenEvent):
+            envelope = open_envelope(event, sensitive=self.sensitive, **common)
+            if self.dedup:
+                self.ledger.opened(_open_key(event), envelope)
+        elif isinstance(event, dec.NetEvent):
+            if "net" not in self.concerns:
+                return 0
+            domain = self._domains.get((h.cgroup_id, event.daddr), "")
+            envelope = net_envelope(event, domain=domain, **common)
+            if self.dedup and event.header.kind == dec.Kind.CONNECT:
+                self.ledger.opened(_net_key(event), envelope)
+        elif isinstance(event, dec.CloseEvent):
+            if "net" not in self.concerns:
+                return 0
+            domain = self._domains.get((h.cgroup_id, event.daddr), "")
+            envelope = close_envelope(event, domain=domain, **common)
+        elif isinstance(event, dec.DnsEvent):
+            envelope = dns_envelope(event, **common)
+            for address, name in resolved_addresses(envelope):
+                self._domains[(h.cgroup_id, address)] = name
         else:  # pragma: no cover - every decoded kind is handled above
+            return 0
+        return self._emit_or_park(envelope, h.cgroup_id)
+
+    # -- waiting for pod metadata (Tetragon's eventcache, bounded) ------------------------
+    def _emit_or_park(self, envelope: Envelope, cgroup_id: int) -> int:
+        pod = envelope.pod
+        waiting = pod is not None and (not pod.name or pod.uid in self._parked_uids)
+        if waiting and self.metadata_wait_ns > 0 and pod is not None:
+            deadline = time.monotonic_ns() + self.metadata_wait_ns
+            self._parked.append((deadline, cgroup_id, envelope))
+            self._parked_uids[pod.uid] = self._parked_uids.get(pod.uid, 0) + 1
+            self._user["attribution_waited"] += 1
             return 0
         return self._emit(envelope)
 
-    def _pod(self, cgroup_id: int) -> Pod | None:
-        return self.attributor.pod_for_cgroup(cgroup_id)
+    def _release_parked(self, force: bool = False) -> int:
+        """Emit parked events, in order, whose pod metadata arrived or whose wait is
+        over (then with the pod uid alone, counted as ``attribution_timeout``)."""
+        emitted = 0
+        now = time.monotonic_ns()
+        while self._parked:
+            deadline, _cgroup_id, envelope = self._parked[0]
+            assert envelope.pod is not None
+            pod = envelope.pod
+            info = self.attributor.index.get(pod.uid) if not pod.name else None
+            if info is not None:
+                envelope = dataclasses.replace(envelope, pod=info.to_pod(pod.container_id))
+            elif pod.name:
+                pass  # parked only to keep order behind an earlier event of this pod
+            elif now < deadline and not force:
+                break
+            else:
+                self._user["attribution_timeout"] += 1
+            self._parked.popleft()
+            left = self._parked_uids[pod.uid] - 1
+            if left:
+                self._parked_uids[pod.uid] = left
+            else:
+                del self._parked_uids[pod.uid]
+            emitted += self._emit(envelope)
+        return emitted
 
     def _emit(self, envelope: Envelope) -> int:
         try:
@@ -312,6 +445,99 @@ class KernelCollector:
             return 0
         self._user["envelopes"] += 1
         return 1
+
+    # -- dedup windows ----------------------------------------------------------------------
+    def sweep_dedup(self, force: bool = False) -> int:
+        """Report the repeats of closed dedup windows (all windows when ``force``) and
+        remove them from the kernel tables."""
+        if self._bpf is None or not self.dedup:
+            return 0
+        current = time.monotonic_ns() // self.window_ns
+        emitted = 0
+        for name, make_key, fallback in (
+            (b"open_dedup", _open_table_key, self._open_fallback),
+            (b"net_dedup", _net_table_key, self._net_fallback),
+        ):
+            if not self._has_table(name):
+                continue
+            table = self._bpf[name]
+            closed = [(k, v.value) for k, v in table.items()
+                      if force or k.window < current - 1]
+            for k, total in closed:
+                with contextlib.suppress(KeyError):
+                    del table[k]
+                end_ts = (k.window + 1) * self.window_ns + self._offset_ns
+                envelope = self.ledger.closed(make_key(k), total=total, ts=end_ts,
+                                              fallback=fallback(k, end_ts))
+                if envelope is not None:
+                    self._user["repeat_envelopes"] += 1
+                    emitted += self._emit(envelope)
+        return emitted
+
+    def _has_table(self, name: bytes) -> bool:
+        try:
+            self._bpf[name]
+        except KeyError:
+            return False
+        return True
+
+    def _open_fallback(self, k: Any, ts: int) -> Envelope:
+        header = dec.Header(dec.Kind.OPEN, 0, 0, 0, 0, 1, 0, k.cgroup_id, 0, "")
+        path = bytes(k.path)
+        ev = dec.OpenEvent(header, k.window, path.decode("utf-8", "backslashreplace"),
+                           k.flags, k.result, -100, path)
+        env = open_envelope(ev, node=self.node, pod=self.attributor.pod_for_cgroup(k.cgroup_id),
+                            offset_ns=0, sensitive=self.sensitive)
+        return dataclasses.replace(env, ts=ts, proc=None)
+
+    def _net_fallback(self, k: Any, ts: int) -> Envelope:
+        header = dec.Header(dec.Kind.CONNECT, 0, 0, 0, 0, 1, 0, k.cgroup_id, 0, "")
+        daddr = bytes(k.daddr)
+        unix = bytes(k.unix_path)
+        ev = dec.NetEvent(header, k.window, k.result, 0, k.family, k.sotype, k.dport, 0,
+                          dec.ip_text(k.family, daddr),
+                          unix.decode("utf-8", "backslashreplace"), daddr, unix)
+        env = net_envelope(ev, node=self.node, pod=self.attributor.pod_for_cgroup(k.cgroup_id),
+                           offset_ns=0)
+        return dataclasses.replace(env, ts=ts, proc=None)
+
+    # -- syscall profiles -------------------------------------------------------------------
+    def flush_profiles(self) -> int:
+        """Flip the epoch, let in-flight updates of the old one finish, then read and
+        delete the old epoch's per-container counts and emit one syscall.profile each."""
+        self._next_profile = time.monotonic() + self.profile_interval_s
+        if self._bpf is None or "syscalls" not in self.concerns:
+            return 0
+        old = self._epoch & 1
+        self._epoch += 1
+        epochs = self._bpf[b"profile_epoch"]
+        epochs[epochs.Key(0)] = epochs.Leaf(self._epoch)
+        time.sleep(0.005)  # programs run under RCU, microseconds; this is plenty
+        profiles = self._bpf[b"profiles"]
+        keys = [k for k in profiles if k.epoch == old]
+        emitted = 0
+        now = time.time_ns()
+        window = int(self.profile_interval_s * 1e9)
+        for k in keys:
+            try:
+                per_cpu = profiles[k]
+            except KeyError:
+                continue
+            with contextlib.suppress(KeyError):
+                del profiles[k]
+            counts: dict[str, int] = {}
+            for leaf in per_cpu:
+                for nr, n in enumerate(leaf.counts):
+                    if n:
+                        name = syscall_name(nr)
+                        counts[name] = counts.get(name, 0) + n
+            if not counts:
+                continue
+            pod = self.attributor.pod_for_cgroup(k.cgroup_id)
+            self._user["profiles"] += 1
+            emitted += self._emit(profile_envelope(
+                k.cgroup_id, counts, node=self.node, pod=pod, ts=now, window_ns=window))
+        return emitted
 
     # -- counters ---------------------------------------------------------------------
     def kernel_counters(self) -> dict[str, int]:
@@ -330,5 +556,44 @@ class KernelCollector:
         attribution outcomes, as one flat mapping of integers."""
         out = self.kernel_counters()
         out.update(self._user)
+        out["pending_attribution"] = len(self._parked)
+        out["ledger_evicted"] = self.ledger.evicted
         out.update({f"attribution_{k}": v for k, v in self.attributor.counts.items()})
         return out
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LruDict(OrderedDict[K, V]):
+    """A bounded mapping: the least recently set entry goes first."""
+
+    def __init__(self, max_entries: int) -> None:
+        super().__init__()
+        self.max_entries = max_entries
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.max_entries:
+            self.popitem(last=False)
+
+
+def _open_key(ev: dec.OpenEvent) -> tuple[Any, ...]:
+    return ("open", ev.header.cgroup_id, ev.window, ev.flags,
+            ev.result if ev.result < 0 else 0, ev.path_raw)
+
+
+def _open_table_key(k: Any) -> tuple[Any, ...]:
+    return ("open", k.cgroup_id, k.window, k.flags, k.result, bytes(k.path))
+
+
+def _net_key(ev: dec.NetEvent) -> tuple[Any, ...]:
+    return ("net", ev.header.cgroup_id, ev.window, ev.result if ev.result < 0 else 0,
+            ev.family, ev.sotype, ev.dport, ev.daddr_raw, ev.unix_raw.split(b"\0", 1)[0])
+
+
+def _net_table_key(k: Any) -> tuple[Any, ...]:
+    return ("net", k.cgroup_id, k.window, k.result, k.family, k.sotype, k.dport,
+            bytes(k.daddr), bytes(k.unix_path))

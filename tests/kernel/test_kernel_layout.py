@@ -17,6 +17,12 @@ MIRRORS = {
     b"layout_exec_event": dec.ExecRecord,
     b"layout_exit_event": dec.ExitRecord,
     b"layout_cgroup_event": dec.CgroupMkdirRecord,
+    b"layout_open_event": dec.OpenRecord,
+    b"layout_open_key": dec.OpenKey,
+    b"layout_net_event": dec.NetRecord,
+    b"layout_net_key": dec.NetKey,
+    b"layout_close_event": dec.CloseRecord,
+    b"layout_dns_event": dec.DnsRecord,
 }
 
 
@@ -52,5 +58,5 @@ def test_mirror_matches_compiled_layout(compiled, table: bytes) -> None:
     theirs = compiled[table].Leaf
     assert ctypes.sizeof(ours) == ctypes.sizeof(theirs)
     layout = _layout(ours)
-    assert "comm" in layout or "h.comm" in layout
+    assert len(layout) >= 4
     assert layout == _layout(theirs)

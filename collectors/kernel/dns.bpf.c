@@ -1,0 +1,212 @@
+/* net.dns: the DNS messages a pod sends to port DNS_PORT (queries) and reads back on
+ * the same socket (answers), copied raw (up to DNS_CAPTURE bytes) for user space to
+ * parse. Needs net.bpf.c (the `socks` table says which sockets are connected to a
+ * resolver); the loader adds it.
+ *
+ * glibc sends with sendmmsg (A and AAAA together) or sendto on a connected UDP socket
+ * and reads with recvfrom; other resolvers use sendto/sendmsg with an address. All of
+ * them are covered; answers read with read()/recvmmsg are not.
+ */
+#include "common.bpf.h"
+
+#define DNS_CAPTURE 512
+#define DNS_QUERY 0
+#define DNS_ANSWER 1
+
+struct dns_event {
+    struct event_header h;
+    u32 direction;
+    u32 len;       /* message length (the capture holds min(len, DNS_CAPTURE)) */
+    u32 fd;
+    u16 family;
+    u16 port;
+    u8 addr[16];   /* server address when the send named it */
+    u8 payload[DNS_CAPTURE];
+};
+
+struct recv_args {
+    u64 buf;
+    u32 fd;
+    u32 pad;
+};
+
+struct user_msghdr_head {
+    u64 name;
+    u32 namelen;
+    u32 pad;
+    u64 iov;
+    u64 iovlen;
+};
+
+struct iovec_head {
+    u64 base;
+    u64 len;
+};
+
+BPF_PERCPU_ARRAY(dns_scratch, struct dns_event, 1);
+BPF_HASH(dns_recv_by_tid, u32, struct recv_args, 16384);
+
+/* Port (host order) and address of a user sockaddr; 0 when not inet. */
+static __always_inline u16 dns_peer(u64 uaddr, struct dns_event *e)
+{
+    u8 sa[24] = {};
+    if (!uaddr)
+        return 0;
+    bpf_probe_read_user(sa, sizeof(sa), (void *)uaddr);
+    u16 family = sa[0] | (sa[1] << 8);
+    e->family = family;
+    if (family == 2) {
+        __builtin_memcpy(e->addr, &sa[4], 4);
+        return (sa[2] << 8) | sa[3];
+    }
+    if (family == 10) {
+        __builtin_memcpy(e->addr, &sa[8], 16);
+        return (sa[2] << 8) | sa[3];
+    }
+    return 0;
+}
+
+static __always_inline int dns_emit(u32 direction, u32 fd, u64 buf, u64 len,
+                                    struct dns_event *e)
+{
+    e->direction = direction;
+    e->fd = fd;
+    e->len = (u32)len;
+    u32 n = len > DNS_CAPTURE ? DNS_CAPTURE : (u32)len;
+    if (n > 0 && n <= DNS_CAPTURE)
+        bpf_probe_read_user(e->payload, n, (void *)buf);
+    return submit(e, sizeof(*e));
+}
+
+/* Start a query event if this send goes to a resolver; NULL otherwise. */
+static __always_inline struct dns_event *dns_query_start(u32 fd, u64 uaddr)
+{
+    u64 cgroup_id = bpf_get_current_cgroup_id();
+    if (!in_scope(cgroup_id))
+        return NULL;
+    u32 zero = 0;
+    struct dns_event *e = dns_scratch.lookup(&zero);
+    if (!e)
+        return NULL;
+    __builtin_memset(e, 0, sizeof(*e));
+    u16 port = dns_peer(uaddr, e);
+    u64 key = fd_key(fd);
+    struct sock_info *info = socks.lookup(&key);
+    if (!uaddr && info)
+        port = info->dport;
+    if (port != DNS_PORT)
+        return NULL;
+    if (info) {
+        info->dns = 1;
+    } else {
+        struct sock_info fresh = {};
+        fresh.family = e->family;
+        fresh.dport = port;
+        fresh.dns = 1;
+        socks.update(&key, &fresh);
+    }
+    e->port = port;
+    fill_header(&e->h, EV_DNS, cgroup_id);
+    return e;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
+{
+    struct dns_event *e = dns_query_start((u32)args->fd, (u64)args->addr);
+    if (e)
+        dns_emit(DNS_QUERY, (u32)args->fd, (u64)args->buff, args->len, e);
+    return 0;
+}
+
+static __always_inline int dns_sendmsg(u32 fd, u64 umsg)
+{
+    struct user_msghdr_head msg = {};
+    if (bpf_probe_read_user(&msg, sizeof(msg), (void *)umsg) != 0)
+        return 0;
+    struct dns_event *e = dns_query_start(fd, msg.name);
+    if (!e || !msg.iov || !msg.iovlen)
+        return 0;
+    struct iovec_head iov = {};
+    bpf_probe_read_user(&iov, sizeof(iov), (void *)msg.iov);
+    return dns_emit(DNS_QUERY, fd, iov.base, iov.len, e);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg)
+{
+    dns_sendmsg((u32)args->fd, (u64)args->msg);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg)
+{
+    /* struct mmsghdr is a msghdr (56 bytes) and a length, 64 bytes in all. */
+    u64 vec = (u64)args->mmsg;
+    u32 vlen = (u32)args->vlen;
+    if (vlen > 0)
+        dns_sendmsg((u32)args->fd, vec);
+    if (vlen > 1)
+        dns_sendmsg((u32)args->fd, vec + 64);
+    return 0;
+}
+
+static __always_inline int dns_recv_enter(u32 fd, u64 buf)
+{
+    if (!in_scope(bpf_get_current_cgroup_id()))
+        return 0;
+    u64 key = fd_key(fd);
+    struct sock_info *info = socks.lookup(&key);
+    if (!info || !info->dns || !buf)
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct recv_args a = {.buf = buf, .fd = fd};
+    dns_recv_by_tid.update(&tid, &a);
+    return 0;
+}
+
+static __always_inline int dns_recv_exit(long ret)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct recv_args *stored = dns_recv_by_tid.lookup(&tid);
+    if (!stored)
+        return 0;
+    struct recv_args a = *stored;
+    dns_recv_by_tid.delete(&tid);
+    if (ret <= 0)
+        return 0;
+    u32 zero = 0;
+    struct dns_event *e = dns_scratch.lookup(&zero);
+    if (!e)
+        return 0;
+    __builtin_memset(e, 0, sizeof(*e));
+    fill_header(&e->h, EV_DNS, bpf_get_current_cgroup_id());
+    return dns_emit(DNS_ANSWER, a.fd, a.buf, (u64)ret, e);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
+{
+    return dns_recv_enter((u32)args->fd, (u64)args->ubuf);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom)
+{
+    return dns_recv_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
+{
+    struct user_msghdr_head msg = {};
+    if (bpf_probe_read_user(&msg, sizeof(msg), (void *)args->msg) != 0 || !msg.iov)
+        return 0;
+    struct iovec_head iov = {};
+    bpf_probe_read_user(&iov, sizeof(iov), (void *)msg.iov);
+    return dns_recv_enter((u32)args->fd, iov.base);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg)
+{
+    return dns_recv_exit(args->ret);
+}
+
+#ifdef LAYOUT_CHECK
+BPF_ARRAY(layout_dns_event, struct dns_event, 1);
+#endif

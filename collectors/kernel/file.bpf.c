@@ -1,0 +1,133 @@
+/* file.open: open/openat/openat2 in pod cgroups. The path pointer and flags are kept at
+ * syscall entry (per thread); at exit, with the result known, the path is read (the
+ * caller's memory is still valid) and the event is de-duplicated per container: the
+ * same (path, flags, result) within one window is emitted once, repeats are counted in
+ * `open_dedup` and reported by user space when the window closes.
+ */
+#include "common.bpf.h"
+
+struct open_args {
+    const char *filename;
+    u32 flags;
+    s32 dfd;
+};
+
+struct open_key {
+    u64 cgroup_id;
+    u64 window;
+    u32 flags;
+    s32 result;    /* 0 on success (the fd number does not matter), else -errno */
+    char path[FILENAME_LEN];
+};
+
+struct open_event {
+    struct event_header h;
+    u64 window;
+    s64 ret;
+    u32 flags;
+    s32 dfd;
+    char path[FILENAME_LEN];
+};
+
+BPF_HASH(open_args_by_tid, u32, struct open_args, 16384);
+BPF_HASH(open_dedup, struct open_key, u64, MAX_DEDUP);
+BPF_PERCPU_ARRAY(open_key_scratch, struct open_key, 1);
+BPF_PERCPU_ARRAY(open_scratch, struct open_event, 1);
+
+static __always_inline int open_dedup_check(struct open_key *key)
+{
+    u64 one = 1;
+    if (open_dedup.insert(key, &one) == 0)
+        return DEDUP_FIRST;
+    u64 *seen = open_dedup.lookup(key);
+    if (seen) {
+        __sync_fetch_and_add(seen, 1);
+        count_add(C_DEDUPLICATED, 1);
+        return DEDUP_REPEAT;
+    }
+    count_add(C_DEDUP_FULL, 1);
+    return DEDUP_BYPASS;
+}
+
+static __always_inline int open_enter(const char *filename, u32 flags, s32 dfd)
+{
+    if (!in_scope(bpf_get_current_cgroup_id()))
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct open_args a = {.filename = filename, .flags = flags, .dfd = dfd};
+    open_args_by_tid.update(&tid, &a);
+    return 0;
+}
+
+static __always_inline int open_exit(long ret)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct open_args *a = open_args_by_tid.lookup(&tid);
+    if (!a)
+        return 0;
+    struct open_args saved = *a;
+    open_args_by_tid.delete(&tid);
+    u32 zero = 0;
+    struct open_key *key = open_key_scratch.lookup(&zero);
+    struct open_event *e = open_scratch.lookup(&zero);
+    if (!key || !e)
+        return 0;
+    u64 cgroup_id = bpf_get_current_cgroup_id();
+    u64 now = bpf_ktime_get_ns();
+    __builtin_memset(key, 0, sizeof(*key));
+    key->cgroup_id = cgroup_id;
+    key->window = now / DEDUP_WINDOW_NS;
+    key->flags = saved.flags;
+    key->result = ret < 0 ? (s32)ret : 0;
+    bpf_probe_read_user_str(key->path, sizeof(key->path), saved.filename);
+#ifndef NO_DEDUP
+    if (open_dedup_check(key) == DEDUP_REPEAT)
+        return 0;
+#endif
+    fill_header(&e->h, EV_OPEN, cgroup_id);
+    e->h.ts = now;
+    e->window = key->window;
+    e->ret = ret;
+    e->flags = saved.flags;
+    e->dfd = saved.dfd;
+    __builtin_memcpy(e->path, key->path, sizeof(e->path));
+    submit(e, sizeof(*e));
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_open)
+{
+    return open_enter(args->filename, (u32)args->flags, -100 /* AT_FDCWD */);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_open)
+{
+    return open_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat)
+{
+    return open_enter(args->filename, (u32)args->flags, (s32)args->dfd);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_openat)
+{
+    return open_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
+{
+    u64 flags = 0;
+    bpf_probe_read_user(&flags, sizeof(flags), args->how); /* open_how.flags is first */
+    return open_enter(args->filename, (u32)flags, (s32)args->dfd);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
+{
+    return open_exit(args->ret);
+}
+
+#ifdef LAYOUT_CHECK
+BPF_ARRAY(layout_open_event, struct open_event, 1);
+BPF_ARRAY(layout_open_key, struct open_key, 1);
+#endif

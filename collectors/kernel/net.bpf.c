@@ -1,0 +1,454 @@
+/* net.connect / net.accept / net.listen / net.close in pod cgroups.
+ *
+ * - socket(): the type (stream/datagram) per (tgid, fd) in `socks`, so connect can say
+ *   TCP or UDP without reading kernel structs; bind() adds the local port.
+ * - connect(): the destination is copied at entry, the event goes out at exit with the
+ *   result (0, -EINPROGRESS for non-blocking, -ECONNREFUSED …), de-duplicated per
+ *   container like file.open.
+ * - TCP volume: sock:inet_sock_set_state to SYN_SENT (in the connecting task) starts a
+ *   record keyed by the socket address; sock:sock_send_length / sock_recv_length add
+ *   bytes; the state change to CLOSE emits net.close with the totals (whatever context
+ *   it runs in: the attribution was stored at SYN_SENT).
+ * - accept()/listen(): peer address at accept exit; listen from the LISTEN state change
+ *   (the port is known only then), which also gives accept its local port.
+ */
+#include "common.bpf.h"
+
+#ifndef DNS_PORT
+#define DNS_PORT 53
+#endif
+
+#define SOCKADDR_LEN 112   /* family + the longest path of sockaddr_un */
+#define UNIX_PATH_LEN 108
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+struct sock_info {
+    u16 family;
+    u16 sotype;
+    u16 lport;
+    u16 dport;
+    u8 dns;        /* a DNS socket: replies on it are captured (dns.bpf.c) */
+    u8 pad[7];
+};
+
+struct sockaddr_buf {
+    u16 family;
+    u8 data[SOCKADDR_LEN - 2];
+};
+
+struct connect_args {
+    u64 sockaddr;  /* user pointer */
+    u32 fd;
+    u32 addrlen;
+};
+
+struct net_event {
+    struct event_header h;
+    u64 window;
+    s64 ret;
+    u32 fd;
+    u16 family;
+    u16 sotype;
+    u16 dport;     /* host byte order; peer port for accept, local port for listen */
+    u16 lport;
+    u32 pad;
+    u8 daddr[16];
+    char unix_path[UNIX_PATH_LEN];
+};
+
+struct net_key {
+    u64 cgroup_id;
+    u64 window;
+    s32 result;
+    u16 family;
+    u16 sotype;
+    u16 dport;
+    u16 pad[3];
+    u8 daddr[16];
+    char unix_path[UNIX_PATH_LEN];
+};
+
+struct conn_info {
+    struct event_header h;
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u16 pad;
+    u8 saddr[16];
+    u8 daddr[16];
+    u64 bytes_sent;
+    u64 bytes_received;
+};
+
+struct close_event {
+    struct event_header h;
+    u64 bytes_sent;
+    u64 bytes_received;
+    u64 duration_ns;
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u16 pad;
+    u8 saddr[16];
+    u8 daddr[16];
+};
+
+BPF_TABLE("lru_hash", u64, struct sock_info, socks, 65536);
+BPF_HASH(socket_type_by_tid, u32, u32, 16384);
+BPF_HASH(connect_args_by_tid, u32, struct connect_args, 16384);
+BPF_HASH(accept_args_by_tid, u32, struct connect_args, 16384);
+BPF_HASH(listen_fd_by_tid, u32, u32, 4096);
+BPF_HASH(net_dedup, struct net_key, u64, MAX_DEDUP);
+BPF_HASH(conns, u64, struct conn_info, 65536);
+BPF_PERCPU_ARRAY(net_scratch, struct net_event, 1);
+BPF_PERCPU_ARRAY(net_key_scratch, struct net_key, 1);
+BPF_PERCPU_ARRAY(sockaddr_scratch, struct sockaddr_buf, 1);
+
+static __always_inline u64 fd_key(u32 fd)
+{
+    return (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | fd;
+}
+
+static __always_inline int net_dedup_check(struct net_key *key)
+{
+    u64 one = 1;
+    if (net_dedup.insert(key, &one) == 0)
+        return DEDUP_FIRST;
+    u64 *seen = net_dedup.lookup(key);
+    if (seen) {
+        __sync_fetch_and_add(seen, 1);
+        count_add(C_DEDUPLICATED, 1);
+        return DEDUP_REPEAT;
+    }
+    count_add(C_DEDUP_FULL, 1);
+    return DEDUP_BYPASS;
+}
+
+/* Fill family/port/address (or unix path) of `e` from a user sockaddr. */
+static __always_inline void read_sockaddr(struct net_event *e, u64 uaddr, u32 addrlen)
+{
+    u32 zero = 0;
+    struct sockaddr_buf *sa = sockaddr_scratch.lookup(&zero);
+    if (!sa || !uaddr)
+        return;
+    __builtin_memset(sa, 0, sizeof(*sa));
+    bpf_probe_read_user(sa, sizeof(*sa), (void *)uaddr);
+    e->family = sa->family;
+    if (sa->family == 2 /* AF_INET */) {
+        e->dport = (sa->data[0] << 8) | sa->data[1];
+        __builtin_memcpy(e->daddr, &sa->data[2], 4);
+    } else if (sa->family == 10 /* AF_INET6 */) {
+        e->dport = (sa->data[0] << 8) | sa->data[1];
+        __builtin_memcpy(e->daddr, &sa->data[6], 16);
+    } else if (sa->family == 1 /* AF_UNIX */) {
+        __builtin_memcpy(e->unix_path, sa->data, UNIX_PATH_LEN);
+    }
+}
+
+static __always_inline struct net_event *net_event_start(u32 kind, u64 cgroup_id)
+{
+    u32 zero = 0;
+    struct net_event *e = net_scratch.lookup(&zero);
+    if (!e)
+        return NULL;
+    __builtin_memset(e, 0, sizeof(*e));
+    fill_header(&e->h, kind, cgroup_id);
+    e->window = e->h.ts / DEDUP_WINDOW_NS;
+    return e;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_socket)
+{
+    if (!in_scope(bpf_get_current_cgroup_id()))
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u32 packed = ((u32)args->family << 16) | ((u32)args->type & 0xF);
+    socket_type_by_tid.update(&tid, &packed);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_socket)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u32 *packed = socket_type_by_tid.lookup(&tid);
+    if (!packed)
+        return 0;
+    u32 value = *packed;
+    socket_type_by_tid.delete(&tid);
+    if (args->ret < 0)
+        return 0;
+    u64 key = fd_key((u32)args->ret);
+    struct sock_info info = {};
+    info.family = value >> 16;
+    info.sotype = value & 0xF;
+    socks.update(&key, &info);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_bind)
+{
+    if (!in_scope(bpf_get_current_cgroup_id()))
+        return 0;
+    u16 sa[2] = {};
+    bpf_probe_read_user(sa, sizeof(sa), args->umyaddr);
+    if (sa[0] != 2 && sa[0] != 10)
+        return 0;
+    u64 key = fd_key((u32)args->fd);
+    struct sock_info *info = socks.lookup(&key);
+    if (info)
+        info->lport = ((sa[1] & 0xFF) << 8) | (sa[1] >> 8);
+    return 0;
+}
+
+/* listen(): the port is only known once the socket is hashed (bind to port 0 picks
+ * it at listen), so the event goes out from the CLOSE -> LISTEN state change, which runs
+ * inside the listen() call; the fd comes from here. */
+TRACEPOINT_PROBE(syscalls, sys_enter_listen)
+{
+    if (!in_scope(bpf_get_current_cgroup_id()))
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u32 fd = (u32)args->fd;
+    listen_fd_by_tid.update(&tid, &fd);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_listen)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    listen_fd_by_tid.delete(&tid);
+    return 0;
+}
+
+static __always_inline int on_listen(u16 family, u16 port)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u32 *fdp = listen_fd_by_tid.lookup(&tid);
+    if (!fdp)
+        return 0;
+    u32 fd = *fdp;
+    struct net_event *e = net_event_start(EV_LISTEN, bpf_get_current_cgroup_id());
+    if (!e)
+        return 0;
+    e->fd = fd;
+    e->family = family;
+    e->sotype = 1;
+    e->lport = port;
+    u64 key = fd_key(fd);
+    struct sock_info *info = socks.lookup(&key);
+    if (info)
+        info->lport = port;
+    submit(e, sizeof(*e));
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+{
+    if (!in_scope(bpf_get_current_cgroup_id()))
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct connect_args a = {};
+    a.sockaddr = (u64)args->uservaddr;
+    a.fd = (u32)args->fd;
+    a.addrlen = (u32)args->addrlen;
+    connect_args_by_tid.update(&tid, &a);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_connect)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct connect_args *stored = connect_args_by_tid.lookup(&tid);
+    if (!stored)
+        return 0;
+    struct connect_args a = *stored;
+    connect_args_by_tid.delete(&tid);
+    u64 cgroup_id = bpf_get_current_cgroup_id();
+    struct net_event *e = net_event_start(EV_CONNECT, cgroup_id);
+    if (!e)
+        return 0;
+    e->ret = args->ret;
+    e->fd = a.fd;
+    read_sockaddr(e, a.sockaddr, a.addrlen);
+    u64 key = fd_key(a.fd);
+    struct sock_info *info = socks.lookup(&key);
+    if (info) {
+        e->sotype = info->sotype;
+        e->lport = info->lport;
+        info->dport = e->dport;
+        if (e->dport == DNS_PORT)
+            info->dns = 1;
+    } else if (e->family == 2 || e->family == 10) {
+        struct sock_info fresh = {};
+        fresh.family = e->family;
+        fresh.dport = e->dport;
+        fresh.dns = e->dport == DNS_PORT;
+        socks.update(&key, &fresh);
+    }
+#ifndef NO_DEDUP
+    u32 zero = 0;
+    struct net_key *k = net_key_scratch.lookup(&zero);
+    if (!k)
+        return 0;
+    __builtin_memset(k, 0, sizeof(*k));
+    k->cgroup_id = cgroup_id;
+    k->window = e->window;
+    k->result = e->ret < 0 ? (s32)e->ret : 0;
+    k->family = e->family;
+    k->sotype = e->sotype;
+    k->dport = e->dport;
+    __builtin_memcpy(k->daddr, e->daddr, sizeof(k->daddr));
+    __builtin_memcpy(k->unix_path, e->unix_path, sizeof(k->unix_path));
+    if (net_dedup_check(k) == DEDUP_REPEAT)
+        return 0;
+#endif
+    submit(e, sizeof(*e));
+    return 0;
+}
+
+static __always_inline int accept_enter(u64 upeer, u32 fd)
+{
+    if (!in_scope(bpf_get_current_cgroup_id()))
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct connect_args a = {.sockaddr = upeer, .fd = fd};
+    accept_args_by_tid.update(&tid, &a);
+    return 0;
+}
+
+static __always_inline int accept_exit(long ret)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct connect_args *stored = accept_args_by_tid.lookup(&tid);
+    if (!stored)
+        return 0;
+    struct connect_args a = *stored;
+    accept_args_by_tid.delete(&tid);
+    if (ret < 0)
+        return 0;  /* EAGAIN on non-blocking listeners: not an event */
+    struct net_event *e = net_event_start(EV_ACCEPT, bpf_get_current_cgroup_id());
+    if (!e)
+        return 0;
+    e->ret = ret;
+    e->fd = a.fd;
+    read_sockaddr(e, a.sockaddr, sizeof(struct sockaddr_buf));
+    u64 key = fd_key(a.fd);
+    struct sock_info *info = socks.lookup(&key);
+    if (info) {
+        e->sotype = info->sotype;
+        e->lport = info->lport;
+    }
+    submit(e, sizeof(*e));
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_accept)
+{
+    return accept_enter((u64)args->upeer_sockaddr, (u32)args->fd);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_accept)
+{
+    return accept_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_accept4)
+{
+    return accept_enter((u64)args->upeer_sockaddr, (u32)args->fd);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
+{
+    return accept_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+    if (args->protocol != 6 /* IPPROTO_TCP */)
+        return 0;
+    u64 sk = (u64)args->skaddr;
+    if (args->newstate == TCP_LISTEN)
+        return on_listen(args->family, args->sport);
+    if (args->newstate == TCP_SYN_SENT) {
+        u64 cgroup_id = bpf_get_current_cgroup_id();
+        if (!in_scope(cgroup_id))
+            return 0;
+        struct conn_info info = {};
+        fill_header(&info.h, EV_CLOSE, cgroup_id);
+        info.family = args->family;
+        info.sport = args->sport;
+        info.dport = args->dport;
+        if (args->family == 2) {
+            __builtin_memcpy(info.saddr, args->saddr, 4);
+            __builtin_memcpy(info.daddr, args->daddr, 4);
+        } else {
+            __builtin_memcpy(info.saddr, args->saddr_v6, 16);
+            __builtin_memcpy(info.daddr, args->daddr_v6, 16);
+        }
+        conns.update(&sk, &info);
+        return 0;
+    }
+    if (args->newstate == TCP_ESTABLISHED) {
+        /* The source port is chosen after SYN_SENT is entered: take it now. */
+        struct conn_info *est = conns.lookup(&sk);
+        if (est) {
+            est->sport = args->sport;
+            if (args->family == 2)
+                __builtin_memcpy(est->saddr, args->saddr, 4);
+            else
+                __builtin_memcpy(est->saddr, args->saddr_v6, 16);
+        }
+        return 0;
+    }
+    if (args->newstate != TCP_CLOSE)
+        return 0;
+    struct conn_info *info = conns.lookup(&sk);
+    if (!info)
+        return 0;
+    struct close_event e = {};
+    __builtin_memcpy(&e.h, &info->h, sizeof(e.h));
+    u64 now = bpf_ktime_get_ns();
+    e.h.ts = now;
+    e.duration_ns = now - info->h.ts;
+    e.bytes_sent = info->bytes_sent;
+    e.bytes_received = info->bytes_received;
+    e.family = info->family;
+    e.sport = info->sport;
+    e.dport = info->dport;
+    __builtin_memcpy(e.saddr, info->saddr, 16);
+    __builtin_memcpy(e.daddr, info->daddr, 16);
+    conns.delete(&sk);
+    submit(&e, sizeof(e));
+    return 0;
+}
+
+TRACEPOINT_PROBE(sock, sock_send_length)
+{
+    if (args->ret <= 0)
+        return 0;
+    u64 sk = (u64)args->sk;
+    struct conn_info *info = conns.lookup(&sk);
+    if (info)
+        __sync_fetch_and_add(&info->bytes_sent, (u64)args->ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sock, sock_recv_length)
+{
+    if (args->ret <= 0)
+        return 0;
+    u64 sk = (u64)args->sk;
+    struct conn_info *info = conns.lookup(&sk);
+    if (info)
+        __sync_fetch_and_add(&info->bytes_received, (u64)args->ret);
+    return 0;
+}
+
+#ifdef LAYOUT_CHECK
+BPF_ARRAY(layout_net_event, struct net_event, 1);
+BPF_ARRAY(layout_net_key, struct net_key, 1);
+BPF_ARRAY(layout_close_event, struct close_event, 1);
+#endif

@@ -1,0 +1,67 @@
+"""Sensitive-path marking for file.open (pure). The list is data
+(``sensitive_paths.yaml``), in the spirit of Falco's macros: operators override it
+without touching code.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["DEFAULT_RULES_FILE", "SensitiveMatch", "SensitivePaths"]
+
+DEFAULT_RULES_FILE = Path(__file__).with_name("sensitive_paths.yaml")
+
+
+@dataclass(frozen=True, slots=True)
+class SensitiveMatch:
+    rule: str
+    level: str
+
+
+class SensitivePaths:
+    """Compiled rules: one regular expression per rule, first rule wins.
+
+    >>> rules = SensitivePaths([{"id": "sa", "level": "high",
+    ...     "patterns": ["/var/run/secrets/kubernetes.io/serviceaccount/*"]}])
+    >>> rules.match("/var/run/secrets/kubernetes.io/serviceaccount/token")
+    SensitiveMatch(rule='sa', level='high')
+    >>> rules.match("/etc/hosts") is None
+    True
+    """
+
+    def __init__(self, rules: Iterable[Mapping[str, Any]]) -> None:
+        self._rules: list[tuple[re.Pattern[str], SensitiveMatch]] = []
+        for rule in rules:
+            rid = rule.get("id")
+            patterns = rule.get("patterns") or []
+            if not isinstance(rid, str) or not rid:
+                raise ValueError(f"sensitive path rule without an id: {rule!r}")
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise ValueError(f"rule {rid}: patterns must be a list of strings")
+            regex = "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or r"(?!)"
+            self._rules.append(
+                (re.compile(regex), SensitiveMatch(rid, str(rule.get("level", "medium")))))
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_RULES_FILE) -> SensitivePaths:
+        with open(path) as fh:
+            doc = yaml.safe_load(fh) or {}
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("rules"), list):
+            raise ValueError(f"{path}: expected a mapping with a 'rules' list")
+        return cls(doc["rules"])
+
+    def match(self, path: str) -> SensitiveMatch | None:
+        for regex, found in self._rules:
+            if regex.match(path):
+                return found
+        return None
+
+    def __len__(self) -> int:
+        return len(self._rules)

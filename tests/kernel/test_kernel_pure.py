@@ -1,0 +1,198 @@
+"""Pure parts of the kernel collector, no kernel: records of every kind, DNS parsing,
+sensitive paths, the repeat ledger, flags and names."""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collectors.kernel import decode as dec
+from collectors.kernel.dedup import RepeatLedger
+from collectors.kernel.dnsmsg import build_answer, build_query, parse_dns
+from collectors.kernel.envelopes import (
+    close_envelope,
+    dns_envelope,
+    net_envelope,
+    open_envelope,
+    open_flags,
+    profile_envelope,
+    resolved_addresses,
+)
+from collectors.kernel.sensitive import SensitivePaths
+from collectors.kernel.syscall_names import parse_unistd
+from streams.events import Envelope, Pod
+
+POD = Pod(uid="0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", name="bot")
+
+
+def _header(kind: int) -> dec.EventHeader:
+    h = dec.EventHeader()
+    h.kind, h.pid, h.tid, h.uid, h.count, h.ts, h.cgroup_id = kind, 9, 9, 0, 1, 100, 5
+    h.comm = b"agent"
+    return h
+
+
+def _put(record: ctypes.Structure, field: str, data: bytes) -> None:
+    ctypes.memmove(ctypes.addressof(record) + getattr(type(record), field).offset, data,
+                   len(data))
+
+
+def test_open_record_and_envelope() -> None:
+    r = dec.OpenRecord()
+    r.h = _header(dec.Kind.OPEN)
+    r.ret, r.flags, r.dfd, r.window = -13, 0o2, -100, 7
+    _put(r, "path", b"/home/a/.aws/credentials\0")
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.OpenEvent)
+    assert ev.path == "/home/a/.aws/credentials" and ev.window == 7
+    env = open_envelope(ev, node="n", pod=POD, offset_ns=0,
+                        sensitive=SensitivePaths.load())
+    assert env.kind == "file.open" and env.data["access"] == "read_write"
+    assert env.data["error"] == "EACCES"
+    assert env.data["sensitive"]["rule"] == "cloud-credentials-file"
+    assert Envelope.from_dict(env.to_dict()) == env
+
+
+def test_net_records_connect_v4_v6_unix() -> None:
+    r = dec.NetRecord()
+    r.h = _header(dec.Kind.CONNECT)
+    r.family, r.sotype, r.dport, r.ret = dec.AF_INET6, 1, 443, -115
+    r.daddr[:] = list(ipaddress.IPv6Address("2001:db8::1").packed)
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.NetEvent)
+    env = net_envelope(ev, node="n", pod=POD, offset_ns=0, domain="api.example.com")
+    assert env.data["dst_addr"] == "2001:db8::1" and env.data["dst_port"] == 443
+    assert env.data["protocol"] == "tcp" and env.data["error"] == "EINPROGRESS"
+    assert env.data["domain"] == "api.example.com"
+    r.family, r.sotype = dec.AF_UNIX, 1
+    _put(r, "unix_path", b"/var/run/docker.sock\0")
+    env = net_envelope(dec.decode(bytes(r)), node="n", pod=POD, offset_ns=0)  # type: ignore[arg-type]
+    assert env.data["unix_path"] == "/var/run/docker.sock"
+    assert env.data["protocol"] == "unix_stream"
+    r.h.kind = dec.Kind.LISTEN
+    r.family, r.lport = dec.AF_INET, 8080
+    env = net_envelope(dec.decode(bytes(r)), node="n", pod=POD, offset_ns=0)  # type: ignore[arg-type]
+    assert env.kind == "net.listen" and env.data["local_port"] == 8080
+
+
+def test_close_record() -> None:
+    r = dec.CloseRecord()
+    r.h = _header(dec.Kind.CLOSE)
+    r.family, r.sport, r.dport, r.bytes_sent, r.bytes_received = dec.AF_INET, 5000, 443, 10, 20
+    r.daddr[:4] = [93, 184, 216, 34]
+    env = close_envelope(dec.decode(bytes(r)), node="n", pod=POD, offset_ns=0)  # type: ignore[arg-type]
+    assert env.data["dst_addr"] == "93.184.216.34" and env.data["bytes_sent"] == 10
+
+
+def test_dns_record_answer_and_resolved_addresses() -> None:
+    query = build_query("llm.example.org", 1, ident=3)
+    answer = build_answer(query, ["192.0.2.7", "2001:db8::7"])
+    r = dec.DnsRecord()
+    r.h = _header(dec.Kind.DNS)
+    r.direction, r.len = 1, len(answer)
+    _put(r, "payload", answer)
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.DnsEvent) and ev.answer
+    env = dns_envelope(ev, node="n", pod=POD, offset_ns=0)
+    assert env.data["questions"] == [{"name": "llm.example.org", "type": "A"}]
+    assert resolved_addresses(env) == [("192.0.2.7", "llm.example.org"),
+                                       ("2001:db8::7", "llm.example.org")]
+
+
+def test_dns_truncated_capture_is_partial_not_an_error() -> None:
+    answer = build_answer(build_query("x.example.com", 28), ["2001:db8::1"])
+    msg = parse_dns(answer[:-5])
+    assert msg.questions == [("x.example.com", "AAAA")]
+    assert msg.answers == [] and msg.error.startswith("truncated")
+    assert parse_dns(b"\x00" * 5).error
+
+
+def test_dns_compression_loop_is_rejected() -> None:
+    evil = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\xc0\x0c" + b"\x00\x01\x00\x01"
+    assert parse_dns(evil).error.startswith("malformed")
+
+
+@given(st.binary(max_size=600))
+def test_dns_parser_never_raises(raw: bytes) -> None:
+    parse_dns(raw)
+
+
+@given(st.from_regex(r"[a-z0-9]{1,20}(\.[a-z0-9]{1,20}){0,4}", fullmatch=True),
+       st.sampled_from([1, 28, 5, 16]), st.integers(0, 65535))
+def test_dns_query_round_trip(name: str, qtype: int, ident: int) -> None:
+    msg = parse_dns(build_query(name, qtype, ident=ident))
+    assert msg.id == ident and msg.questions[0][0] == name and not msg.error
+
+
+def test_sensitive_defaults_cover_the_issue_list() -> None:
+    rules = SensitivePaths.load()
+    expect = {
+        "/var/run/secrets/kubernetes.io/serviceaccount/token": "k8s-service-account-token",
+        "/root/.aws/credentials": "cloud-credentials-file",
+        "/proc/1/environ": "process-environment",
+        "/proc/self/environ": "process-environment",
+        "/home/dev/.ssh/id_ed25519": "ssh-key",
+        "/root/.kube/config": "kubeconfig",
+        "/var/run/secrets/eks.amazonaws.com/serviceaccount/token":
+            "cloud-workload-identity-token",
+    }
+    for path, rule in expect.items():
+        found = rules.match(path)
+        assert found is not None and found.rule == rule, path
+    for path in ("/etc/hosts", "/proc/1/status", "/home/dev/.ssh/known_hosts"):
+        assert rules.match(path) is None, path
+
+
+def test_sensitive_rules_validate(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - patterns: [/x]\n")
+    with pytest.raises(ValueError, match="without an id"):
+        SensitivePaths.load(bad)
+    custom = tmp_path / "ok.yaml"
+    custom.write_text("rules:\n  - id: fake-token\n    level: high\n    patterns: [/tmp/*/token]\n")
+    assert SensitivePaths.load(custom).match("/tmp/abc/token") is not None
+
+
+def test_ledger_counts_and_bounds() -> None:
+    ledger = RepeatLedger(max_entries=2)
+    first = Envelope("file.open", 5, "n", "kernel", {"path": "/a", "count": 1})
+    for i in range(3):
+        ledger.opened(("k", i), first)
+    assert len(ledger) == 2 and ledger.evicted == 1
+    # evicted first envelope: the fallback stands in, marked
+    fallback = Envelope("file.open", 1, "n", "kernel", {"path": "/a", "count": 1})
+    out = ledger.closed(("k", 0), total=3, ts=50, fallback=fallback)
+    assert out is not None and out.data["count"] == 2 and out.data["first_missing"]
+    out = ledger.closed(("k", 1), total=4, ts=50)
+    assert out is not None and out.ts == 50 and out.data["count"] == 3
+    assert ledger.closed(("k", 2), total=1, ts=50) is None
+    assert len(ledger) == 0
+
+
+def test_flags_and_names() -> None:
+    assert open_flags(0) == ["O_RDONLY"]
+    assert open_flags(0o1102) == ["O_RDWR", "O_CREAT", "O_TRUNC"]
+    assert parse_unistd("#define __NR_openat 257\nnoise\n") == {257: "openat"}
+
+
+def test_profile_envelope() -> None:
+    env = profile_envelope(5, {"read": 3, "openat": 1}, node="n", pod=POD, ts=1, window_ns=9)
+    assert env.data["distinct"] == 2 and env.data["total"] == 4
+    assert list(env.data["syscalls"]) == ["openat", "read"]
+
+
+@pytest.mark.parametrize("module", [
+    "collectors.kernel.decode", "collectors.kernel.dnsmsg", "collectors.kernel.sensitive",
+    "collectors.kernel.dedup", "collectors.kernel.envelopes", "collectors.kernel.syscall_names",
+])
+def test_doctests(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0
