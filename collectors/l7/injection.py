@@ -57,6 +57,7 @@ _LEET_TOKEN = re.compile(r"(?<![a-z0-9])(?=[a-z0-9@$]*[0-9@$])[a-z0-9@$]+(?![a-z
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _SPACED = re.compile(r"\b(?:[a-z] ){3,}[a-z]\b")
 _URL = re.compile(r"\bhttps?://[^\s<>\"')\]]+", re.I)
+_HOSTISH = re.compile(r"(?:https?://)?(?:[\w.+-]+@)?((?:[a-z0-9-]+\.)+[a-z]{2,})(/[^\s<>\"')\]]*)?")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{24,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[ :]?){16,}\b")
 _MD_IMAGE = re.compile(
@@ -263,14 +264,13 @@ class InjectionScorer:
     # -- structural detectors (params from YAML) -----------------------------------------
 
     def _exfil_host(self, ind: Indicator, v: _Views, _: str) -> bool:
+        """Hosts from URLs, e-mail addresses and bare domains, against the sink list."""
         hosts = [str(h).lower() for h in (ind.params or {}).get("hosts", [])]
-        for url in _URL.findall(v.text):
-            parts = urlsplit(url)
-            where = (parts.hostname or "") + parts.path
-            host = parts.hostname or ""
+        for m in _HOSTISH.finditer(v.text):
+            host, path = m.group(1).rstrip("."), m.group(2) or ""
             for h in hosts:
                 if "/" in h:
-                    if where.startswith(h) or where.endswith(h):
+                    if (host + path).startswith(h) or (host + path).endswith(h):
                         return True
                 elif host == h or host.endswith("." + h):
                     return True
