@@ -42,6 +42,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+ConnKey = tuple[int, int] | tuple[int, str, int]  # (pid, SSL*) or (pid, "fd", fd)
+
 
 class _Event(Protocol):
     kind: str
@@ -74,12 +76,13 @@ class ConnInfo:
 
     id: str
     fd: int = -1
+    tls: bool = True
     addresses: dict[str, Any] | None = None
     chunks: int = 0
     bytes: dict[str, int] = field(default_factory=lambda: {"egress": 0, "ingress": 0})
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "tls": True}
+        out: dict[str, Any] = {"id": self.id, "tls": self.tls}
         if self.fd >= 0:
             out["fd"] = self.fd
         if self.addresses:
@@ -124,7 +127,7 @@ class Capture:
         self.gap_fill = gap_fill
         self.max_conns = max_conns
         self.resolve = (resolve or socket_addresses) if resolve_addresses else None
-        self._conns: OrderedDict[tuple[int, int], ConnInfo] = OrderedDict()
+        self._conns: OrderedDict[ConnKey, ConnInfo] = OrderedDict()
         self.stats: dict[str, int] = {
             "chunks": 0, "bytes": 0, "truncated_calls": 0, "gap_bytes": 0, "gap_resets": 0,
             "closes": 0, "events": 0, "emitted": 0, "emit_failures": 0, "parser_crashes": 0,
@@ -184,7 +187,7 @@ class Capture:
             self._close_quietly(old_key)
         # An SSL* is reused by malloc once freed: the first chunk's time tells apart the
         # connections that shared it.
-        info = ConnInfo(id=f"{chunk.pid}:{chunk.ssl:x}:{chunk.ts_ns}", fd=chunk.fd)
+        info = ConnInfo(id=f"{_conn_name(key)}:{chunk.ts_ns}", fd=chunk.fd, tls=chunk.tls)
         if chunk.peer is not None:  # from the kernel: survives the connection's end
             info.addresses = {"daddr": chunk.peer[0], "dport": chunk.peer[1], "proto": "tcp"}
         if self.resolve is not None and chunk.fd >= 0:
@@ -198,12 +201,12 @@ class Capture:
         self._conns[key] = info
         return info
 
-    def _close_quietly(self, key: tuple[int, int]) -> None:
+    def _close_quietly(self, key: ConnKey) -> None:
         self._conns.pop(key, None)
         for event in self._parser_call(self.parser.close, key):
             # No chunk to take pod and process from: the event goes out with the pid only.
             self._submit(event, pod=None, proc=Proc(pid=key[0]),
-                         conn={"id": f"{key[0]}:{key[1]:x}", "tls": True})
+                         conn={"id": _conn_name(key), "tls": len(key) == 2})
 
     def _fill_gap(self, chunk: Chunk, info: ConnInfo, ts: int) -> list[Any]:
         missing = chunk.total_len - chunk.end
@@ -251,6 +254,13 @@ class Capture:
             self.stats["emit_failures"] += 1
         else:
             self.stats["emitted"] += 1
+
+
+def _conn_name(key: ConnKey) -> str:
+    """``pid:ssl`` (hex) for TLS, ``pid:fd<n>`` for plaintext sockets."""
+    if len(key) == 2:
+        return f"{key[0]}:{key[1]:x}"
+    return f"{key[0]}:fd{key[-1]}"
 
 
 # -- socket addresses from /proc ------------------------------------------------------

@@ -27,7 +27,9 @@ __all__ = [
 HEADER = struct.Struct("<QQQIIiIIIBBBB16sHH16s")
 DATA, CLOSE = 0, 1
 DIRECTIONS = ("egress", "ingress")  # index = SSL_DIR_*: egress = the process wrote
-FUNCTIONS = ("SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex")
+# index = SSL_FN_* / SYS_FN_*: the last four are plaintext HTTP on sockets (ssl == 0)
+FUNCTIONS = ("SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex",
+             "write", "read", "sendto", "recvfrom")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +57,14 @@ class Chunk:
     peer: tuple[str, int] | None = None  # (address, port) the fd was connect()ed to
 
     @property
-    def conn(self) -> tuple[int, int]:
-        """The connection key: an ``SSL*`` is unique within one process at a time."""
-        return (self.pid, self.ssl)
+    def tls(self) -> bool:
+        return self.ssl != 0
+
+    @property
+    def conn(self) -> tuple[int, int] | tuple[int, str, int]:
+        """The connection key: an ``SSL*`` is unique within one process at a time, and
+        so is an fd (plaintext sockets, ``ssl == 0``)."""
+        return (self.pid, self.ssl) if self.ssl else (self.pid, "fd", self.fd)
 
     @property
     def end(self) -> int:

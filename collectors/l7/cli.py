@@ -76,6 +76,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="capture every process, not only pod cgroups (debugging)",
     )
     group.add_argument(
+        "--no-plain-http",
+        dest="plain_http",
+        action="store_false",
+        help="do not capture unencrypted HTTP on pod sockets (syscall tracepoints on "
+        "read/write/sendto/recvfrom)",
+    )
+    group.add_argument(
         "--libssl",
         action="append",
         default=[],
@@ -158,6 +165,7 @@ async def _main(args: argparse.Namespace, policy: ContentPolicy) -> int:
         max_capture=args.max_capture,
         chunk_size=args.chunk_size,
         ringbuf_pages=args.ringbuf_pages,
+        plain_http=args.plain_http,
         include_host=args.include_host,
     )
     for path in args.libssl:

@@ -44,7 +44,8 @@ _DATA_SYMBOLS = ("SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex")
 
 class SslProbes:
     """One loaded ``ssl.bpf.c``. ``max_capture`` (bytes per SSL call) and ``chunk_size``
-    (bytes per ring-buffer record, a power of two) become ``-D`` defines."""
+    (bytes per ring-buffer record, a power of two) become ``-D`` defines; ``plain_http``
+    adds the syscall tracepoints that capture unencrypted HTTP on pod sockets."""
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class SslProbes:
         chunk_size: int = 4096,
         ringbuf_pages: int = 4096,
         include_host: bool = False,
+        plain_http: bool = True,
     ) -> None:
         from bcc import BPF  # imported here so that the pure modules never need bcc
 
@@ -73,6 +75,9 @@ class SslProbes:
         ]
         if include_host:
             cflags.append("-DINCLUDE_HOST")
+        if plain_http:  # syscall tracepoints, attached by bcc as the program loads
+            cflags.append("-DPLAIN_HTTP")
+        self.plain_http = plain_http
         # bcc warns (DeprecationWarning) on str arguments: hand it bytes throughout
         self.bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         self._watched = self.bpf[b"watched_cgroups"]

@@ -1,5 +1,6 @@
-/* The record the TLS capture program submits to user space: one per plaintext chunk,
- * plus one per SSL_free (kind = SSL_EV_CLOSE, no payload).
+/* The record the capture program submits to user space: one per plaintext chunk, plus
+ * one per SSL_free or close() of a plaintext HTTP socket (kind = SSL_EV_CLOSE, no
+ * payload).
  *
  * The layout is fixed (explicit widths, no implicit padding) so that the pure Python
  * decoder in collectors/l7/chunks.py can mirror it with struct; the static asserts in
@@ -26,6 +27,11 @@
 #define SSL_FN_WRITE_EX 1
 #define SSL_FN_READ 2
 #define SSL_FN_READ_EX 3
+/* plaintext HTTP on sockets (syscall tracepoints), ssl = 0 */
+#define SYS_FN_WRITE 4
+#define SYS_FN_READ 5
+#define SYS_FN_SENDTO 6
+#define SYS_FN_RECVFROM 7
 
 /* Counter slots of the per-CPU `counters` array. */
 #define CNT_CALLS 0        /* SSL calls from watched cgroups that returned data */
@@ -38,7 +44,7 @@
 struct ssl_chunk_hdr {
     __u64 ts_ns;       /* bpf_ktime_get_ns() at return of the call (CLOCK_MONOTONIC) */
     __u64 cgroup_id;   /* bpf_get_current_cgroup_id(): inode of the v2 cgroup folder */
-    __u64 ssl;         /* SSL* : connection identity within the process */
+    __u64 ssl;         /* SSL* : connection identity within the process; 0 = plaintext */
     __u32 pid;         /* tgid */
     __u32 tid;
     __s32 fd;          /* from SSL_set_fd/SSL_set_rfd/SSL_set_wfd, -1 when unknown */

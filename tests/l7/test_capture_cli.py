@@ -28,6 +28,7 @@ from .tls_fixture import (
     kube_cgroup,
     make_cert,
     pod_manifest,
+    reap,
     start_agent,
 )
 
@@ -73,8 +74,7 @@ async def test_collect_l7_command_publishes_and_stops_cleanly_on_sigterm(
     finally:
         server.close()
         for proc in (agent, collector):
-            if proc.poll() is None:
-                proc.kill()
+            reap(proc)
 
     records = await _read_topic(kafka_bootstrap)
     events = [e for k, v in records if k == pod_cgroup.pod_uid.encode()

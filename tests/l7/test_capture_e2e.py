@@ -37,6 +37,7 @@ from .tls_fixture import (
     kube_cgroup,
     make_cert,
     pod_manifest,
+    reap,
     start_agent,
 )
 
@@ -129,8 +130,7 @@ async def test_agent_llm_and_mcp_calls_reach_kafka_attributed_and_redacted(
         await publisher.stop()
         server.close()
         for proc in (pod_agent, host_agent):
-            if proc.poll() is None:
-                proc.kill()
+            reap(proc)
 
     # The agent really sent the key, on every request.
     assert len(server.seen) == 10

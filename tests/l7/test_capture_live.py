@@ -31,6 +31,7 @@ from .tls_fixture import (
     finish_agent,
     kube_cgroup,
     make_cert,
+    reap,
     start_agent,
 )
 
@@ -149,8 +150,7 @@ def test_pod_agent_is_captured_and_host_process_is_not(
         kernel = probes.counters()
         probes.close()
         for proc in (pod_agent, host_agent):
-            if proc.poll() is None:
-                proc.kill()
+            reap(proc)
 
     egress = parser.stream(pod_agent.pid, "egress")
     ingress = parser.stream(pod_agent.pid, "ingress")
@@ -234,9 +234,71 @@ def test_truncated_call_is_counted_and_the_connection_stays_in_step(
         collector.stop()
         kernel = probes.counters()
         probes.close()
-        if agent.poll() is None:
-            agent.kill()
+        reap(agent)
     assert kernel["truncated"] >= 1 and kernel["lost"] == 0
     assert capture.stats["truncated_calls"] >= 1
     assert capture.stats["gap_bytes"] >= 300_000 - 16 * 1024
     assert [e.data.get("status") for e in emitted if e.kind == "http.response"] == [200, 200]
+
+
+def test_plaintext_http_on_pod_sockets_both_as_client_and_as_server(
+    pod_cgroup: KubeCgroup,
+) -> None:
+    """Unencrypted MCP over HTTP: a pod client calling a host server (connect side), and
+    a host client calling a server inside the pod (accept side)."""
+    import subprocess
+    import sys
+
+    from collectors.l7.loader import SslProbes, TlsCollector
+    from collectors.l7.parser import L7Parser
+
+    from .tls_fixture import MCP_CLIENT, MCP_SERVER
+
+    host_server = TlsServer(None, None)
+    root = Path(__file__).resolve().parents[2]
+    pod_server = subprocess.Popen([sys.executable, "-c", MCP_SERVER], cwd=root,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    key = f"sk-test-{uuid.uuid4().hex}"
+    emitted: list[Envelope] = []
+    capture = Capture(L7Parser(), node="test-node", emit=emitted.append,
+                      attribute=lambda _cg: None)
+    probes = SslProbes()
+    collector = TlsCollector(probes, capture, PodProcesses(CgroupResolver(pod_cgroup.root)),
+                             rescan_s=0.1)
+    procs = [pod_server]
+    try:
+        assert pod_server.stdout is not None
+        pod_server_url = pod_server.stdout.readline().strip()
+        pod_cgroup.add(pod_server.pid)
+        pod_client = subprocess.Popen(
+            [sys.executable, "-c", MCP_CLIENT, host_server.url + "/mcp", key],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        host_client = subprocess.Popen(
+            [sys.executable, "-c", MCP_CLIENT, pod_server_url + "/mcp", key],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs += [pod_client, host_client]
+        for proc in (pod_client, host_client):
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        pod_cgroup.add(pod_client.pid)
+        collector.start()
+        wait_for(lambda: pod_cgroup.cgroup_id in probes.watched, "the pod cgroup")
+        for proc in (pod_client, host_client):
+            out, _ = proc.communicate("go\n", timeout=60)
+            assert out.strip() == "done"
+        wait_for(lambda: {e.proc.pid for e in emitted if e.kind == "mcp.call" and e.proc}
+                 >= {pod_client.pid, pod_server.pid},
+                 lambda: f"mcp.call from both pod processes: {collector.snapshot()}")
+    finally:
+        collector.stop()
+        probes.close()
+        host_server.close()
+        for proc in procs:
+            reap(proc)
+    calls = [e for e in emitted if e.kind == "mcp.call"]
+    assert {e.proc.pid for e in calls if e.proc} == {pod_client.pid, pod_server.pid}
+    assert all(e.data["conn"]["tls"] is False for e in emitted)
+    client_call = next(e for e in calls if e.proc and e.proc.pid == pod_client.pid)
+    assert client_call.data["conn"]["dport"] == int(host_server.url.rsplit(":", 1)[1])
+    assert MCP_TOOL.encode() in client_call.to_json()
+    assert not any(key.encode() in e.to_json() for e in emitted)
+    assert {"mcp.result"} <= {e.kind for e in emitted}

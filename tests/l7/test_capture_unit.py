@@ -313,3 +313,16 @@ def test_content_flags() -> None:
                               "prompts=drop"])
     assert args.max_capture == 4096 and args.include_host and args.content == ["prompts=drop"]
 
+
+
+def test_plaintext_sockets_are_keyed_by_fd_and_marked_not_tls() -> None:
+    parser = FakeParser()
+    cap, out = make(parser)
+    cap.handle(chunk(b"POST /mcp HTTP/1.1\r\n", ssl=0, fd=7, fn="sendto", ts_ns=9))
+    cap.handle(chunk(b"GET / HTTP/1.1\r\n", ssl=0, fd=8, fn="write"))
+    cap.handle(chunk(b"", ssl=0, fd=7, kind=CLOSE, fn="write"))
+    assert [f[0] for f in parser.feeds] == [(42, "fd", 7), (42, "fd", 8)]
+    assert parser.closed == [(42, "fd", 7)]
+    assert out[0].data["conn"]["id"] == "42:fd7:9" and out[0].data["conn"]["tls"] is False
+    cap.close_all()
+    assert out[-1].data["conn"] == {"id": "42:fd8", "tls": False}

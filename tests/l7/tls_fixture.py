@@ -35,6 +35,7 @@ __all__ = [
     "kube_cgroup",
     "make_cert",
     "pod_manifest",
+    "reap",
     "start_agent",
 ]
 
@@ -189,24 +190,27 @@ class _Server(http.server.ThreadingHTTPServer):
 
 @dataclass
 class TlsServer:
-    """The HTTPS server on 127.0.0.1 (an ephemeral port), served from a thread."""
+    """The HTTPS server on 127.0.0.1 (an ephemeral port), served from a thread; plain
+    HTTP when ``cert`` is None."""
 
-    cert: Path
-    key: Path
+    cert: Path | None
+    key: Path | None
     server: _Server = field(init=False)
 
     def __post_init__(self) -> None:
         self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.seen = []
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        if self.cert is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.cert, self.key)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "https" if self.cert is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     @property
     def seen(self) -> list[tuple[str, dict[str, str], bytes]]:
@@ -262,6 +266,30 @@ print("done", flush=True)
 '''
 
 
+# Plain HTTP: one MCP tools/call to argv[1] (a JSON-RPC endpoint), after "go".
+MCP_CLIENT = r'''
+import json, sys, urllib.request
+print("ready", flush=True)
+sys.stdin.readline()
+body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "lookup_customer", "arguments": {"email": "a@b.c"}}})
+req = urllib.request.Request(sys.argv[1], data=body.encode(), headers={
+    "Content-Type": "application/json", "Authorization": "Bearer " + sys.argv[2]})
+with urllib.request.urlopen(req) as fh:
+    assert json.loads(fh.read())["id"] == 7
+print("done", flush=True)
+'''
+
+# Plain HTTP MCP server (the fixture's handler) in its own process; prints its URL.
+MCP_SERVER = r'''
+import sys
+from tests.l7.tls_fixture import TlsServer
+server = TlsServer(None, None)
+print(server.url, flush=True)
+sys.stdin.readline()
+'''
+
+
 def start_agent(url: str, cafile: Path, api_key: str, model: str) -> subprocess.Popen[str]:
     """Start the agent; it imports ssl (maps libssl), prints ``ready`` and waits for
     ``go``."""
@@ -276,6 +304,17 @@ def start_agent(url: str, cafile: Path, api_key: str, model: str) -> subprocess.
         err = proc.stderr.read() if proc.stderr else ""
         raise RuntimeError(f"agent did not start: {line!r} {err}")
     return proc
+
+
+def reap(proc: subprocess.Popen[str]) -> None:
+    """Kill (if still running) and wait for a helper process, and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with suppress(OSError):
+                pipe.close()
 
 
 def finish_agent(proc: subprocess.Popen[str], timeout: float = 60) -> str:
