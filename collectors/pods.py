@@ -206,10 +206,11 @@ class FilePodSource:
 
 
 class KubernetesPodSource:
-    """List-then-watch pods on one node through the API server (field selector
-    ``spec.nodeName``), resuming from the last resourceVersion and relisting on 410."""
+    """List-then-watch pods through the API server, resuming from the last resourceVersion
+    and relisting on 410. Node collectors pass their node (field selector
+    ``spec.nodeName``); a collector beside the account (CloudTrail) passes None for all."""
 
-    def __init__(self, node_name: str, *, api: Any = None, timeout_s: int = 300) -> None:
+    def __init__(self, node_name: str | None, *, api: Any = None, timeout_s: int = 300) -> None:
         self.node_name = node_name
         self.timeout_s = timeout_s
         self._api = api
@@ -229,7 +230,7 @@ class KubernetesPodSource:
         return self._api
 
     def _selector(self) -> str:
-        return f"spec.nodeName={self.node_name}"
+        return f"spec.nodeName={self.node_name}" if self.node_name else ""
 
     def load(self, index: PodIndex) -> None:
         api = self._core()
@@ -297,8 +298,9 @@ class Attributor:
         return info.to_pod(ref.container_id)
 
 
-def make_pod_source(pods_file: str | None, node: str) -> PodSource:
-    """The embedded mode's file source when a file is given, else the API server."""
+def make_pod_source(pods_file: str | None, node: str | None) -> PodSource:
+    """The embedded mode's file source when a file is given, else the API server (pods of
+    ``node``, or of every node when it is None)."""
     if pods_file:
         return FilePodSource(pods_file)
     return KubernetesPodSource(node)

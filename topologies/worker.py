@@ -71,6 +71,7 @@ def group_by_agent(events: Iterable[Envelope]) -> dict[str, list[Envelope]]:
 def build_app(
     bootstrap_servers: str, *, settings: EngineSettings | None = None,
     content: DetectionContent | None = None, app_id: str = WORKER_APP_ID,
+    session_timeout_s: float = 10.0,
 ) -> faust.App:
     app = faust.App(
         app_id,
@@ -80,6 +81,9 @@ def build_app(
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=3600.0,
+        # Faust's 60 s default makes a group join wait 30 s on tansu; 10 s is Kafka's own
+        # default and still far above the time one frame takes to process.
+        broker_session_timeout=session_timeout_s,
     )
     engine = StoryEngine(content or load_content(), settings)
     stats = WorkerStats()

@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from collectors.pods import KubernetesPodSource, PodIndex, PodSource, make_pod_source
+from collectors.pods import PodIndex, PodSource, make_pod_source
 
 from .attribute import CloudAttributor
 from .collector import CloudTrailCollector, KafkaSink, Sink
@@ -71,17 +71,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="records per publish+checkpoint batch (default 5000)")
 
 
-class _ClusterPodSource(KubernetesPodSource):
-    """CloudTrail runs beside the account, not on a node: watch pods of every node."""
-
-    def _selector(self) -> str:
-        return ""
-
-
 def _pod_source(args: argparse.Namespace) -> PodSource:
-    if getattr(args, "pods_file", None):
-        return make_pod_source(args.pods_file, args.node)
-    return _ClusterPodSource(args.node)
+    # CloudTrail runs beside the account, not on a node: watch the pods of every node.
+    return make_pod_source(getattr(args, "pods_file", None), None)
 
 
 def _start_pods(args: argparse.Namespace) -> tuple[PodIndex, PodSource | None]:
