@@ -122,6 +122,8 @@ class _Views:
     raw: str
     text: str
     words: str
+    # The words view again with "1" read as "l" instead of "i" (ru1es), only when needed.
+    words_alt: str | None = None
 
 
 def normalize(text: str) -> str:
@@ -234,6 +236,9 @@ class InjectionScorer:
         """Ids of indicators that fire on ``text`` or on what is hidden inside it."""
         text_view = _text_view(text)
         views = _Views(raw=text, text=text_view, words=_words(text_view))
+        if "1" in text_view and _LEET_TOKEN.search(text_view):
+            alt = _words(text_view.replace("1", "l"))
+            views.words_alt = alt if alt != views.words else None
         # Text smuggled in tag characters is read as if it were visible.
         smuggled = _decode_tags(text)
         extra = (
@@ -339,10 +344,11 @@ class InjectionScorer:
 
 
 def _matches(ind: Indicator, views: _Views) -> bool:
-    subject = (
-        views.words if ind.view == "words" else views.text if ind.view == "text" else views.raw
-    )
-    return any(p.search(subject) for p in ind.patterns)
+    if ind.view == "words":
+        subjects = [views.words] if views.words_alt is None else [views.words, views.words_alt]
+    else:
+        subjects = [views.text if ind.view == "text" else views.raw]
+    return any(p.search(subject) for subject in subjects for p in ind.patterns)
 
 
 def _decode_tags(text: str) -> str:
