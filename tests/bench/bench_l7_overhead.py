@@ -5,8 +5,9 @@ local server (its own process, a host process, so its probes fire but are filter
 in the kernel). Three conditions alternate round by round in the same run:
 
 - ``off``: no uprobes on libssl;
-- ``probed, host process``: uprobes attached, the client is not in a pod cgroup (what
-  every non-pod process on the node pays: two uprobe traps per SSL call and a map lookup);
+- ``probed, host process``: the collector as deployed (uprobes on libssl, syscall
+  tracepoints for plaintext HTTP), the client not in a pod cgroup: what every non-pod
+  process on the node pays (a uprobe+uretprobe trap per SSL call and a map lookup);
 - ``captured, pod process``: the client is in a kubelet-shaped pod cgroup, its plaintext
   is copied to the ring buffer and parsed by L7Parser in this process.
 
@@ -111,14 +112,50 @@ def _ssl_call_ns(n: int = 20000) -> float:
     return (time.perf_counter_ns() - start) / n
 
 
-def _trap_cost(probes: Any) -> float:
+def _trap_cost(ringbuf_pages: int) -> float:
     """µs one probed libssl call adds in this (host, filtered-out) process."""
-    off = [_ssl_call_ns()]
-    probes.attach_library(LIBSSL)
-    on = [_ssl_call_ns()]
-    probes.detach_library(LIBSSL)
-    off.append(_ssl_call_ns())
+    from collectors.l7.loader import SslProbes
+
+    probes = SslProbes(ringbuf_pages=ringbuf_pages)
+    try:
+        off = [_ssl_call_ns()]
+        probes.attach_library(LIBSSL)
+        on = [_ssl_call_ns()]
+        probes.detach_library(LIBSSL)
+        off.append(_ssl_call_ns())
+    finally:
+        probes.close()
     return (on[0] - statistics.mean(off)) / 1000
+
+
+class _Running:
+    """The collector's kernel half and consumer for one condition's batch."""
+
+    def __init__(self, ringbuf_pages: int, cgroup_id: int, emit: Any) -> None:
+        from collectors.l7.chunks import decode
+        from collectors.l7.loader import SslProbes
+
+        self.probes = SslProbes(ringbuf_pages=ringbuf_pages)
+        self.probes.set_watched([cgroup_id])
+        self.probes.attach_library(LIBSSL)
+        self.capture = Capture(L7Parser(), node="bench", attribute=lambda _cg: None,
+                               emit=emit)
+        self.probes.open(lambda raw: self.capture.handle(decode(raw)))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.probes.poll(50)
+
+    def stop(self) -> tuple[dict[str, int], int]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.probes.poll(0)
+        counts = self.probes.counters()
+        self.probes.close()
+        return counts, self.capture.stats["bytes"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("needs root (uprobes, cgroups)", file=sys.stderr)
         return 2
-    from collectors.l7.loader import SslProbes
-
     cases = [("small: 100 B request, 2 B reply", args.small_calls, 100, 2),
              ("large: 64 KiB request, 256 KiB reply", args.large_calls, 64 * 1024, 256 * 1024)]
     conditions = ["off", "probed, host process", "captured, pod process"]
@@ -144,50 +179,39 @@ def main(argv: list[str] | None = None) -> int:
                               cwd=ROOT)
     assert server.stdout is not None and server.stdin is not None
     url = server.stdout.readline().strip()
-    probes = SslProbes(ringbuf_pages=args.ringbuf_pages)
     events = {"n": 0}
+    kernel = dict.fromkeys(("chunks", "lost", "truncated"), 0)
+    captured_bytes = 0
 
     def emit(_e: Any) -> bool:
         events["n"] += 1
         return True
 
-    capture = Capture(L7Parser(), node="bench", attribute=lambda _cg: None, emit=emit)
-    from collectors.l7.chunks import decode
-
-    probes.open(lambda raw: capture.handle(decode(raw)))
-    stop = threading.Event()
-
-    def poll() -> None:
-        while not stop.is_set():
-            probes.poll(50)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
     started = time.monotonic()
-    trap = _trap_cost(probes)
+    trap = _trap_cost(args.ringbuf_pages)
     try:
         with kube_cgroup(find_cgroup2_mount()) as cgroup:
-            probes.set_watched([cgroup.cgroup_id])
             for round_no in range(args.rounds):
                 # rotate the order so that no condition always runs first or last
                 order = conditions[round_no % 3:] + conditions[: round_no % 3]
                 for cond in order:
-                    if cond == "off":
-                        probes.detach_library(LIBSSL)
-                    elif not probes.libraries:
-                        probes.attach_library(LIBSSL)
-                    for name, calls, req, reply in cases:
-                        n = max(1, calls // args.rounds)
-                        pod = cgroup if cond.startswith("captured") else None
-                        results.setdefault((name, cond), []).extend(
-                            _client(url, cert, n, req, reply, pod))
-            probes.detach_library(LIBSSL)
-            time.sleep(0.2)
+                    pod = cgroup if cond.startswith("captured") else None
+                    # "off" loads nothing; the others run the collector as deployed
+                    # (uprobes + syscall tracepoints, ring buffer drained and parsed).
+                    running = None if cond == "off" else _Running(
+                        args.ringbuf_pages, cgroup.cgroup_id, emit)
+                    try:
+                        for name, calls, req, reply in cases:
+                            n = max(1, calls // args.rounds)
+                            results.setdefault((name, cond), []).extend(
+                                _client(url, cert, n, req, reply, pod))
+                    finally:
+                        if running is not None:
+                            counts, nbytes = running.stop()
+                            captured_bytes += nbytes
+                            for k in kernel:
+                                kernel[k] += counts[k]
     finally:
-        stop.set()
-        poller.join(timeout=2)
-        kernel = probes.counters()
-        probes.close()
         server.stdin.close()
         server.wait(timeout=10)
     elapsed = time.monotonic() - started
@@ -209,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {cond} | {len(vals)} | {med:.1f} | {p95:.1f} | {added} | "
                   f"{added95} |")
     print(f"\nCaptured: {kernel['chunks']} ring-buffer records "
-          f"({capture.stats['bytes'] / 1e6:.1f} MB), {kernel['truncated']} calls truncated "
+          f"({captured_bytes / 1e6:.1f} MB), {kernel['truncated']} calls truncated "
           f"at 128 KiB, {kernel['lost']} lost; parser events {events['n']}; "
           f"run took {elapsed:.0f} s.\n")
     small = cases[0][0]
