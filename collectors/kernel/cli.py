@@ -45,8 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--include-host", action="store_true",
                        help="also report host (non-pod) processes; they are dropped in "
                             "the kernel by default")
-    group.add_argument("--ringbuf-pages", type=int, default=256,
-                       help="ring buffer size in pages, a power of two (default 256)")
+    group.add_argument("--ringbuf-pages", type=int, default=1024,
+                       help="ring buffer size in pages, a power of two (default 1024)")
     group.add_argument("--poll-ms", type=int, default=100,
                        help="ring buffer poll timeout in ms (default 100)")
     group.add_argument("--stats-interval", type=float, default=30.0, metavar="SECONDS",
@@ -59,8 +59,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="cgroup v2 mount (default: found in /proc/self/mountinfo)")
     group.add_argument("--spool-limit", type=int, default=200_000,
                        help="envelopes held while the broker is away before counted drops")
+    group.add_argument("--sensitive-paths", default=None, metavar="YAML",
+                       help="sensitive-path rules for file.open (default: the packaged "
+                            "collectors/kernel/sensitive_paths.yaml)")
+    group.add_argument("--dedup-window-ms", type=float, default=1000.0,
+                       help="identical opens/connects per container within this window "
+                            "are emitted once with a count (default 1000)")
+    group.add_argument("--profile-interval", type=float, default=30.0, metavar="SECONDS",
+                       help="how often per-container syscall profiles are flushed")
+    group.add_argument("--metadata-wait-ms", type=float, default=2000.0,
+                       help="how long an event of a pod without metadata waits for it "
+                            "before going out with the pod uid only (default 2000)")
     group.add_argument("--tuning", action="append", default=[], metavar="KEY=VALUE",
-                       help="collector tuning (e.g. dedup_window_ms=1000), repeatable")
+                       help="further collector tuning (dns_port=53, max_dedup=16384, "
+                            "dedup=0 …), repeatable")
 
 
 def _tuning(items: list[str]) -> dict[str, Any]:
@@ -101,10 +113,20 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.cgroup_root) if getattr(args, "cgroup_root", None) else None
     attributor = Attributor(index, CgroupResolver(root))
     publisher = FramePublisher(args.bootstrap_servers, spool_limit=args.spool_limit)
-    collector = KernelCollector(
-        args.node, attributor, publisher.submit, concerns=args.concerns,
-        include_host=args.include_host, ringbuf_pages=args.ringbuf_pages,
-        **_tuning(args.tuning))
+    tuning = {
+        "dedup_window_ms": args.dedup_window_ms, "profile_interval_s": args.profile_interval,
+        "metadata_wait_ms": args.metadata_wait_ms, **_tuning(args.tuning),
+    }
+    if args.sensitive_paths:
+        tuning["sensitive_paths"] = args.sensitive_paths
+    try:
+        collector = KernelCollector(
+            args.node, attributor, publisher.submit, concerns=args.concerns,
+            include_host=args.include_host, ringbuf_pages=args.ringbuf_pages, **tuning)
+    except (TypeError, ValueError, OSError) as exc:
+        log.error("kernel collector settings: %s", exc)
+        source.stop()
+        return 2
     try:
         collector.start()
     except CollectorError as exc:
@@ -164,3 +186,10 @@ def _poll_loop(collector: Any, publisher: Any, reporter: Any, stop: threading.Ev
         if next_stats is not None and time.monotonic() >= next_stats:
             publisher.submit(reporter.stats_envelope())
             next_stats = time.monotonic() + args.stats_interval
+    # Stopping: what the collector still holds (ring buffer, repeat counts of open
+    # dedup windows, syscall profiles, events waiting for metadata) goes to the
+    # publisher before it flushes.
+    try:
+        collector.flush()
+    except Exception:
+        log.exception("final collector flush failed")

@@ -18,7 +18,7 @@
 #include <uapi/linux/ptrace.h>
 
 #ifndef RINGBUF_PAGES
-#define RINGBUF_PAGES 256
+#define RINGBUF_PAGES 1024
 #endif
 #ifndef MAX_POD_CGROUPS
 #define MAX_POD_CGROUPS 16384

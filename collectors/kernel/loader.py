@@ -179,7 +179,7 @@ class KernelCollector:
 
     ``emit`` gets every envelope (from the thread that calls :meth:`poll`). ``tuning``:
 
-    - ``ringbuf_pages``: ring buffer size, a power of two (default 256 pages = 1 MiB)
+    - ``ringbuf_pages``: ring buffer size, a power of two (default 1024 pages = 4 MiB)
     - ``dedup_window_ms``: de-duplication window for file.open/net.connect (default 1000;
       ``dedup=False`` turns it off); ``max_dedup``: entries per dedup table (16384)
     - ``dns_port``: the resolver port whose traffic is parsed as DNS (53)
@@ -205,7 +205,7 @@ class KernelCollector:
         self.emit = emit
         self.concerns = tuple(concerns)
         self.include_host = include_host
-        self.ringbuf_pages = int(tuning.pop("ringbuf_pages", 256))
+        self.ringbuf_pages = int(tuning.pop("ringbuf_pages", 1024))
         self.max_pod_cgroups = int(tuning.pop("max_pod_cgroups", 16384))
         self.extra_cflags = list(tuning.pop("cflags", []))
         self.cgroup_scan = bool(tuning.pop("cgroup_scan", True))
