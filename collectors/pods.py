@@ -217,6 +217,7 @@ class KubernetesPodSource:
         self._stop = threading.Event()
         self._watch: Any = None
         self._resource_version = ""
+        self._known: set[str] = set()
 
     def _core(self) -> Any:
         if self._api is None:
@@ -233,11 +234,18 @@ class KubernetesPodSource:
         return f"spec.nodeName={self.node_name}" if self.node_name else ""
 
     def load(self, index: PodIndex) -> None:
+        """List the pods; on a relist, pods that vanished meanwhile are deleted."""
         api = self._core()
         listed = api.list_pod_for_all_namespaces(field_selector=self._selector())
         serialize = api.api_client.sanitize_for_serialization
-        for item in listed.items:
-            index.apply("ADDED", PodInfo.from_manifest(serialize(item)))
+        pods = {p.uid: p for p in (PodInfo.from_manifest(serialize(i)) for i in listed.items)}
+        for uid, pod in pods.items():
+            index.apply("MODIFIED" if uid in self._known else "ADDED", pod)
+        for uid in self._known - pods.keys():
+            gone = index.get(uid)
+            if gone is not None:
+                index.apply("DELETED", gone)
+        self._known = set(pods)
         self._resource_version = listed.metadata.resource_version
 
     def run(self, index: PodIndex) -> None:
@@ -257,7 +265,12 @@ class KubernetesPodSource:
                     self._resource_version = (obj.get("metadata") or {}).get(
                         "resourceVersion", self._resource_version)
                     if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                        index.apply(event["type"], PodInfo.from_manifest(obj))
+                        pod = PodInfo.from_manifest(obj)
+                        index.apply(event["type"], pod)
+                        if event["type"] == "DELETED":
+                            self._known.discard(pod.uid)
+                        else:
+                            self._known.add(pod.uid)
             except ApiException as exc:
                 if exc.status != 410:
                     raise
