@@ -1,0 +1,102 @@
+"""The embedded broker, topic creation and the framed publisher against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from collectors.publish import FramePublisher
+from streams.admin import TopicMismatch, ensure_topics
+from streams.events import Envelope, Pod, decode_frame
+from streams.topics import TopicSpec
+from topologies.broker import BrokerError, EmbeddedBroker, free_port
+
+pytestmark = pytest.mark.kafka
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BrokerError, match=f"port {port} .* is taken"):
+            EmbeddedBroker(port=port).start()
+
+
+def test_broker_starts_and_stops_cleanly(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+    with broker, socket.create_connection(("127.0.0.1", broker.port), timeout=2):
+        pass
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", broker.port), timeout=1).close()
+    assert "tansu" in (tmp_path / "tansu.log").read_text()
+
+
+async def test_topic_creation_is_idempotent_and_checks_partitions(kafka_bootstrap: str) -> None:
+    name = f"test.admin.{uuid.uuid4().hex[:8]}"
+    spec = TopicSpec(name, 3, "k", "delete", 60_000, "test")
+    assert await ensure_topics(kafka_bootstrap, [spec]) == [name]
+    assert await ensure_topics(kafka_bootstrap, [spec]) == []
+    with pytest.raises(TopicMismatch, match=f"{name} has 3 partitions.*says 5"):
+        await ensure_topics(kafka_bootstrap, [TopicSpec(name, 5, "k", "delete", 1, "x")])
+
+
+async def read_frames(bootstrap: str, topic: str, want: int) -> dict[bytes, list[int]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    got: dict[bytes, list[int]] = {}
+    try:
+        async with asyncio.timeout(30):
+            while sum(map(len, got.values())) < want:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    for message in batch:
+                        events = decode_frame(message.value).events
+                        assert {e.key.encode() for e in events} == {message.key}
+                        got.setdefault(message.key, []).extend(e.data["i"] for e in events)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def test_publisher_frames_per_key_in_order(kafka_bootstrap: str) -> None:
+    topic = f"test.frames.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 4, "pod", "delete", 60_000, "t")])
+    publisher = FramePublisher(kafka_bootstrap, topic_for=lambda e: topic, max_frame=50)
+    await publisher.start()
+    pods = [Pod(uid=f"pod-{i}") for i in range(3)]
+    for i in range(600):
+        assert publisher.submit(Envelope("file.open", i, "n", "kernel", {"i": i},
+                                         pod=pods[i % 3]))
+    await publisher.stop()
+    assert publisher.stats.published_events == 600 and publisher.stats.spooled == 0
+    assert publisher.stats.published_frames >= 12  # ≤ 50 per frame, per pod
+    got = await read_frames(kafka_bootstrap, topic, 600)
+    for n, pod in enumerate(pods):
+        assert got[pod.uid.encode()] == list(range(n, 600, 3))
+
+
+async def test_an_outage_is_spooled_bounded_and_counted_then_delivered(tmp_path: Path) -> None:
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    topic = "test.outage"
+    publisher = FramePublisher(bootstrap, topic_for=lambda e: topic, spool_limit=100,
+                               retry_backoff_s=(0.1, 0.5))
+    await publisher.start()
+    for i in range(120):  # the broker is not there yet
+        publisher.submit(Envelope("file.open", i, "n", "kernel", {"i": i}, pod=Pod(uid="p")))
+    await asyncio.sleep(1.0)
+    assert publisher.stats.spooled == 100
+    assert publisher.stats.dropped_spool_full == 20
+    assert publisher.stats.published_events == 0
+    with EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log"):
+        await ensure_topics(bootstrap, [TopicSpec(topic, 4, "pod", "delete", 60_000, "t")])
+        await publisher.stop(timeout_s=30)
+        assert publisher.stats.published_events == 100 and publisher.stats.spooled == 0
+        got = await read_frames(bootstrap, topic, 100)
+    assert got[b"p"] == list(range(100))
