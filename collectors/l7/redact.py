@@ -34,9 +34,12 @@ class CredentialRules:
     ids: tuple[str, ...]
     keeps: tuple[int, ...]
     regex: re.Pattern[str]
+    prefilter: re.Pattern[str] | None = None
 
 
-def _compile(headers: Iterable[str], patterns: list[dict[str, Any]]) -> CredentialRules:
+def _compile(
+    headers: Iterable[str], patterns: list[dict[str, Any]], prefilter: str | None = None
+) -> CredentialRules:
     parts: list[str] = []
     ids: list[str] = []
     keeps: list[int] = []
@@ -51,6 +54,7 @@ def _compile(headers: Iterable[str], patterns: list[dict[str, Any]]) -> Credenti
         ids=tuple(ids),
         keeps=tuple(keeps),
         regex=re.compile("|".join(parts)),
+        prefilter=re.compile(prefilter) if prefilter else None,
     )
 
 
@@ -58,7 +62,7 @@ def _compile(headers: Iterable[str], patterns: list[dict[str, Any]]) -> Credenti
 def load_rules(path: str | None = None) -> CredentialRules:
     """Load and compile credential rules (the packaged YAML unless a path is given)."""
     doc = yaml.safe_load(Path(path or _RULES).read_text())
-    return _compile(doc.get("headers", []), doc.get("patterns", []))
+    return _compile(doc.get("headers", []), doc.get("patterns", []), doc.get("prefilter"))
 
 
 class Redactor:
@@ -79,6 +83,9 @@ class Redactor:
         for name in ("redacted_headers", "redacted_secrets", "content_capped"):
             self.counts.setdefault(name, 0)
         self._group_index = {f"p{i}": i for i in range(len(self.rules.ids))}
+        # Event strings repeat (conversation history, re-scrub of kept content): remember
+        # recent results. Bounded; cleared whole when full.
+        self._memo: dict[str, str] = {}
 
     def headers(self, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         """Header dict (later duplicates joined by ', ') with credential values removed."""
@@ -96,7 +103,19 @@ class Redactor:
         """Replace key-shaped substrings with ``[REDACTED:<id>]``."""
         if len(text) < 8:
             return text
-        return self.rules.regex.sub(self._replace, text)
+        done = self._memo.get(text)
+        if done is not None:
+            return done
+        pre = self.rules.prefilter
+        out = (
+            text
+            if pre is not None and not pre.search(text)
+            else self.rules.regex.sub(self._replace, text)
+        )
+        if len(self._memo) >= 8192:
+            self._memo.clear()
+        self._memo[text] = out
+        return out
 
     def _replace(self, match: re.Match[str]) -> str:
         group = match.lastgroup or ""

@@ -223,3 +223,17 @@ def test_rules_load_from_yaml() -> None:
     assert {"openai_key", "anthropic_key", "aws_access_key_id", "jwt", "pem_private_key"} <= set(
         rules.ids
     )
+
+
+def test_prefilter_admits_every_secret_shape() -> None:
+    rules = load_rules()
+    assert rules.prefilter is not None
+    shapes = [v for k, v in SECRETS.items() if k != "session"]  # session: only by label
+    for secret in [*shapes, PEM, "aws_secret_access_key=x", "password: hunter2!!"]:
+        assert rules.prefilter.search(secret), secret
+
+
+def test_repeated_strings_are_scrubbed_identically() -> None:
+    r = Redactor()
+    text = f"history: key {SECRETS['openai']}"
+    assert r.scrub(text) == r.scrub(text) == "history: key [REDACTED:openai_key]"
