@@ -302,3 +302,67 @@ def test_plaintext_http_on_pod_sockets_both_as_client_and_as_server(
     assert MCP_TOOL.encode() in client_call.to_json()
     assert not any(key.encode() in e.to_json() for e in emitted)
     assert {"mcp.result"} <= {e.kind for e in emitted}
+
+
+# asyncio's TLS (what async OpenAI/httpx clients use) runs OpenSSL over memory BIOs: no
+# SSL_set_fd, so connections are known by their SSL* only.
+ASYNC_AGENT = r'''
+import asyncio, json, ssl, sys
+async def main(url, cafile):
+    host, port = url.split("://")[1].split(":")
+    ctx = ssl.create_default_context(cafile=cafile)
+    reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx)
+    body = json.dumps({"model": "gpt-async", "messages": [{"role": "user",
+                       "content": "hello from asyncio"}]}).encode()
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: " + host.encode()
+                 + b"\r\nContent-Type: application/json\r\nAuthorization: Bearer k\r\n"
+                 + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+    writer.close()
+    await writer.wait_closed()
+print("ready", flush=True)
+sys.stdin.readline()
+asyncio.run(main(*sys.argv[1:3]))
+print("done", flush=True)
+'''
+
+
+def test_asyncio_memory_bio_tls_is_captured_by_ssl_pointer(
+    tls_server: tuple[TlsServer, Path], pod_cgroup: KubeCgroup,
+) -> None:
+    import subprocess
+    import sys
+
+    from collectors.l7.loader import SslProbes, TlsCollector
+    from collectors.l7.parser import L7Parser
+
+    server, cafile = tls_server
+    emitted: list[Envelope] = []
+    capture = Capture(L7Parser(), node="test-node", emit=emitted.append,
+                      attribute=lambda _cg: None)
+    probes = SslProbes()
+    collector = TlsCollector(probes, capture, PodProcesses(CgroupResolver(pod_cgroup.root)),
+                             rescan_s=0.1)
+    agent = subprocess.Popen([sys.executable, "-c", ASYNC_AGENT, server.url, str(cafile)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout is not None and agent.stdout.readline().strip() == "ready"
+        pod_cgroup.add(agent.pid)
+        collector.start()
+        wait_for(lambda: pod_cgroup.cgroup_id in probes.watched and bool(probes.libraries),
+                 "the pod cgroup and its libssl")
+        out, _ = agent.communicate("go\n", timeout=60)
+        assert out.strip() == "done"
+        wait_for(lambda: any(e.kind == "llm.response" for e in emitted),
+                 lambda: f"llm.request/response: {collector.snapshot()}")
+    finally:
+        collector.stop()
+        probes.close()
+        reap(agent)
+    request = next(e for e in emitted if e.kind == "llm.request")
+    assert b"gpt-async" in request.to_json()
+    assert request.data["conn"]["tls"] is True and "fd" not in request.data["conn"]
+    assert request.proc is not None and request.proc.pid == agent.pid
