@@ -1,4 +1,5 @@
-/* Plaintext of TLS connections, taken at the OpenSSL API boundary.
+/* Plaintext of pod processes' TLS connections, taken at the OpenSSL API boundary (and,
+ * with -DPLAIN_HTTP, of their unencrypted HTTP sockets).
  *
  * Why uprobes on libssl: the payload is encrypted on the socket, and the agent's code is
  * not ours to change. SSL_write*(ssl, buf, num[, written]) and SSL_read*(ssl, buf, num
@@ -51,6 +52,7 @@ struct ssl_key {  /* an SSL* is only unique within one address space */
 
 BPF_TABLE("lru_hash", u64, struct call_args, calls, 16384);
 BPF_TABLE("lru_hash", struct ssl_key, s32, ssl_fds, 65536);
+
 struct fd_key {
     u32 pid;
     s32 fd;
