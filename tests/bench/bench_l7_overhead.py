@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
 
     print("### L7 capture overhead: added latency per TLS call (uprobes on libssl)\n")
-    print("`sudo .venv/bin/python -m tests.bench.bench_l7_overhead` "
+    print("`.venv/bin/python -m tests.bench.bench_l7_overhead` as root "
           f"(rounds={args.rounds}, ring buffer {args.ringbuf_pages * 4} KiB, conditions "
           "alternate within each round; "
           f"{os.cpu_count()} cores, loopback, keep-alive, Python http.client ↔ http.server)\n")
