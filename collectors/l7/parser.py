@@ -145,6 +145,10 @@ class L7Parser:
         except HttpError:
             self._reset(state, direction)
             return []
+        except Exception:  # a reassembly bug must not stop capture; counted apart
+            self.stats["internal_errors"] += 1
+            self._reset(state, direction, count=False)
+            return []
         self.stats["opaque_bytes"] += stream.opaque_bytes - before
         return self._events(state, messages)
 
@@ -171,10 +175,15 @@ class L7Parser:
             self._conns.move_to_end(key)
         return state
 
-    def _reset(self, state: _Conn, direction: str) -> None:
-        """Malformed bytes: forget this connection's HTTP state and resync on a start line."""
-        self.stats["parse_errors"] += 1
-        state.streams.clear()
+    def _reset(self, state: _Conn, direction: str, *, count: bool = True) -> None:
+        """Malformed bytes: drop this direction's reassembly and resync on a start line.
+
+        The other direction keeps its state (it may be mid-message), but the FIFO of
+        requests is cleared: after a loss, pairing by order would pair the wrong ones.
+        """
+        if count:
+            self.stats["parse_errors"] += 1
+        state.streams.pop(direction, None)
         state.pending.clear()
         state.desync.add(direction)
 
@@ -317,7 +326,7 @@ class L7Parser:
         self, messages: list[dict[str, Any]], tool_descriptions: dict[str, str]
     ) -> dict[str, Any]:
         """Worst injection score over text that flows in from users, tools and tool specs."""
-        best: dict[str, Any] = {"score": 0.0, "indicators": []}
+        best: dict[str, Any] = {"score": 0.0, "indicators": [], "techniques": [], "flagged": False}
         sources: list[tuple[str, str]] = [
             (f"messages[{i}]", str(m.get("content") or ""))
             for i, m in enumerate(messages)
@@ -327,11 +336,7 @@ class L7Parser:
         for where, text in sources:
             result = self.scorer.score(text)
             if result.score > best["score"]:
-                best = {
-                    "score": result.score,
-                    "indicators": list(result.indicators),
-                    "source": where,
-                }
+                best = {**result.to_dict(), "source": where}
         return best
 
     def _llm_response(self, req: _Pending, ctype: str, msg: HttpMessage) -> list[L7Event]:
@@ -411,9 +416,9 @@ class L7Parser:
                     text = "\n".join(filter(None, (text, mcp.tool_descriptions(m))))
                 scored = self.scorer.score(text) if text else None
                 data["injection"] = (
-                    {"score": scored.score, "indicators": list(scored.indicators)}
+                    scored.to_dict()
                     if scored
-                    else {"score": 0.0, "indicators": []}
+                    else {"score": 0.0, "indicators": [], "techniques": [], "flagged": False}
                 )
                 data["content"] = self.redactor.content("tool_results", mcp.result_text(m.result))
                 data["host"], data["path"] = host, path

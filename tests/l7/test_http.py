@@ -270,3 +270,49 @@ def test_any_chunking_of_a_keepalive_conversation(cuts: list[int]) -> None:
             got += p.feed(1, direction, raw[a:b], 0)
     assert [e.data for e in got] == expected
     assert kinds(got).count("llm.tool_call") == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunks=st.lists(
+        st.tuples(st.sampled_from(["egress", "ingress"]), st.binary(max_size=300)), max_size=12
+    )
+)
+def test_arbitrary_bytes_never_raise(chunks: list[tuple[str, bytes]]) -> None:
+    p = L7Parser()
+    for i, (direction, data) in enumerate(chunks):
+        for e in p.feed("fuzz", direction, data, i):
+            orjson.dumps(e.data)
+    p.close("fuzz")
+    assert p.stats["internal_errors"] == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    prefix=st.sampled_from(
+        [
+            b"GET / HTTP/1.1\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ]
+    ),
+    tail=st.binary(max_size=200),
+)
+def test_http_prefixed_garbage_never_raises(prefix: bytes, tail: bytes) -> None:
+    p = L7Parser()
+    p.feed("c", "egress", prefix + tail, 1)
+    p.feed("c", "ingress", prefix + tail, 2)
+    assert p.stats["internal_errors"] == 0
+
+
+def test_error_on_one_direction_keeps_the_other_mid_message() -> None:
+    p = L7Parser()
+    p.feed("c", "egress", wire.request("GET", "/a"), 1)
+    resp = wire.response({"x": 1})
+    assert p.feed("c", "ingress", resp[:20], 2) == []
+    p.feed("c", "egress", b"\x00garbage", 3)
+    assert p.stats["parse_errors"] == 1
+    ev = p.feed("c", "ingress", resp[20:], 4)
+    assert kinds(ev) == ["http.response"]
+    assert ev[0].data["path"] == ""  # pairing was dropped with the broken request stream
+    assert p.stats["unmatched_responses"] == 1
