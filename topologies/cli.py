@@ -112,6 +112,28 @@ def cmd_stories(args: argparse.Namespace) -> int:
                                     as_json=args.json, timeout_s=args.timeout))
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    import orjson
+
+    from streams.content import load_content
+    from streams.detect import SECOND_NS, EngineSettings
+    from topologies.replay import replay_topics
+    from topologies.tail import render_story
+
+    settings = EngineSettings(learning_ns=int(args.learning_seconds * SECOND_NS),
+                              min_events=args.min_events)
+    overrides = {"allowed_new_executables": args.allow} if args.allow else None
+    stories, replayer = asyncio.run(replay_topics(
+        args.bootstrap_servers, settings, load_content(overrides=overrides),
+        idle_timeout_s=args.idle_timeout, publish_to=args.publish_to))
+    for story in stories:
+        doc = story.to_ocsf()
+        print(orjson.dumps(doc).decode() if args.json else render_story(doc) + "\n")
+    print(f"replayed {replayer.events} events of {len(replayer.states)} agents "
+          f"({replayer.unattributed} without a pod): {len(stories)} stories", file=sys.stderr)
+    return 0
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     return int(args.collector_run(args))
 
@@ -158,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=5.0,
                    help="without --follow: stop after this many idle seconds")
     p.set_defaults(func=cmd_stories)
+
+    p = sub.add_parser("replay", help="regenerate stories from the raw topics (tuning)")
+    _common(p)
+    p.add_argument("--learning-seconds", type=float, default=3600.0)
+    p.add_argument("--min-events", type=int, default=20)
+    p.add_argument("--allow", action="append", default=[], metavar="EXE",
+                   help="try an executable in allowed_new_executables (repeatable)")
+    p.add_argument("--publish-to", metavar="TOPIC",
+                   help="also publish the stories to this (compacted) topic")
+    p.add_argument("--json", action="store_true", help="print OCSF JSON, one per line")
+    p.add_argument("--idle-timeout", type=float, default=5.0,
+                   help="stop after this many seconds without a new message")
+    p.set_defaults(func=cmd_replay)
 
     collect = sub.add_parser("collect", help="run a collector")
     csub = collect.add_subparsers(dest="collector", required=True)

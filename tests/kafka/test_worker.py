@@ -1,5 +1,6 @@
 """The Faust worker against the real broker: bad input goes to the dead-letter topic with
-its reason, and the worker goes on to produce stories from the good input after it."""
+its reason, the worker goes on to produce stories from the good input after it, and a
+replay of the raw topics gives the same story."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from streams.content import load_content
+from streams.detect import EngineSettings
 from streams.events import Envelope, Pod, Proc, encode_frame
 from streams.ocsf import validate_detection_finding
 from streams.topics import DEADLETTER, RAW_KERNEL, STORIES
 from tests.conftest import collect, running_worker
+from topologies.replay import replay_topics
 
 pytestmark = pytest.mark.kafka
 SECOND = 1_000_000_000
@@ -69,3 +73,9 @@ async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
     [story] = stories
     assert validate_detection_finding(story) == []
     assert story["unmapped"]["agentstory"]["chain"][0]["evidence"]["exe"] == "/bin/sh"
+
+    # A replay of the raw topics with the same settings regenerates the same story key.
+    settings = EngineSettings(learning_ns=4 * SECOND, min_events=4)
+    replayed, _ = await replay_topics(kafka_bootstrap, settings, load_content(),
+                                      idle_timeout_s=2.0)
+    assert [s.uid for s in replayed if s.pod.uid == pod.uid] == [story["finding_info"]["uid"]]

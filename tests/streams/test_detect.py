@@ -11,6 +11,7 @@ from streams.content import ContentError, load_content
 from streams.detect import SECOND_NS, AgentState, EngineSettings, StoryEngine
 from streams.events import Envelope, Pod, Proc
 from streams.ocsf import validate_detection_finding
+from streams.replay import Replayer
 from streams.stories import Story
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,14 +157,8 @@ def test_stable_signals_fire_on_their_samples() -> None:
             settings = EngineSettings(
                 learning_ns=int(doc["settings"]["learning_seconds"] * SECOND_NS),
                 min_events=doc["settings"]["min_events"])
-            engine = StoryEngine(content, settings)
-            states: dict[str, AgentState] = {}
-            stories = []
-            for raw in doc["events"]:
-                event = Envelope.from_dict(raw)
-                assert event.pod is not None
-                state = states.setdefault(event.pod.agent, engine.new_state(event.pod.agent))
-                stories += engine.process(state, event)
+            replayer = Replayer(StoryEngine(content, settings))
+            stories = replayer.feed(Envelope.from_dict(raw) for raw in doc["events"])
             expect = doc["expect"]
             assert len({s.uid for s in stories}) == expect["stories"], sample
             assert all(signal.id in s.signals for s in stories), sample
