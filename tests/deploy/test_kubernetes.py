@@ -7,6 +7,7 @@ securityContext.appArmorProfile) and the newest the package ships.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import ipaddress
 import os
@@ -144,6 +145,26 @@ def test_container_args_parse_with_the_cli(workload: dict[str, Any], container: 
     assert args.bootstrap_servers == CONFIG["AGENTSTORY_BOOTSTRAP_SERVERS"]
     assert args.log_level == CONFIG["AGENTSTORY_LOG_LEVEL"]
     assert callable(args.func)
+
+
+def option_strings(parser: argparse.ArgumentParser, words: list[str]) -> set[str]:
+    """The exact option strings of the (sub)command that ``words`` selects."""
+    options = {o for a in parser._actions for o in a.option_strings}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = next(w for w in words if w in action.choices)
+            rest = words[words.index(chosen) + 1:]
+            return options | option_strings(action.choices[chosen], rest)
+    return options
+
+
+@pytest.mark.parametrize(("workload", "container"), CONTAINERS, ids=CONTAINER_IDS)
+def test_flags_are_spelled_out(workload: dict[str, Any], container: dict[str, Any]) -> None:
+    # argparse takes unambiguous prefixes (--min-event for --min-events); a manifest
+    # must not lean on that: a new flag sharing the prefix would break it.
+    known = option_strings(build_parser(), container["args"])
+    flags = {a.split("=", 1)[0] for a in container["args"] if a.startswith("--")}
+    assert flags and flags <= known
 
 
 def test_the_daemonset_runs_the_kernel_and_l7_collectors(
