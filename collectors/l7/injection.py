@@ -175,6 +175,7 @@ class InjectionScorer:
         self.threshold = float(overrides.get("threshold", doc.get("threshold", 0.5)))
         self.max_chars = int(overrides.get("max_chars", doc.get("max_chars", 65536)))
         vocab = {k: _alternation(v) for k, v in (doc.get("vocab") or {}).items()}
+        self._typos = _TypoIndex(doc.get("typo_words") or [])
         local = overrides.get("indicators") or {}
         self.indicators: list[Indicator] = []
         for spec in doc["indicators"]:
@@ -235,7 +236,7 @@ class InjectionScorer:
     def _fired(self, text: str, depth: int) -> set[str]:
         """Ids of indicators that fire on ``text`` or on what is hidden inside it."""
         text_view = _text_view(text)
-        views = _Views(raw=text, text=text_view, words=_words(text_view))
+        views = _Views(raw=text, text=text_view, words=self._typos.fix(_words(text_view)))
         if "1" in text_view and _LEET_TOKEN.search(text_view):
             alt = _words(text_view.replace("1", "l"))
             views.words_alt = alt if alt != views.words else None
@@ -341,6 +342,66 @@ class InjectionScorer:
                 self._nested |= fired
                 found = True
         return found
+
+
+class _TypoIndex:
+    """Correct tokens within edit distance 1 of a key word (deletion index, SymSpell-style).
+
+    Attackers misspell the words filters look for, and corpora carry honest typos; both
+    should still meet the phrase patterns. Morphological variants are left alone: a
+    token that is a prefix or extension of the key word ("ignored", "prompts") is not
+    a typo, and tokens shorter than 6 letters are never touched.
+    """
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = frozenset(w.lower() for w in words)
+        self.index: dict[str, str] = {}
+        for w in sorted(self.words):
+            for variant in _deletes(w) | {w}:
+                self.index.setdefault(variant, w)
+        self._token = re.compile(r"\b[a-z]{6,16}\b")
+
+    def fix(self, words: str) -> str:
+        if not self.index:
+            return words
+        return self._token.sub(self._one, words)
+
+    def _one(self, match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token in self.words:
+            return token
+        for variant in (token, *_deletes(token)):
+            word = self.index.get(variant)
+            if (
+                word
+                and not (token.startswith(word) or word.startswith(token))
+                and abs(len(word) - len(token)) <= 1
+                and _distance_le1(token, word)
+            ):
+                return word
+        return token
+
+
+def _deletes(word: str) -> set[str]:
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+def _distance_le1(a: str, b: str) -> bool:
+    """Edit distance <= 1, or one adjacent transposition (Damerau)."""
+    if a == b:
+        return True
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diff) == 1:
+            return True
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]
+        )
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
 def _matches(ind: Indicator, views: _Views) -> bool:

