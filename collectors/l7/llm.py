@@ -9,6 +9,8 @@ original text before any of it is hashed or dropped.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ __all__ = [
     "detect_call",
     "parse_request",
     "parse_response",
+    "salvage_request",
 ]
 
 # Host suffix -> vendor. Unknown hosts get the wire format's owner (openai/anthropic/google).
@@ -119,6 +122,52 @@ def detect_call(host: str, path: str, obj: Any, headers: dict[str, str]) -> LlmC
 
 
 # -- requests ---------------------------------------------------------------------------
+
+_SALVAGE_SCALARS = re.compile(r'"(model|stream)"\s*:\s*("(?:[^"\\]|\\.){0,200}"|true|false)')
+_DECODER = json.JSONDecoder()
+
+
+def salvage_request(body: bytes) -> dict[str, Any] | None:
+    """The complete leading parts of a JSON request body cut short by a capture cap.
+
+    A long conversation can exceed the per-call capture or the per-message body cap;
+    rather than lose the whole ``llm.request``, keep ``model``/``stream`` and every
+    *complete* element of the ``messages``/``input``/``contents``/``tools`` arrays that
+    made it. The result carries ``"_partial": True``.
+    """
+    text = body.decode("utf-8", "replace")
+    if not text.lstrip().startswith("{"):
+        return None
+    out: dict[str, Any] = {"_partial": True}
+    for key, value in _SALVAGE_SCALARS.findall(text[: 1 << 16]):
+        if key not in out:
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                continue
+    for key in ("messages", "input", "contents", "tools", "system"):
+        found = re.search(r'"' + key + r'"\s*:\s*', text)
+        if not found:
+            continue
+        pos = found.end()
+        if text[pos : pos + 1] != "[":
+            with contextlib.suppress(ValueError):
+                out[key], _ = _DECODER.raw_decode(text, pos)
+            continue
+        items: list[Any] = []
+        pos += 1
+        while True:
+            while pos < len(text) and text[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(text) or text[pos] == "]":
+                break
+            try:
+                item, pos = _DECODER.raw_decode(text, pos)
+            except ValueError:
+                break
+            items.append(item)
+        out[key] = items
+    return out if any(k in out for k in ("messages", "input", "contents")) else None
 
 
 def _text_of(content: Any) -> str:

@@ -113,6 +113,7 @@ class L7Parser:
                 "llm_calls",
                 "mcp_messages",
                 "internal_errors",
+                "salvaged",
             ),
             0,
         )
@@ -239,6 +240,12 @@ class L7Parser:
             )
         ]
         obj = _json_body(ctype, msg.body)
+        if obj is None and msg.body and (msg.truncated or ctype in _JSON_TYPES):
+            # Cut by a capture/body cap (or filled where capture lost bytes): keep what
+            # is complete rather than lose the llm.request.
+            obj = llm.salvage_request(msg.body)
+            if obj is not None:
+                self.stats["salvaged"] += 1
         if obj is not None:
             rpc = mcp.parse_body("application/json", msg.body) if _looks_rpc(obj) else []
             if rpc:
@@ -305,22 +312,21 @@ class L7Parser:
             m = dict(m)
             m["content"] = self.redactor.content("prompts", m.get("content", ""))
             kept.append(m)
-        return self._emit(
-            "llm.request",
-            ts,
-            {
-                "provider": call.provider,
-                "api": call.api,
-                "wire": call.wire,
-                "model": call.model,
-                "stream": call.stream,
-                "messages": kept,
-                "tools": parsed["tools"],
-                "host": host,
-                "path": path,
-                "injection": injection,
-            },
-        )
+        data: dict[str, Any] = {
+            "provider": call.provider,
+            "api": call.api,
+            "wire": call.wire,
+            "model": call.model,
+            "stream": call.stream,
+            "messages": kept,
+            "tools": parsed["tools"],
+            "host": host,
+            "path": path,
+            "injection": injection,
+        }
+        if obj.get("_partial"):
+            data["partial"] = True
+        return self._emit("llm.request", ts, data)
 
     def _score_messages(
         self, messages: list[dict[str, Any]], tool_descriptions: dict[str, str]

@@ -309,3 +309,35 @@ def test_events_are_json_serializable() -> None:
     )
     for e in ev:
         assert isinstance(orjson.loads(orjson.dumps(e.data)), dict)
+
+
+def test_truncated_request_is_salvaged_with_complete_messages() -> None:
+    history = [{"role": "user", "content": f"question {i} " + "x" * 200} for i in range(40)]
+    body = {"model": "gpt-4o", "stream": True, "messages": history, "tools": wire.CHAT_TOOLS}
+    raw = orjson.dumps(body)
+    p = L7Parser(max_body=3000)
+    ev = p.feed("c", "egress", wire.request("POST", "/v1/chat/completions", body), 1)
+    (r,) = only(ev, "llm.request")
+    assert r.data["partial"] is True and r.data["model"] == "gpt-4o" and r.data["stream"] is True
+    kept = r.data["messages"]
+    assert 5 <= len(kept) < 40 and kept[0]["content"].startswith("question 0 ")
+    assert p.stats["salvaged"] == 1 and p.stats["truncated"] == 1
+    assert len(raw) > 3000
+
+
+def test_capture_gap_filled_with_spaces_is_salvaged() -> None:
+    """The capture feeds missing bytes of a cut SSL call as spaces to keep framing."""
+    body = orjson.dumps(dict(wire.CHAT_REQUEST_WITH_TOOL_RESULT))
+    cut = body.index(b"Ticket 4711") + 20  # inside the last message
+    filled = body[:cut] + b" " * (len(body) - cut)
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    p = L7Parser()
+    (r,) = only(p.feed("c", "egress", head + filled, 1), "llm.request")
+    assert r.data["partial"] is True
+    assert [m["role"] for m in r.data["messages"]] == ["user", "assistant"]
+    # The next request on the connection still parses.
+    ev = p.feed("c", "egress", wire.request("GET", "/v1/models"), 2)
+    assert ev[0].data["path"] == "/v1/models"
