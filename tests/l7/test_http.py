@@ -127,7 +127,9 @@ def test_body_cap_truncates_counts_and_still_emits() -> None:
     p = L7Parser(max_body=100)
     big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 500}]}
     ev = p.feed("c", "egress", wire.request("POST", "/v1/chat/completions", big), 1)
-    assert kinds(ev) == ["http.request"]  # the JSON was cut, so no llm.request
+    # The JSON was cut inside the only message: the call is still seen, without it.
+    assert kinds(ev) == ["http.request", "llm.request"]
+    assert ev[1].data["partial"] is True and ev[1].data["messages"] == []
     assert ev[0].data["truncated"] is True and ev[0].data["body_size"] == 100
     assert ev[0].data["wire_body_size"] == len(orjson.dumps(big))
     assert p.stats["truncated"] == 1
