@@ -95,6 +95,10 @@ def detect_call(host: str, path: str, obj: Any, headers: dict[str, str]) -> LlmC
     model = obj.get("model") if isinstance(obj.get("model"), str) else ""
     stream = obj.get("stream") is True
     api = wire = ""
+    if route.endswith(("/api/chat", "/api/generate")) and model:
+        # Ollama's native API: streams NDJSON unless "stream": false.
+        api = "ollama.chat" if route.endswith("/api/chat") else "ollama.generate"
+        return LlmCall("ollama", api, "ollama", model, obj.get("stream") is not False)
     if route.endswith("/chat/completions"):
         api, wire = "chat.completions", "openai"
     elif route.endswith("/responses") and ("input" in obj or "model" in obj):
@@ -116,6 +120,8 @@ def detect_call(host: str, path: str, obj: Any, headers: dict[str, str]) -> LlmC
         api, wire = "generate_content", "google"
     else:
         return None
+    if not model and "/deployments/" in route:  # Azure OpenAI: deployment names the model
+        model = route.split("/deployments/", 1)[1].split("/", 1)[0]
     if "/model/" in route and "amazonaws" in host:  # Bedrock invoke: model id in the path
         model = model or route.split("/model/", 1)[1].split("/", 1)[0]
     return LlmCall(provider=_vendor(host, wire), api=api, wire=wire, model=model, stream=stream)
@@ -212,7 +218,11 @@ def parse_request(call: LlmCall, obj: dict[str, Any]) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     tools: list[str] = []
     descriptions: dict[str, str] = {}
-    if call.api == "chat.completions":
+    if call.api == "ollama.generate":
+        if obj.get("system"):
+            messages.append(_msg("system", obj["system"]))
+        messages.append(_msg("user", obj.get("prompt")))
+    elif call.api in ("chat.completions", "ollama.chat"):
         for m in obj.get("messages") or []:
             if not isinstance(m, dict):
                 continue
@@ -342,6 +352,8 @@ def _args(value: Any) -> Any:
 def parse_response(call: LlmCall, content_type: str, body: bytes) -> LlmResult | None:
     """Parse a JSON or SSE response body for ``call``; None when it holds nothing usable."""
     text = body.decode("utf-8", "replace")
+    if call.wire == "ollama":
+        return _ollama_lines(text)
     if content_type == "text/event-stream" or (
         call.stream and text.lstrip().startswith(("data:", "event:"))
     ):
@@ -610,6 +622,36 @@ def _gemini_chunks(chunks: list[dict[str, Any]]) -> LlmResult:
                             str(fc.get("name", "")), fc.get("args") or {}, str(fc.get("id") or "")
                         )
                     )
+    res.text = "".join(texts)
+    return res
+
+
+def _ollama_lines(text: str) -> LlmResult:
+    """Ollama NDJSON (or one JSON object when not streamed): message deltas, then done."""
+    res = LlmResult()
+    texts: list[str] = []
+    for line in text.splitlines():
+        chunk = _loads(line.strip())
+        if not isinstance(chunk, dict):
+            continue
+        res.model = res.model or str(chunk.get("model") or "")
+        if "error" in chunk:
+            res.error = chunk["error"]
+        msg = chunk.get("message") or {}
+        if isinstance(msg.get("content"), str):
+            texts.append(msg["content"])
+        if isinstance(chunk.get("response"), str):  # /api/generate
+            texts.append(chunk["response"])
+        for tc in msg.get("tool_calls") or []:
+            fn = (tc or {}).get("function") or {}
+            res.tool_calls.append(
+                ToolCall(
+                    str(fn.get("name", "")), _args(fn.get("arguments")), str(tc.get("id") or "")
+                )
+            )
+        if chunk.get("done"):
+            res.finish_reason = str(chunk.get("done_reason") or "stop")
+            res.usage = {k: chunk[k] for k in ("prompt_eval_count", "eval_count") if k in chunk}
     res.text = "".join(texts)
     return res
 

@@ -341,3 +341,98 @@ def test_capture_gap_filled_with_spaces_is_salvaged() -> None:
     # The next request on the connection still parses.
     ev = p.feed("c", "egress", wire.request("GET", "/v1/models"), 2)
     assert ev[0].data["path"] == "/v1/models"
+
+
+def test_ollama_chat_ndjson_stream_with_tool_call() -> None:
+    req = {
+        "model": "llama3.2",
+        "messages": [{"role": "user", "content": "Weather in Toronto?"}],
+        "tools": [
+            {
+                "type": "function",
+                "function": {"name": "get_current_weather", "parameters": {"type": "object"}},
+            }
+        ],
+    }
+    lines = [
+        {
+            "model": "llama3.2",
+            "created_at": "2025-01-01T00:00:00Z",
+            "message": {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "function": {
+                            "name": "get_current_weather",
+                            "arguments": {"location": "Toronto", "format": "celsius"},
+                        }
+                    }
+                ],
+            },
+            "done": False,
+        },
+        {
+            "model": "llama3.2",
+            "created_at": "2025-01-01T00:00:01Z",
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": 26,
+            "eval_count": 25,
+        },
+    ]
+    body = b"\n".join(orjson.dumps(x) for x in lines) + b"\n"
+    ev = exchange(
+        wire.request("POST", "/api/chat", req, host="ollama.ai-system:11434"),
+        wire.response(body, content_type="application/x-ndjson", chunked=True),
+    )
+    (r,) = only(ev, "llm.request")
+    assert (r.data["provider"], r.data["api"], r.data["stream"], r.data["tools"]) == (
+        "ollama",
+        "ollama.chat",
+        True,
+        ["get_current_weather"],
+    )
+    (resp,) = only(ev, "llm.response")
+    assert resp.data["finish_reason"] == "stop" and resp.data["usage"]["eval_count"] == 25
+    (call,) = only(ev, "llm.tool_call")
+    assert call.data["arguments"] == {"location": "Toronto", "format": "celsius"}
+
+
+def test_ollama_generate_not_streamed() -> None:
+    req = {"model": "qwen2.5", "prompt": "Why is the sky blue?", "stream": False}
+    ev = exchange(
+        wire.request("POST", "/api/generate", req, host="localhost:11434"),
+        wire.response(
+            {
+                "model": "qwen2.5",
+                "response": "Rayleigh scattering.",
+                "done": True,
+                "done_reason": "stop",
+            }
+        ),
+    )
+    (r,) = only(ev, "llm.request")
+    assert r.data["messages"] == [{"role": "user", "content": "Why is the sky blue?"}]
+    (resp,) = only(ev, "llm.response")
+    assert resp.data["text"] == "Rayleigh scattering."
+
+
+def test_azure_openai_deployment_names_the_model() -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    path = "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21"
+    (r,) = only(
+        exchange(
+            wire.request(
+                "POST",
+                path,
+                body,
+                host="acme.openai.azure.com",
+                headers={"api-key": wire.OPENAI_KEY},
+            ),
+            b"",
+        ),
+        "llm.request",
+    )
+    assert (r.data["provider"], r.data["model"]) == ("azure-openai", "gpt4o-prod")
