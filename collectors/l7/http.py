@@ -24,7 +24,17 @@ _CHUNK_SIZE = re.compile(rb"^([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?$")
 
 
 class HttpError(ValueError):
-    """Bytes that are not HTTP/1.x (or break its framing)."""
+    """Bytes that are not HTTP/1.x (or break its framing).
+
+    ``completed`` holds the messages the same chunk finished before the bad bytes, so
+    the caller can still emit them.
+    """
+
+    completed: list[HttpMessage]
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.completed = []
 
 
 @dataclass(slots=True)
@@ -124,7 +134,11 @@ class HttpStream:
         self._buf += data
         out: list[HttpMessage] = []
         while True:
-            msg = self._step(ts)
+            try:
+                msg = self._step(ts)
+            except HttpError as exc:
+                exc.completed = out
+                raise
             if msg is None:
                 break
             out.append(msg)

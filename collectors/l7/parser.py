@@ -143,9 +143,9 @@ class L7Parser:
         before = stream.opaque_bytes
         try:
             messages = stream.feed(data, ts_ns)
-        except HttpError:
+        except HttpError as exc:
             self._reset(state, direction)
-            return []
+            return self._events(state, exc.completed)
         except Exception:  # a reassembly bug must not stop capture; counted apart
             self.stats["internal_errors"] += 1
             self._reset(state, direction, count=False)

@@ -318,3 +318,10 @@ def test_error_on_one_direction_keeps_the_other_mid_message() -> None:
     assert kinds(ev) == ["http.response"]
     assert ev[0].data["path"] == ""  # pairing was dropped with the broken request stream
     assert p.stats["unmatched_responses"] == 1
+
+
+def test_messages_before_bad_bytes_in_the_same_chunk_are_kept() -> None:
+    p = L7Parser()
+    ev = p.feed("c", "egress", wire.request("GET", "/first") + b"\x00\x01garbage", 1)
+    assert kinds(ev) == ["http.request"] and ev[0].data["path"] == "/first"
+    assert p.stats["parse_errors"] == 1
