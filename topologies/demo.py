@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,11 +33,14 @@ __all__ = ["ScenarioResult", "missing_requirements", "run_demo", "run_scenario"]
 
 log = logging.getLogger("agentstory.demo")
 
+# The interpreter by its real path: a version-manager shim (pyenv) would add a bash and a
+# dozen helper programs to every agent's baseline.
+PYTHON = shutil.which("python3", path="/usr/bin:/bin") or os.path.realpath(sys.executable)
 # What each pod does while learning, and again after: its normal toolset.
-ROUTINE = [["python3", "-c", "import json; json.dumps({})"], ["ls", "/"], ["cat", "/etc/hostname"],
+ROUTINE = [[PYTHON, "-c", "import json; json.dumps({})"], ["ls", "/"], ["cat", "/etc/hostname"],
            ["date", "+%s"]]
 # What the compromised agent does once it has been learned: a shell from its tool runtime.
-ATTACK = ["python3", "-c",
+ATTACK = [PYTHON, "-c",
           "import subprocess; subprocess.run(['/bin/sh', '-c', 'id; uname -a'], check=False)"]
 
 
@@ -93,7 +97,7 @@ def _worker(bootstrap: str, learning_s: float, min_events: int,
         proc = subprocess.Popen(
             [sys.executable, "-m", "topologies.cli", "worker", "--bootstrap-servers", bootstrap,
              "--learning-seconds", str(learning_s), "--min-events", str(min_events),
-             "--log-level", "warning"],
+             "--log-level", "info"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             yield proc
