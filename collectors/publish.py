@@ -5,6 +5,12 @@ envelope. A flush loop groups pending envelopes by (topic, key) into frames and 
 them with an idempotent aiokafka producer (acks=all). While the broker is unreachable
 envelopes stay in the spool and are retried with backoff; when the spool is full new
 envelopes are dropped and counted (``dropped_spool_full``). Nothing is lost silently.
+
+With ``spool_dir`` set, what is still spooled when :meth:`FramePublisher.stop` gives up
+(broker away at shutdown, e.g. a DaemonSet rollout during an outage) is written there as
+frames, bounded by ``spool_dir_limit_bytes``, and submitted again by the next
+:meth:`FramePublisher.start`; without it, or beyond the bound, those envelopes are
+counted in ``dropped_on_stop``.
 """
 
 from __future__ import annotations
@@ -12,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownError
 
-from streams.events import Envelope, encode_frame
+from streams.events import Envelope, decode_frame, encode_frame
 from streams.topics import raw_topic_for
 
 __all__ = ["FramePublisher", "PublishStats"]
@@ -36,6 +45,9 @@ class PublishStats:
     send_failures: int = 0
     dropped_spool_full: int = 0
     spooled: int = 0  # gauge: envelopes waiting
+    dropped_on_stop: int = 0  # still spooled when stop() gave up, and not kept on disk
+    spilled_to_disk: int = 0  # written to spool_dir at stop
+    restored_from_disk: int = 0  # read back from spool_dir at start
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -59,6 +71,8 @@ class FramePublisher:
         linger_s: float = 0.05,
         spool_limit: int = 200_000,
         retry_backoff_s: tuple[float, float] = (0.2, 5.0),
+        spool_dir: str | Path | None = None,
+        spool_dir_limit_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
@@ -67,6 +81,8 @@ class FramePublisher:
         self.linger_s = linger_s
         self.spool_limit = spool_limit
         self.retry_backoff_s = retry_backoff_s
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else None
+        self.spool_dir_limit_bytes = spool_dir_limit_bytes
         self.idempotent = True  # falls back to False when the broker cannot do it
         self.stats = PublishStats()
         self._pending: OrderedDict[tuple[str, str], list[Envelope]] = OrderedDict()
@@ -91,6 +107,7 @@ class FramePublisher:
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
+        self.restore_spool()
         self._task = asyncio.create_task(self._run(), name="frame-publisher")
 
     async def stop(self, timeout_s: float = 10.0) -> None:
@@ -108,6 +125,68 @@ class FramePublisher:
         if self._producer is not None:
             with contextlib.suppress(KafkaError):
                 await self._producer.stop()
+        self._spill_leftovers()
+
+    # -- disk spool (restart resilience) --------------------------------------------
+    def _spill_leftovers(self) -> None:
+        """Keep what could not be published on disk (bounded), else count it dropped."""
+        batches = self._take()
+        left = sum(len(evs) for _t, _k, evs in batches)
+        if not left:
+            return
+        with self._lock:
+            self.stats.spooled -= left
+        if self.spool_dir is None:
+            self.stats.dropped_on_stop += left
+            log.error("publisher stop: %d envelopes dropped (broker unreachable, no "
+                      "spool_dir)", left)
+            return
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        used = sum(p.stat().st_size for p in self.spool_dir.glob("*.frames"))
+        path = self.spool_dir / f"{time.time_ns()}-{os.getpid()}.frames"
+        kept = 0
+        with path.open("wb") as fh:
+            for _topic, _key, events in batches:
+                for start in range(0, len(events), self.max_frame):
+                    chunk = events[start : start + self.max_frame]
+                    frame = encode_frame(chunk) + b"\n"
+                    if used + len(frame) > self.spool_dir_limit_bytes:
+                        self.stats.dropped_on_stop += len(chunk)
+                        continue
+                    fh.write(frame)
+                    used += len(frame)
+                    kept += len(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.stats.spilled_to_disk += kept
+        if not kept:
+            path.unlink()
+        log.warning("publisher stop: %d envelopes kept in %s, %d dropped (limit)",
+                    kept, path, left - kept)
+
+    def restore_spool(self) -> int:
+        """Submit again what an earlier stop kept on disk (oldest file first); files are
+        removed once read. Returns the number of envelopes restored."""
+        if self.spool_dir is None or not self.spool_dir.is_dir():
+            return 0
+        restored = 0
+        for path in sorted(self.spool_dir.glob("*.frames")):
+            try:
+                lines = path.read_bytes().splitlines()
+            except OSError as exc:
+                log.warning("spool file %s unreadable: %s", path, exc)
+                continue
+            for line in lines:
+                decoded = decode_frame(line)
+                for event in decoded.events:
+                    if self.submit(event):
+                        restored += 1
+                if decoded.rejected:
+                    log.warning("spool file %s: %d envelopes no longer valid",
+                                path, len(decoded.rejected))
+            path.unlink()
+        self.stats.restored_from_disk += restored
+        return restored
 
     async def flush(self) -> None:
         """Publish everything pending now; raises KafkaError if the broker refuses."""

@@ -144,10 +144,20 @@ static __always_inline void fill_header(struct event_header *h, u32 kind, u64 cg
  * concern writes its own check: insert with BPF_NOEXIST; on failure, a lookup tells a
  * repeat (count it) from a full table (bypass).) */
 
-/* Copy a record into the ring buffer; a full buffer is counted, never silent. */
+/* Copy a record into the ring buffer; a full buffer is counted, never silent.
+ * User space is woken once every WAKEUP_EVERY records per CPU (it also drains on its
+ * poll timeout): a wakeup per record costs a context switch per event, more than the
+ * event itself on a busy node. (bcc 0.26 has no ringbuf_query to wake on fill level.) */
+#ifndef WAKEUP_EVERY
+#define WAKEUP_EVERY 64
+#endif
 static __always_inline int submit(void *record, u32 size)
 {
-    if (events.ringbuf_output(record, size, 0) != 0) {
+    u32 slot = C_EMITTED;
+    u64 *sent = counters.lookup(&slot);
+    u64 flags = (sent && (*sent % WAKEUP_EVERY) == WAKEUP_EVERY - 1) ? BPF_RB_FORCE_WAKEUP
+                                                                      : BPF_RB_NO_WAKEUP;
+    if (events.ringbuf_output(record, size, flags) != 0) {
         count_add(C_LOST, 1);
         return -1;
     }

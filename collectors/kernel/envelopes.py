@@ -9,6 +9,7 @@ order and spacing are the kernel's, not the poll loop's.
 from __future__ import annotations
 
 import errno
+import functools
 import time
 from typing import Any
 
@@ -115,15 +116,20 @@ _ACCESS = {0: "read", 1: "write", 2: "read_write", 3: "read_write"}
 AT_FDCWD = -100
 
 
+@functools.lru_cache(maxsize=1024)
+def _open_flags(flags: int) -> tuple[str, ...]:
+    names = [("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")[flags & O_ACCMODE]]
+    names.extend(name for bit, name in _OPEN_FLAGS if flags & bit)
+    return tuple(names)
+
+
 def open_flags(flags: int) -> list[str]:
     """Symbolic open(2) flags: the access mode, then each flag bit set.
 
     >>> open_flags(0o2000101)
     ['O_WRONLY', 'O_CREAT', 'O_CLOEXEC']
     """
-    names = [("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")[flags & O_ACCMODE]]
-    names.extend(name for bit, name in _OPEN_FLAGS if flags & bit)
-    return names
+    return list(_open_flags(flags))
 
 
 def errno_name(result: int) -> str:

@@ -36,10 +36,15 @@ BPF_PERCPU_ARRAY(open_scratch, struct open_event, 1);
 
 static __always_inline int open_dedup_check(struct open_key *key)
 {
-    u64 one = 1;
-    if (open_dedup.insert(key, &one) == 0)
-        return DEDUP_FIRST;
+    /* Repeats are the common case in a storm: look up first (one hash of the key),
+     * insert only when absent; a racing insert from another CPU is a repeat too. */
     u64 *seen = open_dedup.lookup(key);
+    if (!seen) {
+        u64 one = 1;
+        if (open_dedup.insert(key, &one) == 0)
+            return DEDUP_FIRST;
+        seen = open_dedup.lookup(key);
+    }
     if (seen) {
         __sync_fetch_and_add(seen, 1);
         count_add(C_DEDUPLICATED, 1);

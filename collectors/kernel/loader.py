@@ -43,7 +43,7 @@ from collectors.kernel.envelopes import (
 from collectors.kernel.sensitive import DEFAULT_RULES_FILE, SensitivePaths
 from collectors.kernel.syscall_names import syscall_name
 from collectors.pods import Attributor
-from streams.events import Envelope
+from streams.events import Envelope, Pod
 
 __all__ = [
     "ALL_CONCERNS",
@@ -233,6 +233,10 @@ class KernelCollector:
         self._domains: LruDict[tuple[int, str], str] = LruDict(65_536)
         self._parked: deque[tuple[int, int, Envelope]] = deque()  # deadline, cgroup, env
         self._parked_uids: dict[str, int] = {}
+        self._pods: LruDict[int, Pod | None] = LruDict(16_384)
+        self._pods_version = 0
+        self._index_version = 0
+        attributor.index.on_change(self._index_changed)
         self._epoch = 0
         self._next_profile = 0.0
         self._next_sweep = 0
@@ -335,7 +339,10 @@ class KernelCollector:
         syscall profiles when due. Returns how many envelopes were emitted."""
         if self._bpf is None:
             raise CollectorError("poll() before start()")
+        # Records are written without a wakeup until the buffer is 1/8 full (see submit()
+        # in common.bpf.h): poll sleeps until then or the timeout, consume drains the rest.
         self._bpf.ring_buffer_poll(timeout_ms)
+        self._bpf.ring_buffer_consume()
         batch, self._batch = self._batch, []
         emitted = 0
         for raw in batch:
@@ -363,7 +370,7 @@ class KernelCollector:
             self.attributor.resolver.remember(event.cgroup_id, cgroup_path(event))
             return 0
         h = event.header
-        pod = self.attributor.pod_for_cgroup(h.cgroup_id)
+        pod = self._pod_for(h.cgroup_id)
         common = {"node": self.node, "pod": pod, "offset_ns": self._offset_ns}
         if isinstance(event, dec.ExecEvent):
             if "exec" not in self.concerns:
@@ -396,6 +403,23 @@ class KernelCollector:
         else:  # pragma: no cover - every decoded kind is handled above
             return 0
         return self._emit_or_park(envelope, h.cgroup_id)
+
+    def _pod_for(self, cgroup_id: int) -> Pod | None:
+        """Attribution, cached per cgroup until the pod index changes (a regex and a
+        lock per event otherwise; the cache is bounded and dropped on any change)."""
+        cached = self._pods.get(cgroup_id, _MISSING)
+        if cached is not _MISSING and self._pods_version == self._index_version:
+            return cached  # type: ignore[return-value]
+        if self._pods_version != self._index_version:
+            self._pods.clear()
+            self._pods_version = self._index_version
+        pod = self.attributor.pod_for_cgroup(cgroup_id)
+        if pod is not None:  # a miss may heal on the next rescan: do not cache it
+            self._pods[cgroup_id] = pod
+        return pod
+
+    def _index_changed(self, _change: str, _pod: object) -> None:
+        self._index_version += 1
 
     # -- waiting for pod metadata (Tetragon's eventcache, bounded) ------------------------
     def _emit_or_park(self, envelope: Envelope, cgroup_id: int) -> int:
@@ -562,6 +586,7 @@ class KernelCollector:
         return out
 
 
+_MISSING = object()
 K = TypeVar("K")
 V = TypeVar("V")
 

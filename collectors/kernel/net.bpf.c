@@ -114,10 +114,15 @@ static __always_inline u64 fd_key(u32 fd)
 
 static __always_inline int net_dedup_check(struct net_key *key)
 {
-    u64 one = 1;
-    if (net_dedup.insert(key, &one) == 0)
-        return DEDUP_FIRST;
+    /* Repeats are the common case in a storm: look up first (one hash of the key),
+     * insert only when absent; a racing insert from another CPU is a repeat too. */
     u64 *seen = net_dedup.lookup(key);
+    if (!seen) {
+        u64 one = 1;
+        if (net_dedup.insert(key, &one) == 0)
+            return DEDUP_FIRST;
+        seen = net_dedup.lookup(key);
+    }
     if (seen) {
         __sync_fetch_and_add(seen, 1);
         count_add(C_DEDUPLICATED, 1);

@@ -38,6 +38,7 @@ class SensitivePaths:
 
     def __init__(self, rules: Iterable[Mapping[str, Any]]) -> None:
         self._rules: list[tuple[re.Pattern[str], SensitiveMatch]] = []
+        self._found: list[SensitiveMatch] = []
         for rule in rules:
             rid = rule.get("id")
             patterns = rule.get("patterns") or []
@@ -48,6 +49,11 @@ class SensitivePaths:
             regex = "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns) or r"(?!)"
             self._rules.append(
                 (re.compile(regex), SensitiveMatch(rid, str(rule.get("level", "medium")))))
+        # One alternation over all rules, a group per rule: one regex run per open
+        # (this is on the per-event path), the first matching rule wins as before.
+        self._any = re.compile("|".join(
+            f"(?P<r{i}>{regex.pattern})" for i, (regex, _m) in enumerate(self._rules))
+            or r"(?!)")
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_RULES_FILE) -> SensitivePaths:
@@ -58,10 +64,10 @@ class SensitivePaths:
         return cls(doc["rules"])
 
     def match(self, path: str) -> SensitiveMatch | None:
-        for regex, found in self._rules:
-            if regex.match(path):
-                return found
-        return None
+        hit = self._any.match(path)
+        if hit is None or hit.lastgroup is None:
+            return None
+        return self._rules[int(hit.lastgroup[1:])][1]
 
     def __len__(self) -> int:
         return len(self._rules)
