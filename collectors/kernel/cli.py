@@ -59,6 +59,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="cgroup v2 mount (default: found in /proc/self/mountinfo)")
     group.add_argument("--spool-limit", type=int, default=200_000,
                        help="envelopes held while the broker is away before counted drops")
+    group.add_argument("--spool-dir", default=None, metavar="DIR",
+                       help="keep what is still unpublished at shutdown here and send it "
+                            "at the next start (default: counted as dropped)")
     group.add_argument("--sensitive-paths", default=None, metavar="YAML",
                        help="sensitive-path rules for file.open (default: the packaged "
                             "collectors/kernel/sensitive_paths.yaml)")
@@ -112,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     pod_thread.start()
     root = Path(args.cgroup_root) if getattr(args, "cgroup_root", None) else None
     attributor = Attributor(index, CgroupResolver(root))
-    publisher = FramePublisher(args.bootstrap_servers, spool_limit=args.spool_limit)
+    publisher = FramePublisher(args.bootstrap_servers, spool_limit=args.spool_limit,
+                               spool_dir=args.spool_dir)
     tuning = {
         "dedup_window_ms": args.dedup_window_ms, "profile_interval_s": args.profile_interval,
         "metadata_wait_ms": args.metadata_wait_ms, **_tuning(args.tuning),

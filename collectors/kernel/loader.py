@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from collectors.cgroups import find_cgroup2_mount
 from collectors.kernel import decode as dec
 from collectors.kernel.dedup import RepeatLedger
 from collectors.kernel.envelopes import (
@@ -124,6 +125,12 @@ def preflight(*, mount_tracefs: bool = True) -> None:
         raise CollectorError(
             f"bcc missing: cannot import bcc ({exc}); install python3-bpfcc and make it "
             "importable from the venv") from exc
+    try:
+        find_cgroup2_mount()
+    except (FileNotFoundError, OSError) as exc:
+        raise CollectorError(
+            f"no cgroup v2: {exc}; pod filtering uses bpf_get_current_cgroup_id(), which "
+            "names v2 cgroups (use a unified or hybrid cgroup host)") from exc
     if not _tracefs_ready():
         if mount_tracefs:
             # bcc reads tracepoint formats from tracefs; containers often lack the mount.

@@ -1,7 +1,8 @@
 """Kubelet-shaped cgroups on this machine, standing in for pods (tests, bench, demo).
 
 A :class:`FakePod` makes ``kubepods.slice/kubepods-besteffort.slice/
-kubepods-besteffort-pod<uid>.slice/cri-containerd-<id>.scope`` under the cgroup v2 mount,
+kubepods-besteffort-pod<uid>.slice/cri-containerd-<id>.scope`` under the cgroup v2 mount
+(or the CRI-O / Docker scope names, or the cgroupfs driver's ``kubepods/<qos>/pod<uid>/<id>``),
 writes the matching Pod manifest for a :class:`~collectors.pods.FilePodSource`, and runs
 commands inside it (``sh -c 'echo $$ > cgroup.procs; exec …'``, so even the first exec
 happens in the pod). :meth:`FakePod.remove` moves any remaining process back to the
@@ -28,7 +29,7 @@ __all__ = ["FakePod", "pod_manifest"]
 
 def pod_manifest(uid: str, name: str, namespace: str, container_id: str, *,
                  node: str = "node-a", container: str = "main",
-                 service_account: str = "default",
+                 service_account: str = "default", scheme: str = "containerd",
                  owner: tuple[str, str] | None = None) -> dict[str, Any]:
     """A Pod manifest with the fields attribution reads (metadata, spec.nodeName,
     status.containerStatuses[].containerID)."""
@@ -40,32 +41,50 @@ def pod_manifest(uid: str, name: str, namespace: str, container_id: str, *,
         "spec": {"nodeName": node, "serviceAccountName": service_account,
                  "containers": [{"name": container, "image": "busybox"}]},
         "status": {"containerStatuses": [
-            {"name": container, "containerID": f"containerd://{container_id}"}]},
+            {"name": container, "containerID": f"{scheme}://{container_id}"}]},
     }
 
 
 class FakePod:
     """One pod with one container, as cgroup folders; remove() cleans up."""
 
+    # runtime → (scope name prefix, runtime:// scheme of status.containerStatuses)
+    RUNTIMES = {
+        "containerd": ("cri-containerd-", "containerd"),
+        "crio": ("crio-", "cri-o"),
+        "docker": ("docker-", "docker"),
+    }
+
     def __init__(self, name: str = "agent", namespace: str = "agents", *,
                  root: Path | None = None, qos: str = "besteffort",
-                 uid: str | None = None, container_id: str | None = None) -> None:
+                 uid: str | None = None, container_id: str | None = None,
+                 runtime: str = "containerd", driver: str = "systemd") -> None:
+        """``driver`` is kubelet's cgroup driver: ``systemd`` (…/kubepods-<qos>-pod<uid>
+        .slice/<runtime>-<id>.scope) or ``cgroupfs`` (…/kubepods/<qos>/pod<uid>/<id>)."""
         self.name = name
         self.namespace = namespace
         self.uid = uid or str(uuid.uuid4())
         self.container_id = container_id or secrets.token_hex(32)
         self.root = root or find_cgroup2_mount()
-        slice_ = f"kubepods-{qos}-pod{self.uid.replace('-', '_')}.slice"
-        self._levels = [
-            self.root / "kubepods.slice",
-            self.root / "kubepods.slice" / f"kubepods-{qos}.slice",
-            self.root / "kubepods.slice" / f"kubepods-{qos}.slice" / slice_,
-        ]
-        self.path = self._levels[-1] / f"cri-containerd-{self.container_id}.scope"
+        self.runtime = runtime
+        prefix, self.scheme = self.RUNTIMES[runtime]
+        if driver == "systemd":
+            slice_ = f"kubepods-{qos}-pod{self.uid.replace('-', '_')}.slice"
+            top = self.root / "kubepods.slice"
+            self._levels = [top, top / f"kubepods-{qos}.slice",
+                            top / f"kubepods-{qos}.slice" / slice_]
+            self.path = self._levels[-1] / f"{prefix}{self.container_id}.scope"
+        elif driver == "cgroupfs":
+            top = self.root / "kubepods"
+            self._levels = [top, top / qos, top / qos / f"pod{self.uid}"]
+            self.path = self._levels[-1] / self.container_id
+        else:
+            raise ValueError(f"unknown cgroup driver {driver!r}")
         self._created: list[Path] = []
 
     def manifest(self, **kwargs: Any) -> dict[str, Any]:
-        return pod_manifest(self.uid, self.name, self.namespace, self.container_id, **kwargs)
+        return pod_manifest(self.uid, self.name, self.namespace, self.container_id,
+                            scheme=self.scheme, **kwargs)
 
     def create(self) -> FakePod:
         for folder in [*self._levels, self.path]:

@@ -116,3 +116,15 @@ def test_fake_pod_cleans_up_even_with_a_process_left(kernel_ok) -> None:
         proc.kill()
         proc.wait()
     assert not pod.path.exists()
+
+
+@pytest.mark.parametrize(("runtime", "driver"), [
+    ("crio", "systemd"), ("docker", "systemd"), ("containerd", "cgroupfs"),
+])
+def test_runtime_and_driver_shapes_are_attributed(kernel, runtime: str, driver: str) -> None:
+    pod = kernel.pod(f"shape-{runtime}", "shapes", runtime=runtime, driver=driver)
+    pod.run(["/bin/echo", runtime], stdout=subprocess.DEVNULL)
+    (ev,) = kernel.wait_for(lambda e: e.kind == "process.exec" and e.pod is not None
+                            and e.pod.uid == pod.uid)
+    assert ev.pod.name == f"shape-{runtime}"
+    assert ev.pod.container_id == pod.container_id and ev.pod.container == "main"
