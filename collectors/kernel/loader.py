@@ -168,6 +168,33 @@ def _proc_seed(pid: int) -> tuple[int, int, bytes] | None:
         return None
 
 
+def _cwd_from_proc(pid: int) -> str:
+    """The working directory, best effort (the process may be gone; cheap: one readlink)."""
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
+def _exe_from_proc(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+def _cgroup_id_of(pid: int, root: Path) -> int:
+    """The v2 cgroup id of a live process (inode of its folder), 0 when unknown."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as fh:
+            for line in fh:
+                if line.startswith("0::"):
+                    return os.stat(str(root) + line[3:].strip()).st_ino
+    except OSError:
+        pass
+    return 0
+
+
 def _ppid_from_proc(pid: int) -> int:
     """Parent pid from /proc (for processes that predate their fork record)."""
     try:
@@ -236,7 +263,9 @@ class KernelCollector:
         self._bpf: Any = None
         self._offset_ns = 0
         self._batch: list[bytes] = []
-        self._exe: LruDict[int, str] = LruDict(65_536)
+        # pid → (ppid, exe, cgroup id) of processes seen exec'ing: exit's exe and the
+        # ancestry of later execs (bounded; an exit forgets its entry)
+        self._procs: LruDict[int, tuple[int, str, int]] = LruDict(65_536)
         self._domains: LruDict[tuple[int, str], str] = LruDict(65_536)
         self._parked: deque[tuple[int, int, Envelope]] = deque()  # deadline, cgroup, env
         self._parked_uids: dict[str, int] = {}
@@ -383,10 +412,16 @@ class KernelCollector:
             if "exec" not in self.concerns:
                 return 0
             ppid = h.ppid or _ppid_from_proc(h.pid)
-            self._exe[h.pid] = event.filename
+            self._procs[h.pid] = (ppid, event.filename, h.cgroup_id)
             envelope = exec_envelope(event, ppid=ppid, **common)
+            extra: dict[str, Any] = {"ancestry": self._ancestry(ppid, h.cgroup_id)}
+            cwd = _cwd_from_proc(h.pid)
+            if cwd:
+                extra["cwd"] = cwd
+            envelope = dataclasses.replace(envelope, data={**envelope.data, **extra})
         elif isinstance(event, dec.ExitEvent):
-            envelope = exit_envelope(event, exe=self._exe.pop(h.pid, ""), **common)
+            known = self._procs.pop(h.pid, None)
+            envelope = exit_envelope(event, exe=known[1] if known else "", **common)
         elif isinstance(event, dec.OpenEvent):
             envelope = open_envelope(event, sensitive=self.sensitive, **common)
             if self.dedup:
@@ -410,6 +445,25 @@ class KernelCollector:
         else:  # pragma: no cover - every decoded kind is handled above
             return 0
         return self._emit_or_park(envelope, h.cgroup_id)
+
+    def _ancestry(self, ppid: int, cgroup_id: int, depth: int = 8) -> list[dict[str, Any]]:
+        """Parents up the chain while they are in the same container: from the execs
+        seen, else (for a parent that predates the collector) from /proc."""
+        chain: list[dict[str, Any]] = []
+        pid = ppid
+        while pid > 1 and len(chain) < depth:
+            known = self._procs.get(pid)
+            if known is not None:
+                parent, exe, cgroup = known
+                if cgroup != cgroup_id:
+                    break
+            else:
+                parent, exe = _ppid_from_proc(pid), _exe_from_proc(pid)
+                if not exe or _cgroup_id_of(pid, self.attributor.resolver.root) != cgroup_id:
+                    break
+            chain.append({"pid": pid, "exe": exe})
+            pid = parent
+        return chain
 
     def _pod_for(self, cgroup_id: int) -> Pod | None:
         """Attribution, cached per cgroup until the pod index changes (a regex and a

@@ -128,3 +128,36 @@ def test_runtime_and_driver_shapes_are_attributed(kernel, runtime: str, driver: 
                             and e.pod.uid == pod.uid)
     assert ev.pod.name == f"shape-{runtime}"
     assert ev.pod.container_id == pod.container_id and ev.pod.container == "main"
+
+
+def test_exec_carries_ancestry_within_the_pod_and_cwd(kernel, tmp_path: Path) -> None:
+    pod = kernel.pod()
+    pod.run("/bin/sh -c 'cd / && /bin/sh -c \"cd /tmp && /bin/true\"; true'", cwd=tmp_path)
+    (true_exec,) = kernel.wait_for(_execs("/bin/true"))
+    chain = true_exec.data["ancestry"]
+    assert [a["exe"] for a in chain] == ["/bin/sh", "/bin/sh"]
+    assert chain[0]["pid"] == true_exec.proc.ppid
+    # cwd is read from /proc, best effort: present for a process still alive
+    sleeper = pod.popen("/bin/sh -c 'cd /tmp && exec /bin/sleep 5'")
+    try:
+        (sleep_exec,) = kernel.wait_for(_execs("/bin/sleep"))
+        assert sleep_exec.data["cwd"] == "/tmp"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the outermost sh was exec'd by the test's helper sh, which was forked on the host
+    # before it joined the pod: the chain stops at the pod boundary
+    assert all(a["pid"] != 1 for a in chain)
+
+
+def test_include_host_reports_host_processes(kernel_ok) -> None:
+    from .harness import make_harness
+
+    harness, collector = make_harness(concerns=("exec",), include_host=True)
+    try:
+        subprocess.run(["/bin/echo", "from-host"], check=True, stdout=subprocess.DEVNULL)
+        found = harness.wait_for(lambda e: e.kind == "process.exec"
+                                 and e.data["argv"] == ["/bin/echo", "from-host"])
+        assert found and found[0].pod is None
+    finally:
+        collector.close()
