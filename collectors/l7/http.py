@@ -119,6 +119,7 @@ class HttpStream:
         self._body = bytearray()
         self._remaining = 0
         self._switch = False
+        self._scanned = 0
         self.opaque_bytes = 0
 
     @property
@@ -237,11 +238,15 @@ class HttpStream:
             return False
         if not _plausible_start(bytes(self._buf[:24])):
             raise HttpError(f"not an HTTP/1.x start line: {bytes(self._buf[:24])!r}")
-        match = _HEAD_END.search(self._buf)
+        # Resume the search where the last one stopped: a header arriving in many small
+        # chunks must not be rescanned from its start each time.
+        match = _HEAD_END.search(self._buf, self._scanned)
         if match is None:
             if len(self._buf) > self.max_head:
                 raise HttpError("header section too long")
+            self._scanned = max(0, len(self._buf) - 3)
             return False
+        self._scanned = 0
         head = bytes(self._buf[: match.start()])
         del self._buf[: match.end()]
         lines = head.split(b"\n")

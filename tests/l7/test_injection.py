@@ -215,3 +215,35 @@ def test_docstring_examples_run() -> None:
     from collectors.l7 import injection
 
     assert doctest.testmod(injection).failed == 0
+
+
+@given(
+    st.text(alphabet=st.sampled_from(list("htps:/[]()<>!-=#@.?&{}$ aAgG1%\u200b\n")), max_size=300)
+)
+def test_url_and_markup_shaped_text_never_raises(text: str) -> None:
+    default_scorer().score(text)
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "-",
+        "=",
+        "#",
+        "<!--",
+        "QUJD",
+        "ab",
+        "a@",
+        "a.",
+        "[(",
+        "http://[",
+        "![x](http://a.b/?q=",
+        "ignore ",
+        "AI: ",
+        "\u200b",
+    ],
+)
+def test_adversarial_repetition_is_linear_enough_to_finish(unit: str) -> None:
+    """Long runs of one shape once made a pattern quadratic (seconds per text); these
+    stay at the 64 KiB cap and must simply complete (pytest-timeout guards a hang)."""
+    InjectionScorer(cache_size=0).score(unit * (65536 // len(unit)))
