@@ -150,10 +150,17 @@ class HttpStream:
         return out
 
     def close(self, ts: int) -> list[HttpMessage]:
-        """End of stream: a body delimited by close is complete now."""
-        if self._state == self.UNTIL_CLOSE and self._msg is not None:
-            return [self._finish(ts)]
-        return []
+        """End of stream: a body delimited by close is complete now.
+
+        A body cut by the close (a stream the client abandoned, a long-lived SSE stream)
+        is handed over too, marked truncated: a partial stream still names the tool calls
+        and text that were sent.
+        """
+        if self._msg is None or self._state in (self.HEAD, self.OPAQUE):
+            return []
+        if self._state != self.UNTIL_CLOSE:
+            self._msg.truncated = True
+        return [self._finish(ts)]
 
     # -- state machine -------------------------------------------------------------
 

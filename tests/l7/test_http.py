@@ -325,3 +325,27 @@ def test_messages_before_bad_bytes_in_the_same_chunk_are_kept() -> None:
     ev = p.feed("c", "egress", wire.request("GET", "/first") + b"\x00\x01garbage", 1)
     assert kinds(ev) == ["http.request"] and ev[0].data["path"] == "/first"
     assert p.stats["parse_errors"] == 1
+
+
+def test_stream_cut_by_close_is_emitted_truncated() -> None:
+    p = L7Parser()
+    p.feed(
+        "c",
+        "egress",
+        wire.request("POST", "/v1/chat/completions", dict(wire.CHAT_REQUEST, stream=True)),
+        1,
+    )
+    full = wire.response(wire.chat_stream_body(), content_type="text/event-stream", chunked=True)
+    cut = full.index(b'"get_time"')  # the second tool call never arrives
+    assert [e.kind for e in p.feed("c", "ingress", full[:cut], 2)] == []
+    ev = p.close("c")
+    assert kinds(ev) == ["http.response", "llm.response", "llm.tool_call"]
+    assert ev[0].data["truncated"] is True and ev[0].ts == 2
+    assert ev[2].data["arguments"] == {"location": "Paris, France", "unit": "c"}
+    assert p.stats["truncated"] == 1
+
+
+def test_close_mid_headers_emits_nothing() -> None:
+    p = L7Parser()
+    p.feed("c", "egress", b"GET /x HTTP/1.1\r\nHost: a", 1)
+    assert p.close("c") == []
