@@ -10,6 +10,31 @@ Request or response is read from the bytes, not the direction: an agent's client
 writes requests (egress), an MCP server inside the pod reads them (ingress).
 Every event passes through the :class:`~collectors.l7.redact.Redactor` last, so no
 code path can emit a credential the rules know.
+
+Event data (``L7Event.data``; ``ts`` is the time of the chunk that completed the message):
+
+- ``http.request``: method, host, path, content_type, body_size (kept, decoded),
+  wire_body_size, truncated, headers (credential values replaced).
+- ``http.response``: status, content_type, body_size, wire_body_size, truncated,
+  headers, and method/host/path of the request it answers (FIFO per connection).
+- ``llm.request``: provider, api (chat.completions | responses | messages |
+  generate_content | ollama.chat | ollama.generate), wire, model, stream, messages
+  [{role, content, tool_calls?, tool_call_id?}] (tool results as role ``tool``), tools
+  (offered names), host, path, injection {score, indicators, techniques, flagged,
+  source}, partial (only when salvaged from a cut body).
+- ``llm.response``: provider, api, model, stream, status, text, finish_reason, usage,
+  tool_calls (names), host, path, error (when the provider sent one).
+- ``llm.tool_call``: provider, api, model, tool, arguments (parsed JSON when valid, else
+  the string), call_id, host. One per call, streamed deltas already joined.
+- ``mcp.call``: method, id, tool/arguments (tools/call), prompt (prompts/get), uri,
+  client/protocol_version (initialize), notification, direction (client | server), host,
+  path.
+- ``mcp.result``: id, method, tool (matched by JSON-RPC id), is_error, error, content
+  (text the tool returned, per policy), tools (tools/list), server (initialize),
+  injection {score, indicators, techniques, flagged}, host, path.
+
+Contents follow the :class:`ContentPolicy` (``prompts``: messages and response text;
+``tool_arguments``; ``tool_results``), after injection scoring saw the original text.
 """
 
 from __future__ import annotations
