@@ -21,7 +21,8 @@ Event data (``L7Event.data``; ``ts`` is the time of the chunk that completed the
   generate_content | ollama.chat | ollama.generate), wire, model, stream, messages
   [{role, content, tool_calls?, tool_call_id?}] (tool results as role ``tool``), tools
   (offered names), host, path, injection {score, indicators, techniques, flagged,
-  source}, partial (only when salvaged from a cut body).
+  source}, partial (only when salvaged from a cut body), messages_total (only when
+  older messages were elided by ``ContentPolicy.max_messages``).
 - ``llm.response``: provider, api, model, stream, status, text, finish_reason, usage,
   tool_calls (names), host, path, error (when the provider sent one).
 - ``llm.tool_call``: provider, api, model, tool, arguments (parsed JSON when valid, else
@@ -139,6 +140,7 @@ class L7Parser:
                 "mcp_messages",
                 "internal_errors",
                 "salvaged",
+                "messages_elided",
             ),
             0,
         )
@@ -333,7 +335,10 @@ class L7Parser:
         messages = parsed["messages"]
         injection = self._score_messages(messages, parsed["tool_descriptions"])
         kept = []
-        for m in messages:
+        recent = messages[-self.policy.max_messages :]
+        if len(recent) < len(messages):
+            self.stats["messages_elided"] += len(messages) - len(recent)
+        for m in recent:
             m = dict(m)
             m["content"] = self.redactor.content("prompts", m.get("content", ""))
             kept.append(m)
@@ -351,6 +356,8 @@ class L7Parser:
         }
         if obj.get("_partial"):
             data["partial"] = True
+        if len(recent) < len(messages):
+            data["messages_total"] = len(messages)
         return self._emit("llm.request", ts, data)
 
     def _score_messages(
