@@ -112,9 +112,10 @@ class Redactor:
             if pre is not None and not pre.search(text)
             else self.rules.regex.sub(self._replace, text)
         )
-        if len(self._memo) >= 8192:
-            self._memo.clear()
-        self._memo[text] = out
+        if len(text) <= 8192:  # memory stays bounded: at most 8192 entries of 8 KiB
+            if len(self._memo) >= 8192:
+                self._memo.clear()
+            self._memo[text] = out
         return out
 
     def _replace(self, match: re.Match[str]) -> str:
