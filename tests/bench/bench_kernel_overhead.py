@@ -6,8 +6,9 @@ for a short smoke run). Prints a Markdown section for BENCHMARKS.md.
 Each workload runs inside a kubelet-shaped pod cgroup (so every event is really
 captured, attributed and handed to user space), alternately without and with the
 collector attached, several times; the medians are compared. The collector runs in its
-own process (``--collector-child``: all concerns, envelopes counted, not published), so
-its RSS and CPU are measured apart from the workload:
+own process (``--collector-child``: envelopes counted, not published), so its RSS and
+CPU are measured apart from the workload. Three modes rotate: without the collector,
+with all concerns, and with all but syscall.profile (the one probe on every syscall).
 
 - **agent mix**: per iteration an exec of a small program, five file reads, a DNS query
   to a loopback resolver, a loopback TCP connect with 2 KiB sent, and ~0.1 ms of hashing.
@@ -101,9 +102,9 @@ print(time.perf_counter() - start, cpu_s() - t0)
 
 
 # -- the collector, in its own process ---------------------------------------------------
-def collector_child() -> int:
-    """Start the collector (all concerns), count envelopes, print stats as JSON lines:
-    one on start ("ready"), one per SIGUSR1 (snapshot), one on SIGTERM (final)."""
+def collector_child(concerns: tuple[str, ...]) -> int:
+    """Start the collector, count envelopes, print stats as JSON lines: one on start
+    ("ready"), one per SIGUSR1 (snapshot), one on SIGTERM (final)."""
     from collectors.cgroups import CgroupResolver
     from collectors.kernel.loader import KernelCollector
     from collectors.pods import Attributor, PodIndex
@@ -114,7 +115,7 @@ def collector_child() -> int:
         counted["envelopes"] += 1
 
     collector = KernelCollector("bench", Attributor(PodIndex(), CgroupResolver()), emit,
-                                metadata_wait_ms=0)
+                                concerns=concerns, metadata_wait_ms=0)
     collector.start()
     stop = threading.Event()
     snap = threading.Event()
@@ -139,9 +140,10 @@ def collector_child() -> int:
 
 
 class Child:
-    def __init__(self) -> None:
+    def __init__(self, concerns: tuple[str, ...]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.bench.bench_kernel_overhead", "--collector-child"],
+            [sys.executable, "-m", "tests.bench.bench_kernel_overhead", "--collector-child",
+             ",".join(concerns)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         ready = self._line()
         if ready.get("tag") != "ready":
@@ -220,16 +222,20 @@ def run_in_pod(pod: Any, code: str, *args: object) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--collector-child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--collector-child", metavar="CONCERNS", help=argparse.SUPPRESS)
+    parser.add_argument("--reps", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="small sizes, 2 repetitions")
     args = parser.parse_args(argv)
     if args.collector_child:
-        return collector_child()
+        return collector_child(tuple(args.collector_child.split(",")))
     if os.geteuid() != 0:
         print("bench_kernel_overhead: needs root (loads eBPF programs)", file=sys.stderr)
         return 2
+    from collectors.kernel.loader import ALL_CONCERNS
     from collectors.kernel.sandbox import FakePod
+
+    configs = {"on": ALL_CONCERNS,
+               "noprof": tuple(c for c in ALL_CONCERNS if c != "syscalls")}
 
     reps = 2 if args.quick else args.reps
     mix_n, storm_n = (60, 20_000) if args.quick else (400, 200_000)
@@ -240,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         "open/close storm, same path": (STORM_SAME, storm_n),
         "open/close storm, distinct paths": (STORM_DISTINCT, storm_n),
     }
-    times: dict[str, dict[str, list[float]]] = {w: {"off": [], "on": []} for w in workloads}
-    cpus: dict[str, dict[str, list[float]]] = {w: {"off": [], "on": []} for w in workloads}
+    modes = ("off", "on", "noprof")
+    times: dict[str, dict[str, list[float]]] = {w: {m: [] for m in modes} for w in workloads}
+    cpus: dict[str, dict[str, list[float]]] = {w: {m: [] for m in modes} for w in workloads}
     handled: dict[str, list[float]] = {w: [] for w in workloads}
     observed: dict[str, list[float]] = {w: [] for w in workloads}
     lost: dict[str, int] = {w: 0 for w in workloads}
@@ -255,11 +262,11 @@ def main(argv: list[str] | None = None) -> int:
         for spec in workloads.values():  # warm-up (page cache, pyc), not timed
             run_in_pod(pod, spec[0], max(1, spec[1] // 20), *spec[2:])
         for rep in range(reps):
-            order = ("off", "on") if rep % 2 == 0 else ("on", "off")
+            order = modes[rep % 3:] + modes[: rep % 3]  # rotate: no mode always first
             for mode in order:
-                child = Child() if mode == "on" else None
+                child = Child(configs[mode]) if mode != "off" else None
                 try:
-                    if child is not None:
+                    if child is not None and mode == "on":
                         ticks, t0 = child.cpu_ticks(), time.monotonic()
                         time.sleep(1.0)
                         idle_cpu.append((child.cpu_ticks() - ticks) / clk
@@ -271,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                         elapsed, cpu = run_in_pod(pod, spec[0], *spec[1:])
                         times[w][mode].append(elapsed)
                         cpus[w][mode].append(cpu)
-                        if child is not None and before is not None:
+                        if mode == "on" and child is not None and before is not None:
                             time.sleep(0.3)  # let it drain
                             after = child.snapshot()
                             wall = time.monotonic() - t0
@@ -293,22 +300,25 @@ def main(argv: list[str] | None = None) -> int:
 
     print("### Kernel collector overhead (bcc tracepoints, all concerns)\n")
     print(f"`{COMMAND}{' --quick' if args.quick else ''}` — {reps} repetitions, "
-          f"alternating without/with the collector, medians; {os.cpu_count()} cores, "
+          f"rotating without / with all concerns / with all but syscall.profile, medians; "
+          f"{os.cpu_count()} cores, "
           f"kernel {os.uname().release}; {time.monotonic() - started:.0f} s in all.\n")
     print("| workload | size | CPU without (s) | CPU with (s) | CPU overhead "
+          "| CPU overhead without syscall.profile "
           "| wall without (s) | wall with (s) | wall overhead | events/s observed "
           "| events/s handled (delivered or folded) | lost |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     overheads = {}
     for w, spec in workloads.items():
         off, on = statistics.median(cpus[w]["off"]), statistics.median(cpus[w]["on"])
         overheads[w] = (on - off) / off * 100
+        noprof = (statistics.median(cpus[w]["noprof"]) - off) / off * 100
         woff, won = statistics.median(times[w]["off"]), statistics.median(times[w]["on"])
         unit = "iterations" if w == "agent mix" else "opens"
         rate = statistics.median(handled[w]) if handled[w] else 0.0
         seen = statistics.median(observed[w]) if observed[w] else 0.0
         print(f"| {w} | {spec[1]} {unit} | {off:.3f} | {on:.3f} | {overheads[w]:+.1f}% "
-              f"| {woff:.3f} | {won:.3f} | {(won - woff) / woff * 100:+.1f}% "
+              f"| {noprof:+.1f}% | {woff:.3f} | {won:.3f} | {(won - woff) / woff * 100:+.1f}% "
               f"| {seen:,.0f} | {rate:,.0f} | {lost[w]} |")
     print()
     print(f"Collector process: idle CPU {statistics.median(idle_cpu) * 100:.1f}% of a core, "
