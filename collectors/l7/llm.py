@@ -92,7 +92,8 @@ def detect_call(host: str, path: str, obj: Any, headers: dict[str, str]) -> LlmC
     if not isinstance(obj, dict):
         return None
     route = path.split("?", 1)[0].rstrip("/")
-    model = obj.get("model") if isinstance(obj.get("model"), str) else ""
+    raw_model = obj.get("model")
+    model: str = raw_model if isinstance(raw_model, str) else ""
     stream = obj.get("stream") is True
     api = wire = ""
     if route.endswith(("/api/chat", "/api/generate")) and model:

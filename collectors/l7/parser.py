@@ -100,6 +100,10 @@ class _Conn:
     desync: set[str] = field(default_factory=set)
     last_ts: int = 0
 
+    def head_method(self) -> str:
+        """Method of the oldest request still waiting (what the next response answers)."""
+        return self.pending[0].method if self.pending else ""
+
 
 class L7Parser:
     """Per-connection HTTP/1.1 reassembly and LLM/MCP parsing into :class:`L7Event`.
@@ -164,7 +168,7 @@ class L7Parser:
         if stream is None:
             stream = HttpStream(
                 self.max_body,
-                response_method=lambda s=state: s.pending[0].method if s.pending else "",
+                response_method=state.head_method,
             )
             state.streams[direction] = stream
         before = stream.opaque_bytes
