@@ -27,8 +27,9 @@ def test_loss_counter_moves_with_an_undersized_ring_buffer(kernel_ok) -> None:
         assert stats["lost"] > 0
         delivered = [e for e in harness.out if e.kind == "file.open"
                      and e.data["path"].startswith("/nonexistent/agentstory-")]
-        # every record the kernel wrote was delivered; the rest are counted as lost
-        assert stats["records"] == stats["emitted"]
+        # what the kernel wrote was delivered (other pods on a shared machine may add
+        # records after the flush, hence <=); what it could not write is counted as lost
+        assert 0 < stats["records"] <= stats["emitted"]
         assert len(delivered) + stats["lost"] >= 3000
         assert len(delivered) < 3000
     finally:
