@@ -29,7 +29,8 @@ def merged_stats(collector: _HasStats, publisher: Any | None) -> dict[str, int]:
     """Collector stats plus the publisher's as ``published``/``failed``/``dropped`` …
 
     The issue names five numbers: emitted, deduplicated, lost (kernel), published and
-    failed (publisher: send failures plus envelopes dropped because the spool was full).
+    failed (publisher: envelopes dropped because the spool was full or still unsent when
+    it stopped; ``send_failures`` counts retried attempts, which lose nothing).
     """
     out = dict(collector.stats)
     if publisher is not None:
@@ -39,7 +40,7 @@ def merged_stats(collector: _HasStats, publisher: Any | None) -> dict[str, int]:
         out["submitted"] = p.get("submitted", 0)
         out["send_failures"] = p.get("send_failures", 0)
         out["dropped_spool_full"] = p.get("dropped_spool_full", 0)
-        out["failed"] = out["dropped_spool_full"]
+        out["failed"] = out["dropped_spool_full"] + p.get("dropped_on_stop", 0)
         out["spooled"] = p.get("spooled", 0)
         for key, value in p.items():
             out.setdefault(f"publish_{key}", value)
