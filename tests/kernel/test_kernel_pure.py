@@ -196,3 +196,26 @@ def test_doctests(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_stats_reporter_prometheus_and_envelope() -> None:
+    from prometheus_client import generate_latest
+
+    from collectors.kernel.metrics import StatsReporter
+    from collectors.publish import FramePublisher
+
+    class FakeCollector:
+        stats = {"emitted": 7, "lost": 2, "deduplicated": 5, "pending_attribution": 1}
+
+    publisher = FramePublisher("127.0.0.1:1")
+    publisher.stats.published_events, publisher.stats.dropped_spool_full = 4, 1
+    reporter = StatsReporter(FakeCollector(), publisher, node="n1")
+    text = generate_latest(reporter.registry()).decode()
+    assert "agentstory_kernel_collector_lost_total 2.0" in text
+    assert "agentstory_kernel_collector_published_total 4.0" in text
+    assert "agentstory_kernel_collector_failed_total 1.0" in text
+    assert "agentstory_kernel_collector_pending_attribution 1.0" in text
+    env = reporter.stats_envelope()
+    assert env.kind == "collector.stats" and env.key == "node/n1"
+    assert env.data["counters"]["deduplicated"] == 5
+    assert Envelope.from_dict(env.to_dict()) == env
