@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from aiokafka import AIOKafkaConsumer
 from streams.admin import ensure_topics
 from streams.topics import CATALOGUE
 from topologies.broker import BrokerError, EmbeddedBroker, free_port
+from topologies.demo import worker_process
 from topologies.worker import worker_topics
 
 
@@ -58,21 +58,9 @@ def running_worker(bootstrap: str, log_dir: Path, *, learning_seconds: float = 4
     """A real ``agentstory worker`` process with its own consumer group."""
     app_id = f"agentstory-test-{uuid.uuid4().hex[:8]}"
     log = log_dir / f"{app_id}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "topologies.cli", "worker", "--bootstrap-servers", bootstrap,
-             "--app-id", app_id, "--learning-seconds", str(learning_seconds),
-             "--min-events", str(min_events), "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with worker_process(bootstrap, log, learning_s=learning_seconds, min_events=min_events,
+                        app_id=app_id) as proc:
+        yield proc
     if proc.returncode not in (0, -signal.SIGTERM):
         print(log.read_text()[-4000:])
 

@@ -29,7 +29,8 @@ from typing import Any
 import orjson
 import yaml
 
-__all__ = ["ScenarioResult", "missing_requirements", "run_demo", "run_scenario"]
+__all__ = ["ScenarioResult", "missing_requirements", "run_demo", "run_scenario",
+           "worker_process"]
 
 log = logging.getLogger("agentstory.demo")
 
@@ -91,14 +92,15 @@ def _pods(tmp: Path) -> tuple[Any, Any, Path]:
 
 
 @contextlib.contextmanager
-def _worker(bootstrap: str, learning_s: float, min_events: int,
-            log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(bootstrap: str, log_path: Path, *, learning_s: float, min_events: int,
+                   app_id: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``agentstory worker`` process, logging to ``log_path``; stopped on exit."""
+    argv = [sys.executable, "-m", "topologies.cli", "worker", "--bootstrap-servers", bootstrap,
+            "--learning-seconds", str(learning_s), "--min-events", str(min_events),
+            "--log-level", "info", *(["--app-id", app_id] if app_id else [])]
     with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "topologies.cli", "worker", "--bootstrap-servers", bootstrap,
-             "--learning-seconds", str(learning_s), "--min-events", str(min_events),
-             "--log-level", "info"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         try:
             yield proc
         finally:
@@ -216,7 +218,8 @@ async def run_scenario(bootstrap: str, tmp: Path, *, learning_s: float, min_even
     _say("loading the kernel collector (bcc: sched_process_exec, cgroup_mkdir …)")
     await collector.start()
     try:
-        with _worker(bootstrap, learning_s, min_events, tmp / "worker.log"):
+        with worker_process(bootstrap, tmp / "worker.log", learning_s=learning_s,
+                            min_events=min_events):
             _say(f"worker started (log: {tmp / 'worker.log'}); pods: {good.namespace}/"
                  f"{good.name} and {bad.namespace}/{bad.name}")
             with good, bad:
