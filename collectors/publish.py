@@ -92,11 +92,15 @@ class FramePublisher:
         self._wake = asyncio.Event()
         self._start_lock = asyncio.Lock()
         self._closing = False
+        self._stopped = False
 
     # -- collector side -------------------------------------------------------------
     def submit(self, event: Envelope) -> bool:
         """Queue one envelope; False (and counted) when the spool is full."""
         with self._lock:
+            if self._stopped:  # a late emit after stop(): nothing would ever send it
+                self.stats.dropped_on_stop += 1
+                return False
             if self.stats.spooled >= self.spool_limit:
                 self.stats.dropped_spool_full += 1
                 return False
@@ -125,6 +129,8 @@ class FramePublisher:
         if self._producer is not None:
             with contextlib.suppress(KafkaError):
                 await self._producer.stop()
+        with self._lock:
+            self._stopped = True
         self._spill_leftovers()
 
     # -- disk spool (restart resilience) --------------------------------------------

@@ -142,7 +142,7 @@ class _Collector:
     async def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
-        self.collector.poll(0)
+        self.collector.flush()  # dedup repeats, profiles, events waiting for metadata
         await self.publisher.stop()
         self.collector.close()
 

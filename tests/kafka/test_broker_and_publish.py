@@ -100,3 +100,11 @@ async def test_an_outage_is_spooled_bounded_and_counted_then_delivered(tmp_path:
         assert publisher.stats.published_events == 100 and publisher.stats.spooled == 0
         got = await read_frames(bootstrap, topic, 100)
     assert got[b"p"] == list(range(100))
+
+
+async def test_an_envelope_submitted_after_stop_is_counted_not_kept(kafka_bootstrap: str) -> None:
+    publisher = FramePublisher(kafka_bootstrap, topic_for=lambda e: "test.late")
+    await publisher.start()
+    await publisher.stop()
+    assert not publisher.submit(Envelope("file.open", 1, "n", "kernel", pod=Pod(uid="p")))
+    assert publisher.stats.dropped_on_stop == 1 and publisher.stats.spooled == 0
