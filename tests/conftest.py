@@ -54,10 +54,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @contextlib.contextmanager
 def running_worker(bootstrap: str, log_dir: Path, *, learning_seconds: float = 4.0,
-                   min_events: int = 4) -> Iterator[subprocess.Popen[bytes]]:
-    """A real ``agentstory worker`` process with its own consumer group."""
-    app_id = f"agentstory-test-{uuid.uuid4().hex[:8]}"
-    log = log_dir / f"{app_id}.log"
+                   min_events: int = 4, app_id: str | None = None,
+                   ) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``agentstory worker`` process, by default with a consumer group of its own."""
+    app_id = app_id or f"agentstory-test-{uuid.uuid4().hex[:8]}"
+    log = log_dir / f"{app_id}-{uuid.uuid4().hex[:4]}.log"
     with worker_process(bootstrap, log, learning_s=learning_seconds, min_events=min_events,
                         app_id=app_id) as proc:
         yield proc

@@ -4,19 +4,20 @@ replay of the raw topics gives the same story."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.content import load_content
 from streams.detect import EngineSettings
 from streams.events import Envelope, Pod, Proc, encode_frame
 from streams.ocsf import validate_detection_finding
-from streams.topics import DEADLETTER, RAW_KERNEL, STORIES
+from streams.topics import DEADLETTER, PROFILES, RAW_KERNEL, STORIES
 from tests.conftest import collect, running_worker
 from topologies.replay import replay_topics
 
@@ -79,3 +80,47 @@ async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
     replayed, _ = await replay_topics(kafka_bootstrap, settings, load_content(),
                                       idle_timeout_s=2.0)
     assert [s.uid for s in replayed if s.pod.uid == pod.uid] == [story["finding_info"]["uid"]]
+
+
+async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The per-agent state comes back from the changelog: after a restart the agent is
+    still in monitoring, so its first shell is a story rather than something learned."""
+    tag = uuid.uuid4().hex[:8]
+    pod = Pod(uid=f"pod-{tag}", namespace="t", name=f"bot-{tag}", agent=f"t/Deployment/{tag}")
+    t0 = time.time_ns()
+    app_id = f"agentstory-restart-{tag}"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        key = pod.uid.encode()
+        learning = await producer.send_and_wait(
+            RAW_KERNEL.name, execs(pod, t0, ["/usr/bin/python3", "/usr/bin/ls"] * 3), key=key)
+        with running_worker(kafka_bootstrap, tmp_path, app_id=app_id):
+            profiles = await collect(kafka_bootstrap, [PROFILES.name], lambda ms: any(
+                m.key == pod.agent.encode() and orjson.loads(m.value)["phase"] == "monitoring"
+                for m in ms))
+            assert profiles, "the first worker never finished learning"
+            await asyncio.sleep(4)  # let Faust commit offsets (every 2.8 s by default)
+        # The restarted worker must not simply re-read the learning frame: only the
+        # changelog can give it the baseline back.
+        probe = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=app_id,
+                                 enable_auto_commit=False)
+        await probe.start()
+        try:
+            committed = await probe.committed(
+                TopicPartition(RAW_KERNEL.name, learning.partition))
+        finally:
+            await probe.stop()
+        assert committed is not None and committed > learning.offset
+        await producer.send_and_wait(
+            RAW_KERNEL.name, execs(pod, t0 + 10 * SECOND, ["/bin/sh"]), key=key)
+    finally:
+        await producer.stop()
+    with running_worker(kafka_bootstrap, tmp_path, app_id=app_id):
+        messages = await collect(kafka_bootstrap, [STORIES.name], lambda ms: any(
+            orjson.loads(m.value)["unmapped"]["agentstory"]["pod"]["uid"] == pod.uid
+            for m in ms), timeout_s=60)
+    stories = [orjson.loads(m.value) for m in messages
+               if orjson.loads(m.value)["unmapped"]["agentstory"]["pod"]["uid"] == pod.uid]
+    assert len(stories) == 1
+    assert stories[0]["unmapped"]["agentstory"]["chain"][0]["evidence"]["exe"] == "/bin/sh"
