@@ -98,6 +98,8 @@ class Indicator:
     patterns: tuple[re.Pattern[str], ...] = ()
     detector: str = ""
     params: Mapping[str, Any] | None = None
+    # Indicators that see the same evidence share a group; only the strongest counts.
+    group: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,8 @@ class _Views:
     words: str
     # The words view again with "1" read as "l" instead of "i" (ru1es), only when needed.
     words_alt: str | None = None
+    # Sentence-level features of the directive detector, computed on first use.
+    directive: frozenset[str] | None = None
 
 
 def normalize(text: str) -> str:
@@ -179,6 +183,7 @@ class InjectionScorer:
         self.max_chars = int(overrides.get("max_chars", doc.get("max_chars", 65536)))
         vocab = {k: _alternation(v) for k, v in (doc.get("vocab") or {}).items()}
         self._typos = _TypoIndex(doc.get("typo_words") or [])
+        self._grammar = _DirectiveGrammar(doc.get("directive") or {}, vocab)
         local = overrides.get("indicators") or {}
         self.indicators: list[Indicator] = []
         for spec in doc["indicators"]:
@@ -194,6 +199,7 @@ class InjectionScorer:
             "zero_width": self._zero_width,
             "hidden_markup": self._hidden_markup,
             "encoded_payload": self._encoded_payload,
+            "directive": self._directive,
         }
         for ind in self.indicators:
             if ind.detector and ind.detector not in self._detectors:
@@ -228,7 +234,12 @@ class InjectionScorer:
             (i for i in self.indicators if i.id in fired), key=lambda i: (-i.weight, i.id)
         )
         miss = 1.0
-        for ind in chosen:
+        seen: set[str] = set()
+        for ind in chosen:  # strongest first, so a group's first member is its strongest
+            if ind.group:
+                if ind.group in seen:
+                    continue
+                seen.add(ind.group)
             miss *= 1.0 - ind.weight
         score = round(1.0 - miss, 4)
         techniques = tuple(dict.fromkeys(i.atlas for i in chosen if i.atlas))
@@ -352,6 +363,94 @@ class InjectionScorer:
                 self._nested |= fired
                 found = True
         return found
+
+    def _directive(self, ind: Indicator, v: _Views, _: str) -> bool:
+        """One feature of the sentence-level analysis (see _DirectiveGrammar)."""
+        if v.directive is None:
+            v.directive = self._grammar.features(v.text)
+        return str((ind.params or {}).get("feature", "")) in v.directive
+
+
+class _DirectiveGrammar:
+    """Where orders sit in a text, independent of their wording.
+
+    A text is cut into sentences (and at labels such as ``TODO:`` glued to the previous
+    sentence). A sentence is *imperative* when, after bullets, labels and lead-ins
+    ("please", "you must", "assistant,"), it opens with a verb. Features, each a set
+    member named in YAML:
+
+    - ``order_in_data``: a mostly declarative text (3+ sentences, at most a third of them
+      imperative) holding an imperative whose verb is an action an agent can take.
+    - ``action_to_sink``: an imperative with a verb that moves something (send, forward,
+      transfer, upload, post, visit, fetch, call) and a destination in it (URL,
+      e-mail address, IBAN, webhook, "the following address").
+    - ``meta_reference``: an imperative that talks about the reader's own conversation
+      ("the user's", "your answer", "this conversation", "the system prompt").
+    - ``labelled_order``: an imperative right behind a channel label (TODO:, SYSTEM:,
+      ``###(...)``, ``[[ ]]``, IMPORTANT:) — an order dressed as metadata.
+    - ``standing_order``: an imperative "always/never + a verb about answering" (always
+      recommend ..., never mention ...), a rule for every later answer.
+
+    All regexes come from the ``directive`` section of the content file.
+    """
+
+    def __init__(self, spec: Mapping[str, Any], vocab: Mapping[str, str]) -> None:
+        def rx(key: str) -> re.Pattern[str] | None:
+            pat = spec.get(key)
+            if not pat:
+                return None
+            expanded = re.sub(r"%([A-Z_]+)%", lambda m: vocab[m.group(1)], str(pat))
+            return re.compile(expanded)
+
+        self.screen = rx("screen")
+        self.split = rx("split") or re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+        self.strip = rx("strip")
+        self.lead = rx("lead")
+        self.verb = rx("imperative_verbs")
+        self.agent_verb = rx("agent_verbs")
+        self.move_verb = rx("move_verbs")
+        self.sink = rx("sinks")
+        self.meta = rx("meta_references")
+        self.label = rx("labels")
+        self.standing = rx("standing_orders")
+        self.max_sentences = int(spec.get("max_sentences", 400))
+
+    def features(self, text: str) -> frozenset[str]:
+        if self.verb is None or (self.screen is not None and not self.screen.search(text)):
+            return frozenset()
+        out: set[str] = set()
+        counted = imperative = 0
+        agent_order = False
+        for sentence in self.split.split(text)[: self.max_sentences]:
+            sentence = sentence.strip()
+            if len(sentence) < 8:
+                continue
+            if self.label is not None and self.label.search(sentence):
+                out.add("labelled_order")
+            body = self.strip.sub("", sentence, count=1) if self.strip is not None else sentence
+            body = self.lead.sub("", body, count=1) if self.lead is not None else body
+            if body.count(" ") >= 2:
+                counted += 1
+            m = self.verb.match(body)
+            if not m:
+                continue
+            imperative += 1
+            if self.standing is not None and self.standing.match(body):
+                out.add("standing_order")
+            if self.agent_verb is not None and self.agent_verb.match(body):
+                agent_order = True
+            if (
+                self.move_verb is not None
+                and self.sink is not None
+                and self.move_verb.search(body)
+                and self.sink.search(body)
+            ):
+                out.add("action_to_sink")
+            if self.meta is not None and self.meta.search(body):
+                out.add("meta_reference")
+        if agent_order and counted >= 3 and imperative * 3 <= counted:
+            out.add("order_in_data")
+        return frozenset(out)
 
 
 class _TypoIndex:
@@ -527,6 +626,7 @@ def _indicator(spec: Mapping[str, Any], vocab: Mapping[str, str]) -> Indicator:
         "falsepositives",
         "enabled",
         "examples",
+        "group",
     }
     weight = float(spec["weight"])
     if not 0.0 <= weight < 1.0:
@@ -542,6 +642,7 @@ def _indicator(spec: Mapping[str, Any], vocab: Mapping[str, str]) -> Indicator:
         patterns=tuple(patterns),
         detector=str(spec.get("detector", "")),
         params={k: v for k, v in spec.items() if k not in known},
+        group=str(spec.get("group", "")),
     )
 
 
