@@ -54,6 +54,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
     u64 id = args->id;
     u8 one = 1;
     pod_cgroups.update(&id, &one);
+    pod_cgroups_changed();
     count_add(C_PODS_ADDED, 1);
     fill_header(&e->h, EV_CGROUP_MKDIR, bpf_get_current_cgroup_id());
     e->id = id;
@@ -68,7 +69,8 @@ TRACEPOINT_PROBE(cgroup, cgroup_rmdir)
     if (args->root != CGROUP2_HIERARCHY)
         return 0;
     u64 id = args->id;
-    pod_cgroups.delete(&id);
+    if (pod_cgroups.delete(&id) == 0)
+        pod_cgroups_changed();
     return 0;
 }
 

@@ -96,18 +96,69 @@ static __always_inline void count_add(u32 slot, u64 n)
         *value += n;
 }
 
+/* Pod-cgroup check, cheap on the common path: a per-CPU one-entry cache of the last
+ * verdict (cgroup id -> in a pod or not), valid while `pod_gen` has not moved. Every
+ * change of `pod_cgroups` (cgroup_mkdir/rmdir here, the scan in user space) bumps
+ * `pod_gen` after the change, and the verdict is stored with the generation read before
+ * the lookup, so a stale verdict is never reused. A hit costs two inlined array reads
+ * instead of a hash of the id; syscalls come in runs from one task per CPU, so hits are
+ * the rule (host processes included: they are filtered out at the same price).
+ * `check` guards against a torn entry when a program in interrupt context (socket
+ * state changes) refills the cache between the writes of one in process context. */
+struct scope_cache {
+    u64 cgroup_id;
+    u64 verdict;   /* generation << 1 | in a pod */
+    u64 check;     /* cgroup_id ^ verdict */
+};
+BPF_ARRAY(pod_gen, u64, 1);
+BPF_PERCPU_ARRAY(scope_cache, struct scope_cache, 1);
+
+static __always_inline int in_pod(u64 cgroup_id)
+{
+    u32 zero = 0;
+    u64 *gen = pod_gen.lookup(&zero);
+    struct scope_cache *c = scope_cache.lookup(&zero);
+    if (!gen || !c)
+        return pod_cgroups.lookup(&cgroup_id) != 0;
+    u64 g = *gen << 1;
+    u64 verdict = c->verdict;
+    if (c->cgroup_id == cgroup_id && (verdict & ~1ULL) == g &&
+        c->check == (cgroup_id ^ verdict))
+        return verdict & 1;
+    verdict = g | (pod_cgroups.lookup(&cgroup_id) ? 1 : 0);
+    c->cgroup_id = cgroup_id;
+    c->verdict = verdict;
+    c->check = cgroup_id ^ verdict;
+    return verdict & 1;
+}
+
+static __always_inline void pod_cgroups_changed(void)
+{
+    u32 zero = 0;
+    u64 *gen = pod_gen.lookup(&zero);
+    if (gen)
+        __sync_fetch_and_add(gen, 1);
+}
+
 /* True when the current task belongs to a pod cgroup (or host events are asked for). */
 static __always_inline int in_scope(u64 cgroup_id)
 {
 #ifdef INCLUDE_HOST
     return 1;
 #else
-    if (pod_cgroups.lookup(&cgroup_id))
+    if (in_pod(cgroup_id))
         return 1;
     count_add(C_FILTERED, 1);
     return 0;
 #endif
 }
+
+/* Entry/exit pairing: what a syscall's entry keeps for its exit lives in task-local
+ * storage (BPF_TASK_STORAGE, one slot per thread, freed with it) instead of a hash keyed
+ * by thread id: no update/lookup/delete of a shared hash per syscall, and a thread that
+ * never entered a traced call in a pod has no storage at all (its exit probes return at
+ * the first test). Entries are marked used rather than deleted. */
+#define CURRENT_TASK ((struct task_struct *)bpf_get_current_task_btf())
 
 /* Header of an event about the current task; ppid/start from the procs table. */
 static __always_inline void fill_header(struct event_header *h, u32 kind, u64 cgroup_id)

@@ -44,7 +44,7 @@ struct iovec_head {
 };
 
 BPF_PERCPU_ARRAY(dns_scratch, struct dns_event, 1);
-BPF_HASH(dns_recv_by_tid, u32, struct recv_args, 16384);
+BPF_TASK_STORAGE(dns_recv_pending, struct recv_args);
 
 /* Port (host order) and address of a user sockaddr; 0 when not inet. */
 static __always_inline u16 dns_peer(u64 uaddr, struct dns_event *e)
@@ -120,6 +120,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
 
 static __always_inline int dns_sendmsg(u32 fd, u64 umsg)
 {
+    if (!in_scope(bpf_get_current_cgroup_id()))
+        return 0;  /* before reading user memory */
     struct user_msghdr_head msg = {};
     if (bpf_probe_read_user(&msg, sizeof(msg), (void *)umsg) != 0)
         return 0;
@@ -157,20 +159,22 @@ static __always_inline int dns_recv_enter(u32 fd, u64 buf)
     struct sock_info *info = socks.lookup(&key);
     if (!info || !info->dns || !buf)
         return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct recv_args a = {.buf = buf, .fd = fd};
-    dns_recv_by_tid.update(&tid, &a);
+    struct recv_args *a = dns_recv_pending.task_storage_get(
+        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!a)
+        return 0;
+    a->buf = buf;
+    a->fd = fd;
     return 0;
 }
 
 static __always_inline int dns_recv_exit(long ret)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct recv_args *stored = dns_recv_by_tid.lookup(&tid);
-    if (!stored)
+    struct recv_args *stored = dns_recv_pending.task_storage_get(CURRENT_TASK, 0, 0);
+    if (!stored || !stored->buf)
         return 0;
     struct recv_args a = *stored;
-    dns_recv_by_tid.delete(&tid);
+    stored->buf = 0;
     if (ret <= 0)
         return 0;
     u32 zero = 0;
@@ -194,6 +198,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom)
 
 TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
 {
+    if (!in_scope(bpf_get_current_cgroup_id()))
+        return 0;  /* before reading user memory */
     struct user_msghdr_head msg = {};
     if (bpf_probe_read_user(&msg, sizeof(msg), (void *)args->msg) != 0 || !msg.iov)
         return 0;

@@ -1,5 +1,5 @@
 /* file.open: open/openat/openat2 in pod cgroups. The path pointer and flags are kept at
- * syscall entry (per thread); at exit, with the result known, the path is read (the
+ * syscall entry (task-local storage); at exit, with the result known, the path is read (the
  * caller's memory is still valid) and the event is de-duplicated per container: the
  * same (path, flags, result) within one window is emitted once, repeats are counted in
  * `open_dedup` and reported by user space when the window closes.
@@ -7,7 +7,7 @@
 #include "common.bpf.h"
 
 struct open_args {
-    const char *filename;
+    const char *filename;  /* NULL: no open in flight */
     u32 flags;
     s32 dfd;
 };
@@ -29,7 +29,7 @@ struct open_event {
     char path[FILENAME_LEN];
 };
 
-BPF_HASH(open_args_by_tid, u32, struct open_args, 16384);
+BPF_TASK_STORAGE(open_pending, struct open_args);
 BPF_HASH(open_dedup, struct open_key, u64, MAX_DEDUP);
 BPF_PERCPU_ARRAY(open_key_scratch, struct open_key, 1);
 BPF_PERCPU_ARRAY(open_scratch, struct open_event, 1);
@@ -58,20 +58,23 @@ static __always_inline int open_enter(const char *filename, u32 flags, s32 dfd)
 {
     if (!in_scope(bpf_get_current_cgroup_id()))
         return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct open_args a = {.filename = filename, .flags = flags, .dfd = dfd};
-    open_args_by_tid.update(&tid, &a);
+    struct open_args *a = open_pending.task_storage_get(CURRENT_TASK, 0,
+                                                        BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!a)
+        return 0;
+    a->filename = filename;
+    a->flags = flags;
+    a->dfd = dfd;
     return 0;
 }
 
 static __always_inline int open_exit(long ret)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct open_args *a = open_args_by_tid.lookup(&tid);
-    if (!a)
+    struct open_args *a = open_pending.task_storage_get(CURRENT_TASK, 0, 0);
+    if (!a || !a->filename)
         return 0;
     struct open_args saved = *a;
-    open_args_by_tid.delete(&tid);
+    a->filename = NULL;
     u32 zero = 0;
     struct open_key *key = open_key_scratch.lookup(&zero);
     struct open_event *e = open_scratch.lookup(&zero);

@@ -339,6 +339,8 @@ class KernelCollector:
                 leaf = procs.Leaf()
                 leaf.ppid, leaf.start_ns, leaf.comm = seed
                 procs[key] = leaf
+        gen = self._bpf[b"pod_gen"]  # the in-kernel verdict caches see the change
+        gen[gen.Key(0)] = gen.Leaf(gen[gen.Key(0)].value + 1)
         return len(found)
 
     def flush(self) -> int:

@@ -43,6 +43,13 @@ struct connect_args {
     u64 sockaddr;  /* user pointer */
     u32 fd;
     u32 addrlen;
+    u32 busy;      /* 1 between entry and exit (task-local storage) */
+    u32 pad;
+};
+
+struct pending_u32 {
+    u32 value;
+    u32 busy;
 };
 
 struct net_event {
@@ -97,10 +104,10 @@ struct close_event {
 };
 
 BPF_TABLE("lru_hash", u64, struct sock_info, socks, 65536);
-BPF_HASH(socket_type_by_tid, u32, u32, 16384);
-BPF_HASH(connect_args_by_tid, u32, struct connect_args, 16384);
-BPF_HASH(accept_args_by_tid, u32, struct connect_args, 16384);
-BPF_HASH(listen_fd_by_tid, u32, u32, 4096);
+BPF_TASK_STORAGE(socket_pending, struct pending_u32);
+BPF_TASK_STORAGE(connect_pending, struct connect_args);
+BPF_TASK_STORAGE(accept_pending, struct connect_args);
+BPF_TASK_STORAGE(listen_pending, struct pending_u32);
 BPF_HASH(net_dedup, struct net_key, u64, MAX_DEDUP);
 BPF_HASH(conns, u64, struct conn_info, 65536);
 BPF_PERCPU_ARRAY(net_scratch, struct net_event, 1);
@@ -169,20 +176,22 @@ TRACEPOINT_PROBE(syscalls, sys_enter_socket)
 {
     if (!in_scope(bpf_get_current_cgroup_id()))
         return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    u32 packed = ((u32)args->family << 16) | ((u32)args->type & 0xF);
-    socket_type_by_tid.update(&tid, &packed);
+    struct pending_u32 *p = socket_pending.task_storage_get(
+        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!p)
+        return 0;
+    p->value = ((u32)args->family << 16) | ((u32)args->type & 0xF);
+    p->busy = 1;
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_socket)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    u32 *packed = socket_type_by_tid.lookup(&tid);
-    if (!packed)
+    struct pending_u32 *p = socket_pending.task_storage_get(CURRENT_TASK, 0, 0);
+    if (!p || !p->busy)
         return 0;
-    u32 value = *packed;
-    socket_type_by_tid.delete(&tid);
+    u32 value = p->value;
+    p->busy = 0;
     if (args->ret < 0)
         return 0;
     u64 key = fd_key((u32)args->ret);
@@ -215,26 +224,29 @@ TRACEPOINT_PROBE(syscalls, sys_enter_listen)
 {
     if (!in_scope(bpf_get_current_cgroup_id()))
         return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    u32 fd = (u32)args->fd;
-    listen_fd_by_tid.update(&tid, &fd);
+    struct pending_u32 *p = listen_pending.task_storage_get(
+        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!p)
+        return 0;
+    p->value = (u32)args->fd;
+    p->busy = 1;
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_listen)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    listen_fd_by_tid.delete(&tid);
+    struct pending_u32 *p = listen_pending.task_storage_get(CURRENT_TASK, 0, 0);
+    if (p)
+        p->busy = 0;
     return 0;
 }
 
 static __always_inline int on_listen(u16 family, u16 port)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    u32 *fdp = listen_fd_by_tid.lookup(&tid);
-    if (!fdp)
+    struct pending_u32 *p = listen_pending.task_storage_get(CURRENT_TASK, 0, 0);
+    if (!p || !p->busy)
         return 0;
-    u32 fd = *fdp;
+    u32 fd = p->value;
     struct net_event *e = net_event_start(EV_LISTEN, bpf_get_current_cgroup_id());
     if (!e)
         return 0;
@@ -254,23 +266,24 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
 {
     if (!in_scope(bpf_get_current_cgroup_id()))
         return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct connect_args a = {};
-    a.sockaddr = (u64)args->uservaddr;
-    a.fd = (u32)args->fd;
-    a.addrlen = (u32)args->addrlen;
-    connect_args_by_tid.update(&tid, &a);
+    struct connect_args *a = connect_pending.task_storage_get(
+        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!a)
+        return 0;
+    a->sockaddr = (u64)args->uservaddr;
+    a->fd = (u32)args->fd;
+    a->addrlen = (u32)args->addrlen;
+    a->busy = 1;
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct connect_args *stored = connect_args_by_tid.lookup(&tid);
-    if (!stored)
+    struct connect_args *stored = connect_pending.task_storage_get(CURRENT_TASK, 0, 0);
+    if (!stored || !stored->busy)
         return 0;
     struct connect_args a = *stored;
-    connect_args_by_tid.delete(&tid);
+    stored->busy = 0;
     u64 cgroup_id = bpf_get_current_cgroup_id();
     struct net_event *e = net_event_start(EV_CONNECT, cgroup_id);
     if (!e)
@@ -318,20 +331,24 @@ static __always_inline int accept_enter(u64 upeer, u32 fd)
 {
     if (!in_scope(bpf_get_current_cgroup_id()))
         return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct connect_args a = {.sockaddr = upeer, .fd = fd};
-    accept_args_by_tid.update(&tid, &a);
+    struct connect_args *a = accept_pending.task_storage_get(
+        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!a)
+        return 0;
+    a->sockaddr = upeer;
+    a->fd = fd;
+    a->addrlen = 0;
+    a->busy = 1;
     return 0;
 }
 
 static __always_inline int accept_exit(long ret)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct connect_args *stored = accept_args_by_tid.lookup(&tid);
-    if (!stored)
+    struct connect_args *stored = accept_pending.task_storage_get(CURRENT_TASK, 0, 0);
+    if (!stored || !stored->busy)
         return 0;
     struct connect_args a = *stored;
-    accept_args_by_tid.delete(&tid);
+    stored->busy = 0;
     if (ret < 0)
         return 0;  /* EAGAIN on non-blocking listeners: not an event */
     struct net_event *e = net_event_start(EV_ACCEPT, bpf_get_current_cgroup_id());

@@ -28,7 +28,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 {
     u64 cgroup_id = bpf_get_current_cgroup_id();
 #ifndef INCLUDE_HOST
-    if (!pod_cgroups.lookup(&cgroup_id))
+    if (!in_pod(cgroup_id))
         return 0;  /* not counted as filtered: this fires on every syscall */
 #endif
     long nr = (long)ctx->args[1];
