@@ -78,20 +78,32 @@ static __always_inline int dns_emit(u32 direction, u32 fd, u64 buf, u64 len,
     return submit(e, sizeof(*e));
 }
 
-/* Start a query event if this send goes to a resolver; NULL otherwise. */
+/* Start a query event if this send goes to a resolver; NULL otherwise. Most sends are
+ * not DNS (every send() of an HTTP client comes here): the port is decided from the
+ * socket table or the first 4 bytes of the address before the event is touched. */
 static __always_inline struct dns_event *dns_query_start(u32 fd, u64 uaddr)
 {
     u64 cgroup_id = bpf_get_current_cgroup_id();
     if (!in_scope(cgroup_id))
         return NULL;
+    u64 key = fd_key(fd);
+    struct sock_info *info = socks.lookup(&key);
+    if (!uaddr) {
+        if (!info || info->dport != DNS_PORT)
+            return NULL;
+    } else {
+        u8 head[4] = {};
+        bpf_probe_read_user(head, sizeof(head), (void *)uaddr);
+        u16 family = head[0] | (head[1] << 8);
+        if ((family != 2 && family != 10) || ((head[2] << 8) | head[3]) != DNS_PORT)
+            return NULL;
+    }
     u32 zero = 0;
     struct dns_event *e = dns_scratch.lookup(&zero);
     if (!e)
         return NULL;
     __builtin_memset(e, 0, sizeof(*e));
     u16 port = dns_peer(uaddr, e);
-    u64 key = fd_key(fd);
-    struct sock_info *info = socks.lookup(&key);
     if (!uaddr && info)
         port = info->dport;
     if (port != DNS_PORT)
