@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import functools
 import ipaddress
+import struct
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -268,6 +270,25 @@ class Header:
             ts=h.ts, cgroup_id=h.cgroup_id, start_ns=h.start_ns, comm=_text(h.comm),
         )
 
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Header:
+        """The same from the record's first bytes with one precompiled unpack (the hot
+        path: a ctypes copy and a field access per member cost several microseconds)."""
+        kind, pid, tid, ppid, uid, count, ts, cgroup_id, start_ns, comm = (
+            _HEADER.unpack_from(raw))
+        return cls(kind, pid, tid, ppid, uid, count, ts, cgroup_id, start_ns,
+                   _comm_text(comm))
+
+
+# struct event_header as struct sees it (test_kernel_layout checks it against the
+# ctypes mirror, which is checked against the compiled layout).
+_HEADER = struct.Struct(f"<6I3Q{COMM_LEN}s")
+
+
+@functools.lru_cache(maxsize=1024)
+def _comm_text(raw: bytes) -> str:
+    return _text(raw)  # a handful of distinct names per node: cached
+
 
 @dataclass(frozen=True, slots=True)
 class ExecEvent:
@@ -389,7 +410,7 @@ _ARGS_AT = ExecRecord.args.offset
 def _exec(raw: bytes) -> ExecEvent:
     r = ExecRecord.from_buffer_copy(raw)
     return ExecEvent(
-        header=Header.from_struct(r.h),
+        header=Header.from_bytes(raw),
         filename=_text(r.filename),
         # Not r.args: ctypes returns a c_char array only up to its first NUL.
         argv=split_args(raw[_ARGS_AT : _ARGS_AT + ARGS_LEN], r.args_len),
@@ -402,7 +423,7 @@ def _exec(raw: bytes) -> ExecEvent:
 def _exit(raw: bytes) -> ExitEvent:
     r = ExitRecord.from_buffer_copy(raw)
     return ExitEvent(
-        header=Header.from_struct(r.h),
+        header=Header.from_bytes(raw),
         exit_code=(r.exit_code & 0xFF) if r.exit_flags & EXIT_CODE_KNOWN else None,
         signal=r.signal if r.exit_flags & EXIT_SIGNAL_KNOWN and r.signal else None,
         lifetime_ns=r.lifetime_ns or None,
@@ -412,7 +433,7 @@ def _exit(raw: bytes) -> ExitEvent:
 def _cgroup(raw: bytes) -> CgroupMkdirEvent:
     r = CgroupMkdirRecord.from_buffer_copy(raw)
     return CgroupMkdirEvent(
-        header=Header.from_struct(r.h), cgroup_id=r.id, level=r.level, path=_text(r.path),
+        header=Header.from_bytes(raw), cgroup_id=r.id, level=r.level, path=_text(r.path),
     )
 
 
@@ -425,13 +446,19 @@ def _cstr(raw: bytes) -> bytes:
     return raw.split(b"\0", 1)[0]
 
 
+# struct open_event after its header: window, ret, flags, dfd (then the path).
+_OPEN_TAIL = struct.Struct("<QqIi")
+_OPEN_TAIL_AT = OpenRecord.window.offset
+
+
 def _open(raw: bytes) -> OpenEvent:
-    r = OpenRecord.from_buffer_copy(raw)
-    path = _cstr(raw[_OPEN_PATH_AT : _OPEN_PATH_AT + FILENAME_LEN])
+    window, ret, flags, dfd = _OPEN_TAIL.unpack_from(raw, _OPEN_TAIL_AT)
+    end = raw.find(b"\0", _OPEN_PATH_AT, _OPEN_PATH_AT + FILENAME_LEN)
+    path = raw[_OPEN_PATH_AT : end if end >= 0 else _OPEN_PATH_AT + FILENAME_LEN]
     return OpenEvent(
-        header=Header.from_struct(r.h), window=r.window,
-        path=path.decode("utf-8", "backslashreplace"), flags=r.flags, result=r.ret,
-        dfd=r.dfd, path_raw=path,
+        header=Header.from_bytes(raw), window=window,
+        path=path.decode("utf-8", "backslashreplace"), flags=flags, result=ret,
+        dfd=dfd, path_raw=path,
     )
 
 
@@ -445,7 +472,7 @@ def _net(raw: bytes) -> NetEvent:
             unix = b""
     daddr = bytes(r.daddr)
     return NetEvent(
-        header=Header.from_struct(r.h), window=r.window, result=r.ret, fd=r.fd,
+        header=Header.from_bytes(raw), window=r.window, result=r.ret, fd=r.fd,
         family=r.family, sotype=r.sotype, dport=r.dport, lport=r.lport,
         daddr=ip_text(r.family, daddr), unix_path=unix.decode("utf-8", "backslashreplace"),
         daddr_raw=daddr, unix_raw=bytes(raw[_NET_UNIX_AT : _NET_UNIX_AT + UNIX_PATH_LEN]),
@@ -455,7 +482,7 @@ def _net(raw: bytes) -> NetEvent:
 def _close(raw: bytes) -> CloseEvent:
     r = CloseRecord.from_buffer_copy(raw)
     return CloseEvent(
-        header=Header.from_struct(r.h), family=r.family,
+        header=Header.from_bytes(raw), family=r.family,
         saddr=ip_text(r.family, bytes(r.saddr)), sport=r.sport,
         daddr=ip_text(r.family, bytes(r.daddr)), dport=r.dport,
         bytes_sent=r.bytes_sent, bytes_received=r.bytes_received, duration_ns=r.duration_ns,
@@ -466,7 +493,7 @@ def _dns(raw: bytes) -> DnsEvent:
     r = DnsRecord.from_buffer_copy(raw)
     captured = min(r.len, DNS_CAPTURE)
     return DnsEvent(
-        header=Header.from_struct(r.h), answer=r.direction == 1, length=r.len, fd=r.fd,
+        header=Header.from_bytes(raw), answer=r.direction == 1, length=r.len, fd=r.fd,
         family=r.family, server=ip_text(r.family, bytes(r.addr)), port=r.port,
         payload=bytes(raw[_DNS_PAYLOAD_AT : _DNS_PAYLOAD_AT + captured]),
     )

@@ -74,3 +74,24 @@ def test_assemble_source_inlines_the_header_once() -> None:
     assert text.count("#define AGENTSTORY_COMMON_BPF_H") == 1
     assert not [line for line in text.splitlines() if line.startswith("#include \"common")]
     assert "sched_process_exec" in text
+
+
+def test_unpacked_header_and_open_agree_with_the_ctypes_mirror() -> None:
+    """The hot path unpacks with precompiled structs; the ctypes mirror (checked against
+    the compiled layout in test_kernel_layout) must read the same values."""
+    r = dec.OpenRecord()
+    r.h = _header(dec.Kind.OPEN)
+    r.h.ts, r.h.cgroup_id, r.h.start_ns = 2**63 + 5, 2**40 + 7, 2**33 + 9
+    r.h.comm = b"x" * dec.COMM_LEN  # no NUL: all 16 bytes are the name
+    r.window, r.ret, r.flags, r.dfd = 2**34 + 1, -13, 0o2000101, -100
+    r.path = b"/a/\xffb"
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.OpenEvent)
+    assert ev.header == dec.Header.from_struct(r.h)
+    assert (ev.window, ev.result, ev.flags, ev.dfd) == (r.window, r.ret, r.flags, r.dfd)
+    assert ev.path_raw == b"/a/\xffb" and ev.path == "/a/\\xffb"
+    full = dec.OpenRecord()
+    full.h = _header(dec.Kind.OPEN)
+    ctypes.memmove(ctypes.addressof(full) + dec.OpenRecord.path.offset, b"p" * 256, 256)
+    long_path = dec.decode(bytes(full))
+    assert isinstance(long_path, dec.OpenEvent) and long_path.path == "p" * 256
