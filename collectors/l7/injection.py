@@ -308,9 +308,12 @@ class InjectionScorer:
                 continue
             if _PLACEHOLDER.search(query):
                 return True
-            # "...?u= followed by the user's email": a parameter left open for data.
-            if query.endswith("=") and _APPEND_HINT.match(v.raw, v.raw.find(url) + len(url)):
-                return True
+            # "...?u= followed by the user's email", "?d=<conversation>": a parameter left
+            # open for data.
+            if query.endswith("="):
+                after = v.raw.find(url) + len(url)
+                if _APPEND_HINT.match(v.raw, after) or _PLACEHOLDER.match(v.raw, after):
+                    return True
             for _k, value in parse_qsl(query, keep_blank_values=True):
                 if len(value) >= 32 and _B64.fullmatch(value) and _entropy_like(value):
                     return True
@@ -375,8 +378,9 @@ class _DirectiveGrammar:
     """Where orders sit in a text, independent of their wording.
 
     A text is cut into sentences (and at labels such as ``TODO:`` glued to the previous
-    sentence). A sentence is *imperative* when, after bullets, labels and lead-ins
-    ("please", "you must", "assistant,"), it opens with a verb. Features, each a set
+    sentence, and at ", and/so/then" when a verb follows). A sentence is *imperative*
+    when, after bullets, labels and lead-ins ("please", "you must", "assistant,", "when
+    you summarize this,"), it opens with a verb. Features, each a set
     member named in YAML:
 
     - ``order_in_data``: a mostly declarative text (3+ sentences, at most a third of them
@@ -386,8 +390,11 @@ class _DirectiveGrammar:
       e-mail address, IBAN, webhook, "the following address").
     - ``meta_reference``: an imperative that talks about the reader's own conversation
       ("the user's", "your answer", "this conversation", "the system prompt").
-    - ``labelled_order``: an imperative right behind a channel label (TODO:, SYSTEM:,
-      ``###(...)``, ``[[ ]]``, IMPORTANT:) — an order dressed as metadata.
+    - ``labelled_order``: an agent-type imperative in a sentence that opens with a channel
+      label (TODO:, SYSTEM:, ``###(...)``, ``[[``, "note for agents:") — an order dressed
+      as metadata.
+    - ``conditional_on_task``: an imperative behind a clause about the reader's own
+      processing of the text ("when you summarize this", "if the user asks about").
     - ``standing_order``: an imperative "always/never + a verb about answering" (always
       recommend ..., never mention ...), a rule for every later answer.
 
@@ -404,6 +411,8 @@ class _DirectiveGrammar:
 
         self.screen = rx("screen")
         self.split = rx("split") or re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+        self.clause = rx("clause_split")
+        self.task = rx("conditional_on_task")
         self.strip = rx("strip")
         self.lead = rx("lead")
         self.verb = rx("imperative_verbs")
@@ -421,24 +430,27 @@ class _DirectiveGrammar:
         out: set[str] = set()
         counted = imperative = 0
         agent_order = False
-        for sentence in self.split.split(text)[: self.max_sentences]:
+        sentences = self.split.split(text)[: self.max_sentences]
+        if self.clause is not None:
+            sentences = [c for sent in sentences for c in self.clause.split(sent)]
+        for sentence in sentences[: self.max_sentences * 2]:
             sentence = sentence.strip()
             if len(sentence) < 8:
                 continue
-            if self.label is not None and self.label.search(sentence):
-                out.add("labelled_order")
-            body = self.strip.sub("", sentence, count=1) if self.strip is not None else sentence
-            body = self.lead.sub("", body, count=1) if self.lead is not None else body
+            labelled = self.label is not None and self.label.match(sentence) is not None
+            bare = self.strip.sub("", sentence, count=1) if self.strip is not None else sentence
+            body = self.lead.sub("", bare, count=1) if self.lead is not None else bare
             if body.count(" ") >= 2:
                 counted += 1
-            m = self.verb.match(body)
-            if not m:
+            if not self.verb.match(body):
                 continue
             imperative += 1
             if self.standing is not None and self.standing.match(body):
                 out.add("standing_order")
-            if self.agent_verb is not None and self.agent_verb.match(body):
-                agent_order = True
+            acts = self.agent_verb is not None and self.agent_verb.match(body) is not None
+            agent_order = agent_order or acts
+            if labelled and acts:
+                out.add("labelled_order")
             if (
                 self.move_verb is not None
                 and self.sink is not None
@@ -446,8 +458,10 @@ class _DirectiveGrammar:
                 and self.sink.search(body)
             ):
                 out.add("action_to_sink")
-            if self.meta is not None and self.meta.search(body):
+            if self.meta is not None and self.meta.search(sentence):
                 out.add("meta_reference")
+            if self.task is not None and self.task.match(bare):
+                out.add("conditional_on_task")
         if agent_order and counted >= 3 and imperative * 3 <= counted:
             out.add("order_in_data")
         return frozenset(out)
