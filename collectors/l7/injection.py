@@ -383,8 +383,9 @@ class _DirectiveGrammar:
     you summarize this,"), it opens with a verb. Features, each a set
     member named in YAML:
 
-    - ``order_in_data``: a mostly declarative text (3+ sentences, at most a third of them
-      imperative) holding an imperative whose verb is an action an agent can take.
+    - ``order_in_data``: a mostly declarative text (one order among 2+ sentences, or at
+      most about a third of them imperative) holding an imperative whose verb is an
+      action an agent can take.
     - ``action_to_sink``: an imperative with a verb that moves something (send, forward,
       transfer, upload, post, visit, fetch, call) and a destination in it (URL,
       e-mail address, IBAN, webhook, "the following address").
@@ -462,7 +463,7 @@ class _DirectiveGrammar:
                 out.add("meta_reference")
             if self.task is not None and self.task.match(bare):
                 out.add("conditional_on_task")
-        if agent_order and counted >= 3 and imperative * 3 <= counted:
+        if agent_order and counted >= 2 and imperative * 3 <= counted + 1:
             out.add("order_in_data")
         return frozenset(out)
 
