@@ -48,6 +48,7 @@ from streams.events import Envelope, Pod
 
 __all__ = [
     "ALL_CONCERNS",
+    "DEFAULT_CONCERNS",
     "CollectorError",
     "KernelCollector",
     "assemble_source",
@@ -72,6 +73,10 @@ _CONCERNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "syscalls": (("syscalls.bpf.c",), ()),
 }
 ALL_CONCERNS: tuple[str, ...] = tuple(_CONCERNS)
+# What the CLI loads unless told otherwise: all but syscall.profile, the one concern
+# with a program on every syscall of every process on the node (its measured cost is
+# in the CLI's --concerns help and BENCHMARKS.md); ask for it with --concerns.
+DEFAULT_CONCERNS: tuple[str, ...] = tuple(c for c in ALL_CONCERNS if c != "syscalls")
 _ALWAYS = ("cgroups.bpf.c", "lineage.bpf.c")
 
 

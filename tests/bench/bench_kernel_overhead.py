@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     pod = FakePod("bench-agent", "bench").create()
     # name → (code, size, unit, in pod?, extra args)
     all_workloads: dict[str, tuple[str, int, str, bool, tuple[object, ...]]] = {
-        "realistic agent mix": (REAL_MIX, 1500 // scale, "iterations", True, (api_port,)),
+        "realistic agent mix": (REAL_MIX, 3000 // scale, "iterations", True, (api_port,)),
         "syscall-dense agent mix": (AGENT_MIX, 400 // scale, "iterations", True, (port,)),
         "open/close storm, same path": (STORM_SAME, 200_000 // scale, "opens", True, ()),
         "open/close storm, distinct paths": (STORM_DISTINCT, 200_000 // scale, "opens",
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
           "collector; *per-rep* is the range of the overhead computed within each "
           "repetition (modes run back to back).\n")
     print("| workload | size | CPU without (s), noise | CPU with all (s) | overhead, all "
-          "(per-rep range) | overhead without syscall.profile (per-rep range) "
+          "(per-rep range) | overhead, CLI default: all but syscall.profile (per-rep range) "
           "| wall without (s) | wall with (s) | events/s observed "
           "| events/s handled (delivered or folded) | lost |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
