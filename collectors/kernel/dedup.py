@@ -67,3 +67,6 @@ class RepeatLedger:
 
     def __len__(self) -> int:
         return len(self._first)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._first

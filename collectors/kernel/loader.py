@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import errno
 import logging
 import os
 import platform
@@ -553,14 +554,17 @@ class KernelCollector:
             if not self._has_table(name):
                 continue
             table = self._bpf[name]
-            closed = [(k, v.value) for k, v in table.items()
+            closed = [(k, total) for k, total in _read_table(table)
                       if force or k.window < current - 1]
+            _delete_keys(table, [k for k, _total in closed])
             for k, total in closed:
-                with contextlib.suppress(KeyError):
-                    del table[k]
                 end_ts = (k.window + 1) * self.window_ns + self._offset_ns
-                envelope = self.ledger.closed(make_key(k), total=total, ts=end_ts,
-                                              fallback=fallback(k, end_ts))
+                key = make_key(k)
+                # the stand-in first event is only built when it is needed
+                stand_in = (fallback(k, end_ts) if total > 1 and key not in self.ledger
+                            else None)
+                envelope = self.ledger.closed(key, total=total, ts=end_ts,
+                                              fallback=stand_in)
                 if envelope is not None:
                     self._user["repeat_envelopes"] += 1
                     emitted += self._emit(envelope)
@@ -671,6 +675,50 @@ class LruDict(OrderedDict[K, V]):
         self.move_to_end(key)
         while len(self) > self.max_entries:
             self.popitem(last=False)
+
+
+def _read_table(table: Any) -> list[tuple[Any, int]]:
+    """Every (key, u64 value) of a BPF hash in a few BPF_MAP_LOOKUP_BATCH calls: bcc's
+    iterator costs a get-next-key and a lookup syscall per entry, and a table of distinct
+    opens holds one entry per event. Falls back to the iterator if batching fails."""
+    from bcc.libbcc import lib
+
+    n = int(table.max_entries)
+    keys, values = (table.Key * n)(), (table.Leaf * n)()
+    in_batch, out_batch, count = ctypes.c_uint32(0), ctypes.c_uint32(0), ctypes.c_uint32(0)
+    key_size, value_size = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
+    total, first = 0, True
+    while total < n:
+        count.value = n - total
+        res = lib.bpf_lookup_batch(
+            table.map_fd, None if first else ctypes.byref(in_batch), ctypes.byref(out_batch),
+            ctypes.byref(keys, key_size * total), ctypes.byref(values, value_size * total),
+            ctypes.byref(count))
+        err = ctypes.get_errno()
+        total += count.value
+        if res != 0:
+            if err == errno.ENOENT:  # the whole table was read
+                break
+            log.debug("BPF_MAP_LOOKUP_BATCH failed (%s): iterating", os.strerror(err))
+            return [(k, int(v.value)) for k, v in table.items()]
+        if count.value == 0:
+            break
+        in_batch.value, first = out_batch.value, False
+    return [(keys[i], int(values[i])) for i in range(total)]  # c_uint64 items are ints
+
+
+def _delete_keys(table: Any, keys: list[Any]) -> None:
+    """Delete ``keys`` in one BPF_MAP_DELETE_BATCH call (one by one if that fails)."""
+    if not keys:
+        return
+    try:
+        table.items_delete_batch((table.Key * len(keys))(*keys))
+        return
+    except Exception as exc:  # bcc raises a bare Exception; fall back below
+        log.debug("BPF_MAP_DELETE_BATCH failed (%s): deleting one by one", exc)
+    for k in keys:
+        with contextlib.suppress(KeyError):
+            del table[k]
 
 
 def _open_key(ev: dec.OpenEvent) -> tuple[Any, ...]:
