@@ -25,6 +25,9 @@ class SensitiveMatch:
     level: str
 
 
+_MEMO_MAX = 8192
+
+
 class SensitivePaths:
     """Compiled rules: one regular expression per rule, first rule wins.
 
@@ -51,6 +54,7 @@ class SensitivePaths:
                 (re.compile(regex), SensitiveMatch(rid, str(rule.get("level", "medium")))))
         # One alternation over all rules, a group per rule: one regex run per open
         # (this is on the per-event path), the first matching rule wins as before.
+        self._memo: dict[str, SensitiveMatch | None] = {}
         self._any = re.compile("|".join(
             f"(?P<r{i}>{regex.pattern})" for i, (regex, _m) in enumerate(self._rules))
             or r"(?!)")
@@ -64,10 +68,19 @@ class SensitivePaths:
         return cls(doc["rules"])
 
     def match(self, path: str) -> SensitiveMatch | None:
+        # Per event: a container opens the same files window after window, so verdicts
+        # are memoised (bounded: dropped whole when full, no per-hit bookkeeping).
+        try:
+            return self._memo[path]
+        except KeyError:
+            pass
         hit = self._any.match(path)
-        if hit is None or hit.lastgroup is None:
-            return None
-        return self._rules[int(hit.lastgroup[1:])][1]
+        found = (None if hit is None or hit.lastgroup is None
+                 else self._rules[int(hit.lastgroup[1:])][1])
+        if len(self._memo) >= _MEMO_MAX:
+            self._memo.clear()
+        self._memo[path] = found
+        return found
 
     def __len__(self) -> int:
         return len(self._rules)
