@@ -42,6 +42,7 @@ __all__ = [
     "NetRecord",
     "OpenEvent",
     "OpenKey",
+    "OpenKeyShort",
     "OpenRecord",
     "Undecodable",
     "decode",
@@ -161,6 +162,19 @@ class OpenKey(ctypes.Structure):
         ("flags", ctypes.c_uint32),
         ("result", ctypes.c_int32),
         ("path", ctypes.c_char * FILENAME_LEN),
+    ]
+
+
+class OpenKeyShort(ctypes.Structure):
+    """Key of ``open_dedup_short`` (file.bpf.c: struct open_key_short): paths of up to
+    63 bytes."""
+
+    _fields_ = [
+        ("cgroup_id", ctypes.c_uint64),
+        ("window", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("result", ctypes.c_int32),
+        ("path", ctypes.c_char * 64),
     ]
 
 

@@ -20,6 +20,19 @@ struct open_key {
     char path[FILENAME_LEN];
 };
 
+/* Most paths are short: their dedup key carries SHORT_PATH_LEN bytes of path, so the
+ * hash of a repeat (the common case in a storm) runs over 88 bytes instead of 280. A
+ * path always lands in the same table (by its length), so counts stay exact; user
+ * space sweeps both. */
+#define SHORT_PATH_LEN 64
+struct open_key_short {
+    u64 cgroup_id;
+    u64 window;
+    u32 flags;
+    s32 result;
+    char path[SHORT_PATH_LEN];
+};
+
 struct open_event {
     struct event_header h;
     u64 window;
@@ -31,6 +44,7 @@ struct open_event {
 
 BPF_TASK_STORAGE(open_pending, struct open_args);
 BPF_HASH(open_dedup, struct open_key, u64, MAX_DEDUP);
+BPF_HASH(open_dedup_short, struct open_key_short, u64, MAX_DEDUP);
 BPF_PERCPU_ARRAY(open_key_scratch, struct open_key, 1);
 BPF_PERCPU_ARRAY(open_scratch, struct open_event, 1);
 
@@ -44,6 +58,30 @@ static __always_inline int open_dedup_check(struct open_key *key)
         if (open_dedup.insert(key, &one) == 0)
             return DEDUP_FIRST;
         seen = open_dedup.lookup(key);
+    }
+    if (seen) {
+        __sync_fetch_and_add(seen, 1);
+        count_add(C_DEDUPLICATED, 1);
+        return DEDUP_REPEAT;
+    }
+    count_add(C_DEDUP_FULL, 1);
+    return DEDUP_BYPASS;
+}
+
+static __always_inline int open_dedup_check_short(struct open_key *key)
+{
+    struct open_key_short k = {};
+    k.cgroup_id = key->cgroup_id;
+    k.window = key->window;
+    k.flags = key->flags;
+    k.result = key->result;
+    __builtin_memcpy(k.path, key->path, SHORT_PATH_LEN);
+    u64 *seen = open_dedup_short.lookup(&k);
+    if (!seen) {
+        u64 one = 1;
+        if (open_dedup_short.insert(&k, &one) == 0)
+            return DEDUP_FIRST;
+        seen = open_dedup_short.lookup(&k);
     }
     if (seen) {
         __sync_fetch_and_add(seen, 1);
@@ -87,9 +125,12 @@ static __always_inline int open_exit(long ret)
     key->window = now / DEDUP_WINDOW_NS;
     key->flags = saved.flags;
     key->result = ret < 0 ? (s32)ret : 0;
-    bpf_probe_read_user_str(key->path, sizeof(key->path), saved.filename);
+    long len = bpf_probe_read_user_str(key->path, sizeof(key->path), saved.filename);
 #ifndef NO_DEDUP
-    if (open_dedup_check(key) == DEDUP_REPEAT)
+    /* len counts the NUL: a path of up to SHORT_PATH_LEN - 1 characters fits */
+    int outcome = (len > 0 && len <= SHORT_PATH_LEN) ? open_dedup_check_short(key)
+                                                     : open_dedup_check(key);
+    if (outcome == DEDUP_REPEAT)
         return 0;
 #endif
     fill_header(&e->h, EV_OPEN, cgroup_id);
@@ -138,4 +179,5 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 #ifdef LAYOUT_CHECK
 BPF_ARRAY(layout_open_event, struct open_event, 1);
 BPF_ARRAY(layout_open_key, struct open_key, 1);
+BPF_ARRAY(layout_open_key_short, struct open_key_short, 1);
 #endif

@@ -549,6 +549,7 @@ class KernelCollector:
         emitted = 0
         for name, make_key, fallback in (
             (b"open_dedup", _open_table_key, self._open_fallback),
+            (b"open_dedup_short", _open_table_key, self._open_fallback),
             (b"net_dedup", _net_table_key, self._net_fallback),
         ):
             if not self._has_table(name):

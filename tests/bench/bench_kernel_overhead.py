@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="small sizes, 2 repetitions")
     parser.add_argument("--only", default="",
-                        help="comma-separated workload name prefixes to run (default all)")
+                        help="';'-separated workload name prefixes to run (default all; "
+                             "names contain commas)")
     args = parser.parse_args(argv)
     if args.collector_child:
         return collector_child(tuple(args.collector_child.split(",")))
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                                              True, ()),
         "host storm (not a pod)": (STORM_SAME, 200_000 // scale, "opens", False, ()),
     }
-    only = [o.strip() for o in args.only.split(",") if o.strip()]
+    only = [o.strip() for o in args.only.split(";") if o.strip()]
     workloads = {w: spec for w, spec in all_workloads.items()
                  if not only or any(w.startswith(o) for o in only)}
 

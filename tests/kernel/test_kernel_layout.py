@@ -19,6 +19,7 @@ MIRRORS = {
     b"layout_cgroup_event": dec.CgroupMkdirRecord,
     b"layout_open_event": dec.OpenRecord,
     b"layout_open_key": dec.OpenKey,
+    b"layout_open_key_short": dec.OpenKeyShort,
     b"layout_net_event": dec.NetRecord,
     b"layout_net_key": dec.NetKey,
     b"layout_close_event": dec.CloseRecord,
