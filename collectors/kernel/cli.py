@@ -24,9 +24,10 @@ log = logging.getLogger("agentstory.kernel")
 
 
 # Measured cost of adding syscall.profile to the default concerns (see --concerns).
-PROFILE_COST = ("with it / without it, 7 repetitions: realistic agent mix +5.9%% / +4.3%%, "
-                "syscall-dense agent mix +7.6%% / +5.1%%, open/close storm in a pod "
-                "+60%% / +46%%, the same storm by a host process +37%% / +27%%")
+PROFILE_COST = ("with it / without it, medians of 9 repetitions: syscall-dense agent mix "
+                "+8.3%% / +6.2%%, open/close storm in a pod +52%% / +38%%, the same storm "
+                "by a host process +36%% / +23%%; on the realistic agent mix both are "
+                "within the noise (+1.3%% / +3.2%%, ±5%% between repetitions)")
 
 
 def _concerns(text: str) -> tuple[str, ...]:
