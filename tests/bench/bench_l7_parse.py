@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--turns", type=int, default=24)
     args = ap.parse_args(argv)
-    print("## L7 parser throughput (collectors/l7/parser.py)\n")
+    print("### L7 parser throughput (collectors/l7/parser.py)\n")
     print(
         f"One process, one core, {CHUNK}-byte chunks, {args.turns} exchanges per connection, "
         f"{args.seconds:.0f} s per workload, redaction and injection scoring on (cache "
