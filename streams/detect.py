@@ -58,6 +58,14 @@ class StoryEngine:
     def __init__(self, content: DetectionContent, settings: EngineSettings | None = None) -> None:
         self.content = content
         self.settings = settings or EngineSettings()
+        self.kinds = frozenset(s.kind for s in content.signals)
+
+    def wants(self, event: Envelope) -> bool:
+        """Whether any signal looks at this kind: the rest need not reach the engine."""
+        return event.kind in self.kinds and event.pod is not None
+
+    def phase(self, state: AgentState) -> str:
+        return state.profile.phase(self.settings.learning_ns, self.settings.min_events)
 
     def new_state(self, agent: str) -> AgentState:
         return AgentState(ExecProfile(agent))
@@ -69,9 +77,8 @@ class StoryEngine:
         exe = (event.proc.exe if event.proc else "") or str(event.data.get("filename", ""))
         if not exe:
             return []
-        s = self.settings
         profile = state.profile
-        phase = profile.phase(s.learning_ns, s.min_events)
+        phase = self.phase(state)
         if phase == "learning":
             profile.observe(exe, event.ts, learn=True)
             return []

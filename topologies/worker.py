@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import faust
@@ -68,6 +68,11 @@ def group_by_agent(events: Iterable[Envelope]) -> dict[str, list[Envelope]]:
     return groups
 
 
+def _summary_key(engine: StoryEngine, state: AgentState) -> tuple[str, int]:
+    """What a profile summary shows changing: the phase and the learned set's size."""
+    return engine.phase(state), len(state.profile.executables)
+
+
 def build_app(
     bootstrap_servers: str, *, settings: EngineSettings | None = None,
     content: DetectionContent | None = None, app_id: str = WORKER_APP_ID,
@@ -87,7 +92,6 @@ def build_app(
     )
     engine = StoryEngine(content or load_content(), settings)
     stats = WorkerStats()
-    app.agentstory_stats = stats  # type: ignore[attr-defined]
 
     def raw_topic(spec: TopicSpec) -> faust.TopicT:
         return app.topic(spec.name, key_type=bytes, value_type=bytes,
@@ -119,8 +123,8 @@ def build_app(
                 stats.frames += 1
                 stats.events += len(frame.events)
                 await reject(frame.rejected, "decode", message)
-                groups = group_by_agent(frame.events)
-                stats.unattributed += len(frame.events) - sum(map(len, groups.values()))
+                stats.unattributed += sum(1 for e in frame.events if e.pod is None)
+                groups = group_by_agent(e for e in frame.events if engine.wants(e))
                 for agent, events in groups.items():
                     await by_agent.send(key=agent.encode(), value=encode_frame(events))
             except Exception as exc:  # a worker never dies on input
@@ -138,9 +142,7 @@ def build_app(
                 current = state.get(agent)
                 agent_state = (AgentState.from_dict(current) if current
                                else engine.new_state(agent))
-                before = (agent_state.profile.phase(engine.settings.learning_ns,
-                                                    engine.settings.min_events),
-                          len(agent_state.profile.executables))
+                before = _summary_key(engine, agent_state)
                 frame = decode_frame(event.value)
                 await reject(frame.rejected, "detect", message)
                 for envelope in frame.events:
@@ -149,9 +151,7 @@ def build_app(
                         await stories.send(key=story.uid.encode(),
                                            value=orjson.dumps(story.to_ocsf()))
                 state[agent] = agent_state.to_dict()
-                after = (agent_state.profile.phase(engine.settings.learning_ns,
-                                                   engine.settings.min_events),
-                         len(agent_state.profile.executables))
+                after = _summary_key(engine, agent_state)
                 if after != before:
                     await profiles.send(key=agent.encode(),
                                         value=orjson.dumps(profile_summary(agent_state, after[0])))
@@ -159,6 +159,10 @@ def build_app(
                 log.exception("detect failed for agent %s", agent)
                 await reject([Rejected(f"detect failed: {exc!r}", "frame", event.value)],
                              "detect", message)
+
+    @app.timer(interval=60.0)
+    async def report() -> None:
+        log.info("worker: %s", asdict(stats))
 
     return app
 

@@ -179,3 +179,10 @@ def test_content_errors_name_the_signal(tmp_path: Path) -> None:
                    "status: test, level: low, match: {kind: process.exec, exe_in: nope}}\n")
     with pytest.raises(ContentError, match=r"X-3.*nope"):
         load_content(bad)
+
+
+def test_only_kinds_the_content_looks_at_reach_the_engine(engine: StoryEngine) -> None:
+    assert engine.wants(exec_event("/bin/sh", 0))
+    assert not engine.wants(Envelope("file.open", T0, "node-a", "kernel", {"path": "/x"},
+                                     pod=POD))
+    assert not engine.wants(Envelope("process.exec", T0, "node-a", "kernel"))  # no pod
