@@ -8,14 +8,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 import yaml
 
-from collectors.cgroups import find_cgroup2_mount
 from streams.events import decode_frame
 
 from .test_capture_e2e import _read_topic
@@ -25,7 +23,6 @@ from .tls_fixture import (
     KubeCgroup,
     TlsServer,
     finish_agent,
-    kube_cgroup,
     make_cert,
     pod_manifest,
     reap,
@@ -33,12 +30,6 @@ from .tls_fixture import (
 )
 
 pytestmark = [*_live_marks, pytest.mark.kafka, pytest.mark.e2e]
-
-
-@pytest.fixture()
-def pod_cgroup() -> Iterator[KubeCgroup]:
-    with kube_cgroup(find_cgroup2_mount()) as cg:
-        yield cg
 
 
 async def test_collect_l7_command_publishes_and_stops_cleanly_on_sigterm(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -18,7 +17,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from collectors.cgroups import CgroupResolver, find_cgroup2_mount
+from collectors.cgroups import CgroupResolver
 from collectors.l7.capture import Capture
 from collectors.l7.libssl import PodProcesses
 from collectors.pods import Attributor, FilePodSource, PodIndex
@@ -34,7 +33,6 @@ from .tls_fixture import (
     KubeCgroup,
     TlsServer,
     finish_agent,
-    kube_cgroup,
     make_cert,
     pod_manifest,
     reap,
@@ -43,12 +41,6 @@ from .tls_fixture import (
 
 pytestmark = [*_live_marks, pytest.mark.kafka, pytest.mark.e2e]
 NODE = "l7-test-node"
-
-
-@pytest.fixture()
-def pod_cgroup() -> Iterator[KubeCgroup]:
-    with kube_cgroup(find_cgroup2_mount()) as cg:
-        yield cg
 
 
 async def _eventually(check: object, what: str, timeout: float = 60.0) -> None:

@@ -29,7 +29,6 @@ from .tls_fixture import (
     KubeCgroup,
     TlsServer,
     finish_agent,
-    kube_cgroup,
     make_cert,
     reap,
     start_agent,
@@ -109,12 +108,6 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[TlsServer, Path]]:
         yield server, cert
     finally:
         server.close()
-
-
-@pytest.fixture()
-def pod_cgroup() -> Iterator[KubeCgroup]:
-    with kube_cgroup(find_cgroup2_mount()) as cg:
-        yield cg
 
 
 def test_pod_agent_is_captured_and_host_process_is_not(
