@@ -82,10 +82,9 @@ def _pods(tmp: Path) -> tuple[Any, Any, Path]:
     manifests = []
     for pod, rs, pod_hash, sa in ((good, "research-agent-5c7d9", "5c7d9", "research-agent"),
                                   (bad, "support-bot-7d9f8", "7d9f8", "support-bot")):
-        manifest = pod.manifest(owner=("ReplicaSet", rs), service_account=sa,
-                                node=platform.node(), container="agent")
-        manifest["metadata"]["labels"] = {"pod-template-hash": pod_hash}
-        manifests.append(manifest)
+        manifests.append(pod.manifest(owner=("ReplicaSet", rs), service_account=sa,
+                                      node=platform.node(), container="agent",
+                                      labels={"pod-template-hash": pod_hash}))
     path = tmp / "pods.yaml"
     path.write_text(yaml.safe_dump_all(manifests))
     return good, bad, path

@@ -30,10 +30,13 @@ __all__ = ["FakePod", "pod_manifest"]
 def pod_manifest(uid: str, name: str, namespace: str, container_id: str, *,
                  node: str = "node-a", container: str = "main",
                  service_account: str = "default", scheme: str = "containerd",
-                 owner: tuple[str, str] | None = None) -> dict[str, Any]:
+                 owner: tuple[str, str] | None = None,
+                 labels: dict[str, str] | None = None) -> dict[str, Any]:
     """A Pod manifest with the fields attribution reads (metadata, spec.nodeName,
     status.containerStatuses[].containerID)."""
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid}
+    if labels:
+        meta["labels"] = dict(labels)
     if owner is not None:
         meta["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
     return {
@@ -110,6 +113,10 @@ class FakePod:
 
     def popen(self, argv: Sequence[str] | str, **kwargs: Any) -> subprocess.Popen[Any]:
         return subprocess.Popen(self.command(argv), **kwargs)
+
+    def add(self, pid: int) -> None:
+        """Move a running process into this pod's container cgroup."""
+        (self.path / "cgroup.procs").write_text(str(pid))
 
     def pids(self) -> list[int]:
         try:

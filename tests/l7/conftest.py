@@ -7,12 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from collectors.cgroups import find_cgroup2_mount
+from collectors.kernel.sandbox import FakePod
 
-from .tls_fixture import KubeCgroup, kube_cgroup
+from .tls_fixture import kube_cgroup
 
 
 @pytest.fixture()
-def pod_cgroup() -> Iterator[KubeCgroup]:
+def pod_cgroup() -> Iterator[FakePod]:
     """A kubelet-shaped pod cgroup, removed after the test."""
     with kube_cgroup(find_cgroup2_mount()) as cg:
         yield cg

@@ -14,13 +14,13 @@ import orjson
 import pytest
 import yaml
 
+from collectors.kernel.sandbox import FakePod
 from streams.events import decode_frame
 
 from .test_capture_e2e import _read_topic
 from .test_capture_live import pytestmark as _live_marks
 from .tls_fixture import (
     TOOL_STREAMED,
-    KubeCgroup,
     TlsServer,
     finish_agent,
     make_cert,
@@ -33,7 +33,7 @@ pytestmark = [*_live_marks, pytest.mark.kafka, pytest.mark.e2e]
 
 
 async def test_collect_l7_command_publishes_and_stops_cleanly_on_sigterm(
-    kafka_bootstrap: str, pod_cgroup: KubeCgroup, tmp_path: Path,
+    kafka_bootstrap: str, pod_cgroup: FakePod, tmp_path: Path,
 ) -> None:
     node = f"cli-node-{uuid.uuid4().hex[:8]}"
     cert, key = make_cert(tmp_path)
@@ -41,7 +41,7 @@ async def test_collect_l7_command_publishes_and_stops_cleanly_on_sigterm(
     api_key = f"sk-test-{uuid.uuid4().hex}"
     pods_file = tmp_path / "pods.yaml"
     pods_file.write_text(yaml.safe_dump(pod_manifest(
-        pod_cgroup.pod_uid, "support-bot-7d9f8c-cli01", pod_cgroup.container_id, node)))
+        pod_cgroup.uid, "support-bot-7d9f8c-cli01", pod_cgroup.container_id, node)))
     agent = start_agent(server.url, cert, api_key, "gpt-4o-mini")
     pod_cgroup.add(agent.pid)
     log = tmp_path / "collector.log"
@@ -68,7 +68,7 @@ async def test_collect_l7_command_publishes_and_stops_cleanly_on_sigterm(
             reap(proc)
 
     records = await _read_topic(kafka_bootstrap)
-    events = [e for k, v in records if k == pod_cgroup.pod_uid.encode()
+    events = [e for k, v in records if k == pod_cgroup.uid.encode()
               for e in decode_frame(v).events]
     kinds = {e.kind for e in events}
     assert {"llm.request", "llm.tool_call", "mcp.call"} <= kinds, kinds

@@ -18,6 +18,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from collectors.cgroups import CgroupResolver
+from collectors.kernel.sandbox import FakePod
 from collectors.l7.capture import Capture
 from collectors.l7.libssl import PodProcesses
 from collectors.pods import Attributor, FilePodSource, PodIndex
@@ -30,7 +31,6 @@ from .tls_fixture import (
     MCP_TOOL,
     TOOL_PLAIN,
     TOOL_STREAMED,
-    KubeCgroup,
     TlsServer,
     finish_agent,
     make_cert,
@@ -77,7 +77,7 @@ def _has_tool(events: list[Envelope], tool: str) -> bool:
 
 
 async def test_agent_llm_and_mcp_calls_reach_kafka_attributed_and_redacted(
-    kafka_bootstrap: str, pod_cgroup: KubeCgroup, tmp_path: Path,
+    kafka_bootstrap: str, pod_cgroup: FakePod, tmp_path: Path,
 ) -> None:
     from collectors.l7.loader import SslProbes, TlsCollector
     from collectors.l7.parser import L7Parser
@@ -87,7 +87,7 @@ async def test_agent_llm_and_mcp_calls_reach_kafka_attributed_and_redacted(
     api_key = f"sk-test-{uuid.uuid4().hex}{uuid.uuid4().hex[:16]}"
     pods_file = tmp_path / "pods.yaml"
     pods_file.write_text(yaml.safe_dump(pod_manifest(
-        pod_cgroup.pod_uid, "support-bot-7d9f8c-x2x4z", pod_cgroup.container_id, NODE)))
+        pod_cgroup.uid, "support-bot-7d9f8c-x2x4z", pod_cgroup.container_id, NODE)))
     index = PodIndex()
     FilePodSource(pods_file).load(index)
     resolver = CgroupResolver(pod_cgroup.root)
@@ -134,7 +134,7 @@ async def test_agent_llm_and_mcp_calls_reach_kafka_attributed_and_redacted(
     assert pod_events == emitted, "only the pod agent is captured"
     assert {"llm.request", "llm.tool_call", "mcp.call"} <= set(kinds)
     for event in emitted:
-        assert event.pod is not None and event.pod.uid == pod_cgroup.pod_uid
+        assert event.pod is not None and event.pod.uid == pod_cgroup.uid
         assert event.pod.agent == "support/Deployment/support-bot"
         assert event.pod.container == "bot" and event.pod.namespace == "support"
         assert event.data["conn"]["dport"] == int(server.url.rsplit(":", 1)[1])
@@ -143,7 +143,7 @@ async def test_agent_llm_and_mcp_calls_reach_kafka_attributed_and_redacted(
 
     # What reached Kafka: the same events, keyed by the pod uid, and never the key.
     records = await _read_topic(kafka_bootstrap)
-    ours = [(k, v) for k, v in records if k == pod_cgroup.pod_uid.encode()]
+    ours = [(k, v) for k, v in records if k == pod_cgroup.uid.encode()]
     published = [e for _, v in ours for e in decode_frame(v).events]
     assert sorted(e.to_json() for e in published) == sorted(e.to_json() for e in emitted)
     secret = api_key.encode()

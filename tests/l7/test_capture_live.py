@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from collectors.cgroups import CgroupResolver, find_cgroup2_mount
+from collectors.kernel.sandbox import FakePod
 from collectors.l7.capture import Capture
 from collectors.l7.libssl import PodProcesses
 from streams.events import Envelope, Pod
@@ -26,7 +27,6 @@ from streams.events import Envelope, Pod
 from .tls_fixture import (
     MCP_TOOL,
     TOOL_STREAMED,
-    KubeCgroup,
     TlsServer,
     finish_agent,
     make_cert,
@@ -111,7 +111,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[TlsServer, Path]]:
 
 
 def test_pod_agent_is_captured_and_host_process_is_not(
-    tls_server: tuple[TlsServer, Path], pod_cgroup: KubeCgroup,
+    tls_server: tuple[TlsServer, Path], pod_cgroup: FakePod,
 ) -> None:
     from collectors.l7.loader import SslProbes, TlsCollector
 
@@ -122,7 +122,7 @@ def test_pod_agent_is_captured_and_host_process_is_not(
     pod_cgroup.add(pod_agent.pid)
     parser = RecordingParser()
     emitted: list[Envelope] = []
-    pod = Pod(uid=pod_cgroup.pod_uid)
+    pod = Pod(uid=pod_cgroup.uid)
     capture = Capture(parser, node="test-node", emit=emitted.append,
                       attribute=lambda cgid: pod if cgid == pod_cgroup.cgroup_id else None)
     probes = SslProbes(max_capture=64 * 1024)
@@ -195,7 +195,7 @@ print("done", flush=True)
 
 
 def test_truncated_call_is_counted_and_the_connection_stays_in_step(
-    tls_server: tuple[TlsServer, Path], pod_cgroup: KubeCgroup,
+    tls_server: tuple[TlsServer, Path], pod_cgroup: FakePod,
 ) -> None:
     import subprocess
     import sys
@@ -235,7 +235,7 @@ def test_truncated_call_is_counted_and_the_connection_stays_in_step(
 
 
 def test_plaintext_http_on_pod_sockets_both_as_client_and_as_server(
-    pod_cgroup: KubeCgroup,
+    pod_cgroup: FakePod,
 ) -> None:
     """Unencrypted MCP over HTTP: a pod client calling a host server (connect side), and
     a host client calling a server inside the pod (accept side)."""
@@ -324,7 +324,7 @@ print("done", flush=True)
 
 
 def test_asyncio_memory_bio_tls_is_captured_by_ssl_pointer(
-    tls_server: tuple[TlsServer, Path], pod_cgroup: KubeCgroup,
+    tls_server: tuple[TlsServer, Path], pod_cgroup: FakePod,
 ) -> None:
     import subprocess
     import sys

@@ -14,22 +14,21 @@ import datetime
 import http.server
 import ipaddress
 import json
-import os
 import ssl
 import subprocess
 import sys
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors.kernel.sandbox import FakePod
+from collectors.kernel.sandbox import pod_manifest as sandbox_manifest
+
 __all__ = [
     "AGENT",
-    "KubeCgroup",
     "TlsServer",
     "finish_agent",
     "kube_cgroup",
@@ -326,67 +325,15 @@ def finish_agent(proc: subprocess.Popen[str], timeout: float = 60) -> str:
 
 
 def pod_manifest(uid: str, name: str, container_id: str, node: str) -> dict[str, Any]:
-    """A Pod as the API server returns it, owned by a Deployment's ReplicaSet."""
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "support", "uid": uid,
-                     "labels": {"pod-template-hash": "7d9f8c"},
-                     "ownerReferences": [{"kind": "ReplicaSet", "name": "support-bot-7d9f8c",
-                                          "controller": True}]},
-        "spec": {"nodeName": node, "serviceAccountName": "support-bot"},
-        "status": {"containerStatuses": [
-            {"name": "bot", "containerID": f"containerd://{container_id}"}]},
-    }
-
-
-class KubeCgroup:
-    """A kubelet-shaped cgroup (systemd driver, containerd) under the v2 mount.
-
-    Removed on :meth:`remove` even if processes are still in it (they are moved back to
-    the root cgroup first); parents are removed only when empty, since other tests may
-    share ``kubepods.slice``.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.pod_uid = str(uuid.uuid4())
-        self.container_id = uuid.uuid4().hex + uuid.uuid4().hex
-        under = self.pod_uid.replace("-", "_")
-        self.parts = [
-            "kubepods.slice", "kubepods-besteffort.slice",
-            f"kubepods-besteffort-pod{under}.slice",
-            f"cri-containerd-{self.container_id}.scope",
-        ]
-        self.path = root.joinpath(*self.parts)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.cgroup_id = os.stat(self.path).st_ino
-
-    def add(self, pid: int) -> None:
-        (self.path / "cgroup.procs").write_text(str(pid))
-
-    def remove(self) -> None:
-        for level in range(len(self.parts), 0, -1):
-            folder = self.root.joinpath(*self.parts[:level])
-            if not folder.exists():
-                continue
-            for _attempt in range(20):  # a just-killed process leaves the cgroup late
-                with suppress(OSError):
-                    for pid in (folder / "cgroup.procs").read_text().split():
-                        with suppress(OSError):
-                            (self.root / "cgroup.procs").write_text(pid)
-                try:
-                    folder.rmdir()
-                    break
-                except OSError:
-                    if level < len(self.parts) - 1:
-                        break  # a shared parent still in use: leave it
-                    time.sleep(0.05)
+    """A Pod owned by a Deployment's ReplicaSet, for the file pod source."""
+    return sandbox_manifest(uid, name, "support", container_id, node=node, container="bot",
+                            service_account="support-bot",
+                            owner=("ReplicaSet", "support-bot-7d9f8c"),
+                            labels={"pod-template-hash": "7d9f8c"})
 
 
 @contextmanager
-def kube_cgroup(root: Path) -> Iterator[KubeCgroup]:
-    cg = KubeCgroup(root)
-    try:
-        yield cg
-    finally:
-        cg.remove()
+def kube_cgroup(root: Path) -> Iterator[FakePod]:
+    """A kubelet-shaped pod cgroup (systemd driver, containerd), removed afterwards."""
+    with FakePod("support-bot", "support", root=root) as pod:
+        yield pod
