@@ -1,0 +1,76 @@
+"""The frozen exact-set allowlist: the baseline this project replaces, kept to compare.
+
+It sees the same generalized observations as :class:`~models.profile.AgentProfile`,
+learns every exact value during ``learning_ns`` of event time from the first event,
+then freezes: every value not in the set is novel and fully surprising, however often
+the agent meets new values. Same ``score``/``learn`` shape as the profile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.features import observations
+from models.novelty import NoveltyScore
+from models.profile import Scores
+from streams.events import Envelope
+
+__all__ = ["FrozenAllowlist"]
+
+HOUR_NS = 3600 * 1_000_000_000
+
+
+class FrozenAllowlist:
+    """
+    Examples
+    --------
+    >>> from streams.events import Envelope, Proc
+    >>> f = FrozenAllowlist("a/b/c", learning_ns=10)
+    >>> ex = lambda exe, ts: Envelope("process.exec", ts, "n", "kernel", {}, proc=Proc(1, exe=exe))
+    >>> f.learn(ex("/bin/ls", 0)); f.learn(ex("/bin/cat", 20))
+    >>> [s.novel for s in f.score(ex("/bin/cat", 30)).novelty]
+    [True]
+    """
+
+    def __init__(self, agent: str, learning_ns: int = 24 * HOUR_NS) -> None:
+        self.agent = agent
+        self.learning_ns = learning_ns
+        self.first_ts = -1
+        self.seen: dict[str, set[str]] = {}
+
+    def frozen(self, ts: int) -> bool:
+        return self.first_ts >= 0 and ts - self.first_ts >= self.learning_ns
+
+    @property
+    def phase(self) -> str:
+        return "learning" if self.first_ts < 0 else "frozen"
+
+    def score(self, event: Envelope) -> Scores:
+        judged = self.frozen(event.ts)
+        out = []
+        for o in observations(event):
+            values = self.seen.get(o.dimension, set())
+            novel = o.value not in values
+            out.append(NoveltyScore(o.dimension, o.value, novel, judged,
+                                    1.0 if novel and judged else 0.0, 0.0,
+                                    float(len(values)), len(values), not judged))
+        return Scores(tuple(out), ())
+
+    def learn(self, event: Envelope) -> None:
+        if self.first_ts < 0:
+            self.first_ts = event.ts
+        if self.frozen(event.ts):
+            return
+        for o in observations(event):
+            self.seen.setdefault(o.dimension, set()).add(o.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agent": self.agent, "learning_ns": self.learning_ns, "first": self.first_ts,
+                "seen": {d: sorted(v) for d, v in self.seen.items()}}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> FrozenAllowlist:
+        f = cls(str(doc["agent"]), int(doc["learning_ns"]))
+        f.first_ts = int(doc["first"])
+        f.seen = {d: set(v) for d, v in doc["seen"].items()}
+        return f
