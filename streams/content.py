@@ -1,11 +1,15 @@
-"""Detection content (signals and lists) loaded from YAML and checked before use.
+"""Detection content (signals, lists, incident rules) loaded from YAML and checked before use.
 
-The content says *what* is suspicious; :mod:`streams.detect` says *how* it is evaluated.
-A malformed content file fails loudly at start-up, naming the signal and the field.
+The content says *what* is suspicious and how much risk it adds; :mod:`streams.signals`
+evaluates it and :mod:`streams.incidents` accumulates it. A malformed content file fails
+loudly at start-up, naming the signal and the field (JSON Schema first, then the
+cross-references a schema cannot check: lists, marks and dimensions that exist).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +17,13 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DEFAULT_CONTENT", "ContentError", "DetectionContent", "Signal", "Technique",
-           "load_content"]
+__all__ = ["DEFAULT_CONTENT", "ContentError", "DetectionContent", "IncidentRules", "Predicate",
+           "Signal", "Technique", "load_content"]
 
-DEFAULT_CONTENT = Path(__file__).parent / "content" / "signals.yaml"
-_LEVELS = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
-_STATUSES = {"experimental", "test", "stable"}
-_MATCH_KEYS = {"kind", "novel", "exe_in"}
+CONTENT_DIR = Path(__file__).parent / "content"
+DEFAULT_CONTENT = CONTENT_DIR / "signals.yaml"
+SCHEMA = CONTENT_DIR / "signals.schema.json"
+LEVELS = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 
 
 class ContentError(ValueError):
@@ -36,89 +40,170 @@ class Technique:
 
 
 @dataclass(frozen=True, slots=True)
+class Predicate:
+    """One condition on one field of an event (``data.path``, ``exe``, ``proc.comm`` …)."""
+
+    field: str
+    op: str  # equals | in | in_list | not_in_list | regex | prefix | exists | gte | lte | any_…
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
 class Signal:
     id: str
     name: str
     title: str
     status: str
     level: str
-    kind: str
-    novel: str | None
-    exe_in: str | None
+    layer: str
+    stage: str
+    kinds: tuple[str, ...]
+    where: tuple[Predicate, ...]
+    risk: int
+    why: str
     techniques: tuple[Technique, ...]
+    novelty: tuple[str, float] | None = None  # (dimension, min surprise)
+    rate: tuple[str, float, float] | None = None  # (metric, min z, min ratio)
+    after: tuple[str, int] | None = None  # (mark, within ns): a recent fact of the same pod
+    marks: tuple[str, ...] = ()  # facts this match records in the pod's context
+    critical: bool = False  # opens a story at once
+    baseline: bool = True  # False: fires in every phase and its value is never learned
     falsepositives: tuple[str, ...] = ()
-    samples: tuple[str, ...] = ()
+    tuning: tuple[str, ...] = ()
 
     @property
     def severity_id(self) -> int:
         """OCSF severity_id: 1 informational … 5 critical."""
-        return _LEVELS[self.level]
+        return LEVELS[self.level]
+
+    @property
+    def is_marker(self) -> bool:
+        """Records context only: no risk, never a step."""
+        return self.risk == 0
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRules:
+    threshold: int = 60  # accumulated risk that opens a story
+    window_ns: int = 900 * 1_000_000_000  # hits further apart than this are new incidents
+    quiet_ns: int = 600 * 1_000_000_000  # event time without hits before a story closes
+    cap_per_signal: int = 2  # one signal counts at most this many times its risk
+    max_steps: int = 32
+    stage_order: tuple[str, ...] = ()
+    stage_titles: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class DetectionContent:
     signals: tuple[Signal, ...]
     lists: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    incidents: IncidentRules = IncidentRules()
+    version: str = ""  # hash of the content: every story says which content produced it
 
     def in_list(self, name: str, value: str) -> bool:
         return value in self.lists.get(name, frozenset())
 
+    def signal(self, signal_id: str) -> Signal:
+        for signal in self.signals:
+            if signal.id == signal_id:
+                return signal
+        raise KeyError(signal_id)
 
-def _techniques(raw: Mapping[str, Any], where: str) -> tuple[Technique, ...]:
+
+_OPS = ("equals", "in", "in_list", "not_in_list", "regex", "prefix", "exists", "gte", "lte",
+        "any_in_list", "any_regex")
+
+
+def _techniques(raw: Mapping[str, Any]) -> tuple[Technique, ...]:
+    return tuple(
+        Technique(framework, str(item["technique"]), str(item.get("technique_name", "")),
+                  str(item.get("tactic", "")), str(item.get("tactic_name", "")))
+        for framework in ("attack", "atlas") for item in raw.get(framework) or [])
+
+
+def _predicates(raw: Mapping[str, Any], lists: Mapping[str, Any], where: str,
+                ) -> tuple[Predicate, ...]:
     out = []
-    for framework in ("attack", "atlas"):
-        for item in raw.get(framework) or []:
-            if not isinstance(item, Mapping) or "technique" not in item:
-                raise ContentError(f"{where}.{framework}: each entry needs a technique id")
-            out.append(Technique(framework, str(item["technique"]),
-                                 str(item.get("technique_name", "")),
-                                 str(item.get("tactic", "")), str(item.get("tactic_name", ""))))
+    for i, item in enumerate(raw.get("where") or []):
+        ops = [op for op in _OPS if op in item]
+        if len(ops) != 1:
+            raise ContentError(f"{where}.where[{i}]: exactly one of {list(_OPS)}")
+        op = ops[0]
+        if op in ("in_list", "not_in_list", "any_in_list") and item[op] not in lists:
+            raise ContentError(f"{where}.where[{i}]: {op} names the undefined list {item[op]!r}")
+        value = frozenset(map(str, item[op])) if op == "in" else item[op]
+        out.append(Predicate(str(item["field"]), op, value))
     return tuple(out)
 
 
-def _signal(raw: Any, lists: Mapping[str, frozenset[str]], index: int) -> Signal:
-    where = f"signals[{index}]"
-    if not isinstance(raw, Mapping):
-        raise ContentError(f"{where}: expected a mapping")
-    for key in ("id", "name", "title", "status", "level", "match"):
-        if key not in raw:
-            raise ContentError(f"{where} ({raw.get('id', '?')}): missing {key!r}")
+def _signal(raw: Mapping[str, Any], lists: Mapping[str, Any], stages: set[str]) -> Signal:
     where = f"signal {raw['id']}"
-    if raw["status"] not in _STATUSES:
-        raise ContentError(f"{where}: status must be one of {sorted(_STATUSES)}")
-    if raw["level"] not in _LEVELS:
-        raise ContentError(f"{where}: level must be one of {sorted(_LEVELS)}")
     match = raw["match"]
-    if not isinstance(match, Mapping) or "kind" not in match:
-        raise ContentError(f"{where}: match needs at least a kind")
-    unknown = set(match) - _MATCH_KEYS
-    if unknown:
-        raise ContentError(f"{where}: unknown match keys {sorted(unknown)}")
-    exe_in = match.get("exe_in")
-    if exe_in is not None and exe_in not in lists:
-        raise ContentError(f"{where}: exe_in names the undefined list {exe_in!r}")
-    if raw["status"] == "stable" and not raw.get("samples"):
-        raise ContentError(f"{where}: a stable signal must point to sample events")
+    kinds = match["kind"] if isinstance(match["kind"], list) else [match["kind"]]
+    novelty = match.get("novelty")
+    rate = match.get("rate")
+    after = match.get("after")
+    if raw["stage"] not in stages:
+        raise ContentError(f"{where}: stage {raw['stage']!r} is not in incidents.stages")
     return Signal(
         id=str(raw["id"]), name=str(raw["name"]), title=str(raw["title"]),
-        status=raw["status"], level=raw["level"], kind=str(match["kind"]),
-        novel=match.get("novel"), exe_in=exe_in, techniques=_techniques(raw, where),
+        status=raw["status"], level=raw["level"], layer=raw["layer"], stage=raw["stage"],
+        kinds=tuple(kinds), where=_predicates(match, lists, where), risk=int(raw["risk"]),
+        why=str(raw.get("why", raw["title"])), techniques=_techniques(raw),
+        novelty=(novelty["dimension"], float(novelty.get("min_surprise", 0.0)))
+        if novelty else None,
+        rate=(rate["metric"], float(rate.get("min_z", 0.0)), float(rate.get("min_ratio", 0.0)))
+        if rate else None,
+        after=(after["mark"], int(after["within_s"] * 1e9)) if after else None,
+        marks=tuple(raw.get("marks") or ()), critical=bool(raw.get("critical", False)),
+        baseline=bool(novelty or rate),
         falsepositives=tuple(raw.get("falsepositives") or ()),
-        samples=tuple(raw.get("samples") or ()),
+        tuning=tuple(raw.get("tuning") or ()),
     )
+
+
+def _validate_schema(doc: Any, path: Path) -> None:
+    import jsonschema  # a dependency of the worker: the content is checked where it runs
+
+    schema = json.loads(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(doc),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        loc = "/".join(str(p) for p in first.absolute_path)
+        signal_id = ""
+        if first.absolute_path and first.absolute_path[0] == "signals":
+            index = first.absolute_path[1]
+            signal_id = f" ({doc['signals'][index].get('id', '?')})"
+        raise ContentError(f"{path}: {loc}{signal_id}: {first.message}")
 
 
 def load_content(
     path: Path = DEFAULT_CONTENT, overrides: Mapping[str, list[str]] | None = None,
 ) -> DetectionContent:
     """Load signals; ``overrides`` replaces named lists (the local tuning hooks)."""
-    doc = yaml.safe_load(path.read_text())
-    if not isinstance(doc, Mapping) or doc.get("version") != 1:
-        raise ContentError(f"{path}: expected a mapping with version: 1")
+    text = path.read_text()
+    doc = yaml.safe_load(text)
+    _validate_schema(doc, path)
     raw_lists = {**(doc.get("lists") or {}), **(overrides or {})}
     lists = {name: frozenset(map(str, values or [])) for name, values in raw_lists.items()}
-    signals = tuple(_signal(raw, lists, i) for i, raw in enumerate(doc.get("signals") or []))
+    inc = doc["incidents"]
+    stages = [s["id"] for s in inc["stages"]]
+    signals = tuple(_signal(raw, lists, set(stages)) for raw in doc["signals"])
     ids = [s.id for s in signals]
     if len(ids) != len(set(ids)):
         raise ContentError(f"{path}: duplicate signal ids")
-    return DetectionContent(signals, lists)
+    marks = {m for s in signals for m in s.marks}
+    for s in signals:
+        if s.after and s.after[0] not in marks:
+            raise ContentError(f"signal {s.id}: after names the mark {s.after[0]!r} "
+                               "that no signal records")
+    rules = IncidentRules(
+        threshold=int(inc["threshold"]), window_ns=int(inc["window_s"] * 1e9),
+        quiet_ns=int(inc["quiet_s"] * 1e9), cap_per_signal=int(inc["cap_per_signal"]),
+        max_steps=int(inc.get("max_steps", 32)), stage_order=tuple(stages),
+        stage_titles={s["id"]: s["title"] for s in inc["stages"]},
+    )
+    digest = hashlib.sha256(text.encode() + json.dumps(
+        {k: sorted(v) for k, v in sorted(lists.items())}).encode()).hexdigest()[:12]
+    return DetectionContent(signals, lists, rules, version=digest)

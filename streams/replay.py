@@ -1,41 +1,68 @@
 """Run the story engine over a sequence of events outside Faust (replay, tests, tuning).
 
-The worker keeps one :class:`~streams.detect.AgentState` per agent in a table; here the
-states live in a dict. Same engine, same event-time logic, so a replay of the raw topics
-with the same settings yields the same story uids as the live run.
+The worker keeps one :class:`~streams.engine.AgentState` per agent in a table; here the
+states live in a dict, and the per-source watermarks are kept the way ``route`` keeps them
+(newest event time seen less the source's lateness). Same engine, same event-time logic,
+so a replay of the raw topics with the same settings yields the same story uids as the
+live run. :meth:`Replayer.finish` moves every watermark past the end, so every story
+reaches its final (closed) version.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from streams.detect import AgentState, StoryEngine, agent_of_event
+from streams.engine import AgentState, Message, StoryEngine, agent_of_event
 from streams.events import Envelope
 from streams.stories import Story
 
 __all__ = ["Replayer"]
+
+_END = 2**62
 
 
 class Replayer:
     def __init__(self, engine: StoryEngine) -> None:
         self.engine = engine
         self.states: dict[str, AgentState] = {}
+        self.newest: dict[str, int] = {}
         self.events = 0
         self.unattributed = 0
 
-    def feed(self, events: Iterable[Envelope]) -> list[Story]:
-        """Story versions produced by ``events``, in order."""
+    def _watermarks(self) -> dict[str, int]:
+        late = self.engine.settings.lateness_ns
+        return {src: ts - late.get(src, 0) for src, ts in self.newest.items()}
+
+    def _state(self, agent: str) -> AgentState:
+        state = self.states.get(agent)
+        if state is None:
+            state = self.states[agent] = self.engine.new_state(agent)
+        return state
+
+    def feed(self, events: Iterable[Envelope], refs: Iterable[str] = ()) -> list[Story]:
+        """Story versions produced by ``events`` (one message per event), in order."""
         stories: list[Story] = []
+        ref_iter = iter(refs)
         for event in events:
             self.events += 1
+            ref = next(ref_iter, "")
+            if event.ts > self.newest.get(event.source, 0):
+                self.newest[event.source] = event.ts
             agent = agent_of_event(event)
             if agent is None:
-                self.unattributed += 1
+                if event.kind != "collector.stats":
+                    self.unattributed += 1
                 continue
-            state = self.states.get(agent)
-            if state is None:
-                state = self.states[agent] = self.engine.new_state(agent)
-            stories.extend(self.engine.process(state, event))
+            message = Message([event], None, self._watermarks(), [ref] if ref else [])
+            stories.extend(self.engine.apply(self._state(agent), message))
+        return stories
+
+    def finish(self) -> list[Story]:
+        """Every source's watermark past the end: learning completes, stories close."""
+        stories: list[Story] = []
+        end = Message([], None, {src: _END for src in self.newest})
+        for state in self.states.values():
+            stories.extend(self.engine.apply(state, end))
         return stories
 
     @staticmethod

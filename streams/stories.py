@@ -1,25 +1,28 @@
 """Attack stories and their wire form: OCSF 1.5 Detection Finding (class_uid 2004).
 
-A story is one incident for one pod: an ordered chain of evidence steps, each saying
-what happened at which layer and why it is unusual for this agent. It is published once
-per version under a deterministic uid, so a compacted topic and an upserting sink keep
-the latest version, and a replay of the same input reproduces the same keys.
+A story is one incident of one pod: an ordered chain of steps, each saying what happened
+at which layer, why it is unusual for this agent (with the baseline figures), and how it
+is tied to an earlier step (causal or temporal). It is published once per version under a
+deterministic uid (agent, pod, anchor), so a compacted topic and an upserting sink keep
+the latest version and a replay of the same input reproduces the same keys. ``status`` is
+set only on Create: an update must not overwrite an analyst's triage in an upserting sink.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from streams.content import Signal, Technique
+from streams.content import Technique
 from streams.events import Pod
 from streams.ocsf import OCSF_VERSION
 
-__all__ = ["PRODUCT", "Step", "Story", "story_uid"]
+__all__ = ["ACTIVITIES", "PRODUCT", "Step", "Story", "story_uid"]
 
-PRODUCT = {"name": "agentstory", "vendor_name": "agentstory", "version": "0.1.0"}
+PRODUCT = {"name": "agentstory", "vendor_name": "agentstory", "version": "0.2.0"}
 _SEVERITY = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
+ACTIVITIES = {"create": 1, "update": 2, "close": 3}
 _NS_PER_MS = 1_000_000
 
 
@@ -37,15 +40,31 @@ class Step:
     why: str
     signal: str
     evidence: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"layer": self.layer, "ts": self.ts, "kind": self.kind, "what": self.what,
-                "why": self.why, "signal": self.signal, "evidence": self.evidence}
+    risk: int = 0
+    stage: str = ""
+    count: int = 1
+    last_ts: int = 0
+    link: dict[str, Any] | None = None  # {"to": step number, "type": ..., "causal": bool}
+    ref: str = ""  # the raw event's id (topic:partition:offset:index)
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Step:
+    def from_state(cls, doc: dict[str, Any]) -> Step:
         return cls(doc["layer"], doc["ts"], doc["kind"], doc["what"], doc["why"],
-                   doc["signal"], dict(doc.get("evidence") or {}))
+                   doc["signal"], doc.get("evidence") or {}, doc["risk"], doc["stage"],
+                   doc.get("count", 1), doc.get("last_ts", doc["ts"]), doc.get("link"),
+                   doc.get("ref", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"layer": self.layer, "ts": self.ts, "kind": self.kind, "what": self.what,
+               "why": self.why, "signal": self.signal, "risk": self.risk, "stage": self.stage,
+               "evidence": self.evidence}
+        if self.count > 1:
+            out.update(count=self.count, last_ts=self.last_ts)
+        if self.link:
+            out["link"] = self.link
+        if self.ref:
+            out["ref"] = self.ref
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,56 +80,30 @@ class Story:
     signals: tuple[str, ...]
     baseline_phase: str
     version: int = 1
-
-    def with_step(self, step: Step, signal: Signal, max_steps: int) -> Story:
-        """The next version: one more step, the higher severity, the union of techniques."""
-        steps = (*self.steps, step)[-max_steps:]
-        techniques = self.techniques + tuple(
-            t for t in signal.techniques if t not in self.techniques)
-        signals = self.signals if signal.id in self.signals else (*self.signals, signal.id)
-        return replace(self, steps=steps, techniques=techniques, signals=signals,
-                       severity_id=max(self.severity_id, signal.severity_id),
-                       version=self.version + 1)
-
-    def to_state(self) -> dict[str, Any]:
-        """Plain-JSON form for a Faust table (the story being built, not its wire form)."""
-        return {
-            "uid": self.uid, "title": self.title, "node": self.node, "pod": self.pod.to_dict(),
-            "agent": self.agent, "severity_id": self.severity_id,
-            "steps": [s.to_dict() for s in self.steps],
-            "techniques": [[t.framework, t.uid, t.name, t.tactic, t.tactic_name]
-                           for t in self.techniques],
-            "signals": list(self.signals), "baseline_phase": self.baseline_phase,
-            "version": self.version,
-        }
-
-    @classmethod
-    def from_state(cls, doc: dict[str, Any]) -> Story:
-        return cls(
-            uid=doc["uid"], title=doc["title"], node=doc["node"], pod=Pod.from_dict(doc["pod"]),
-            agent=doc["agent"], severity_id=doc["severity_id"],
-            steps=tuple(Step.from_dict(s) for s in doc["steps"]),
-            techniques=tuple(Technique(*t) for t in doc["techniques"]),
-            signals=tuple(doc["signals"]), baseline_phase=doc["baseline_phase"],
-            version=doc["version"],
-        )
+    activity: str = "create"
+    risk_score: int = 0
+    risk_class: dict[str, Any] = field(default_factory=dict)  # the agent's: level + reasons
+    observed: dict[str, Any] = field(default_factory=dict)  # layers seen, losses (blind spots)
+    content_version: str = ""
+    dropped_steps: int = 0
 
     def to_ocsf(self) -> dict[str, Any]:
-        first, last = self.steps[0].ts, self.steps[-1].ts
-        activity_id = 1 if self.version == 1 else 2  # Create, then Update
+        first, last = self.steps[0].ts, max(s.last_ts or s.ts for s in self.steps)
+        activity_id = ACTIVITIES[self.activity]
+        activity_name = self.activity.capitalize()
         attacks = [
             {"technique": {"uid": t.uid, "name": t.name},
              **({"tactic": {"uid": t.tactic, "name": t.tactic_name}} if t.tactic else {})}
             for t in self.techniques if t.framework == "attack"
         ]
-        return {
+        doc: dict[str, Any] = {
             "class_uid": 2004, "class_name": "Detection Finding",
             "category_uid": 2, "category_name": "Findings",
-            "activity_id": activity_id, "activity_name": "Create" if activity_id == 1 else "Update",
+            "activity_id": activity_id, "activity_name": activity_name,
             "type_uid": 200400 + activity_id,
-            "type_name": f"Detection Finding: {'Create' if activity_id == 1 else 'Update'}",
+            "type_name": f"Detection Finding: {activity_name}",
             "severity_id": self.severity_id, "severity": _SEVERITY[self.severity_id],
-            "status_id": 1, "status": "New",
+            "risk_score": self.risk_score,
             "time": last // _NS_PER_MS, "start_time": first // _NS_PER_MS,
             "end_time": last // _NS_PER_MS, "count": len(self.steps),
             "message": f"{self.title} in pod {self.pod.namespace}/{self.pod.name or self.pod.uid}",
@@ -122,8 +115,10 @@ class Story:
                 "types": list(self.signals),
                 "first_seen_time": first // _NS_PER_MS, "last_seen_time": last // _NS_PER_MS,
                 "data_sources": sorted({s.layer for s in self.steps}),
-                "analytic": {"uid": self.signals[0], "name": "agentstory baseline",
-                             "type_id": 2, "type": "Behavioral"},
+                "analytic": {"uid": self.signals[0], "name": "agentstory cross-layer story",
+                             "type_id": 2, "type": "Behavioral",
+                             "version": self.content_version},
+                "related_events": [{"uid": s.ref, "type": s.kind} for s in self.steps if s.ref],
                 **({"attacks": attacks} if attacks else {}),
             },
             "resources": [{
@@ -132,12 +127,30 @@ class Story:
                 "data": {"agent": self.agent, "service_account": self.pod.service_account,
                          "container": self.pod.container, "node": self.node},
             }],
-            "evidences": [{"name": s.kind, "data": s.to_dict()} for s in self.steps],
+            "evidences": [_evidence(s) for s in self.steps],
             "unmapped": {"agentstory": {
                 "story_version": self.version, "agent": self.agent, "node": self.node,
                 "pod": self.pod.to_dict(), "baseline_phase": self.baseline_phase,
+                "risk_class": self.risk_class, "observed": self.observed,
+                "content_version": self.content_version, "dropped_steps": self.dropped_steps,
                 "chain": [s.to_dict() for s in self.steps],
                 "atlas": [{"uid": t.uid, "name": t.name}
                           for t in self.techniques if t.framework == "atlas"],
             }},
         }
+        if activity_id == 1:  # set once: updates must not overwrite an analyst's triage
+            doc.update(status_id=1, status="New")
+        return doc
+
+
+def _evidence(step: Step) -> dict[str, Any]:
+    """One OCSF evidence per step: the free-form step in ``data`` and, where the layer has
+    one, the OCSF object (process, file, endpoint, api) an analyst pivots on."""
+    out: dict[str, Any] = {"name": step.kind, "data": step.to_dict()}
+    ev = step.evidence
+    if ev.get("api"):
+        out["api"] = ev["api"]
+    for key in ("process", "file", "dst_endpoint"):
+        if ev.get(key):
+            out[key] = ev[key]
+    return out

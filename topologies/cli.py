@@ -89,7 +89,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.admin import ensure_topics
-    from streams.detect import SECOND_NS, EngineSettings
+    from streams.engine import SECOND_NS, EngineSettings
     from streams.topics import CATALOGUE
     from topologies.worker import build_app, worker_topics
 
@@ -116,7 +116,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import orjson
 
     from streams.content import load_content
-    from streams.detect import SECOND_NS, EngineSettings
+    from streams.engine import SECOND_NS, EngineSettings
     from topologies.replay import replay_topics
     from topologies.tail import render_story
 

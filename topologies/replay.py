@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.admin import ensure_topics
 from streams.content import DetectionContent
-from streams.detect import EngineSettings, StoryEngine
+from streams.engine import EngineSettings, StoryEngine, event_ref
 from streams.events import decode_frame
 from streams.replay import Replayer
 from streams.stories import Story
@@ -50,10 +50,14 @@ async def replay_topics(
             for messages in batch.values():
                 last = time.monotonic()
                 for message in messages:
-                    stories.extend(replayer.feed(decode_frame(message.value).events))
+                    events = decode_frame(message.value).events
+                    refs = [event_ref(message.topic, message.partition, message.offset, i)
+                            for i in range(len(events))]
+                    stories.extend(replayer.feed(events, refs))
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
+    stories.extend(replayer.finish())
     latest = Replayer.latest(stories)
     if publish_to:
         await ensure_topics(bootstrap_servers, [TopicSpec(

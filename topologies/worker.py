@@ -1,12 +1,15 @@
 """The Faust worker: raw frames in, stories out.
 
-Two thin agents around the pure :class:`~streams.detect.StoryEngine`:
+Two thin agents around the pure :class:`~streams.engine.StoryEngine`:
 
 - ``route`` reads the raw topics (keyed by pod), sends contract breakers to the
   dead-letter topic, and re-frames the good events per agent onto an internal topic keyed
-  by agent (a framed ``group_by``: one message per agent per frame, not per event).
+  by agent (one message per agent per frame), stamped with its origin, each event's raw id
+  and the per-source watermarks; collector heartbeats go to every partition as ticks, so
+  idle partitions still learn and close stories on event time.
 - ``detect`` reads that topic with the per-agent state table (changelog-backed, written
-  by assignment), runs the engine, and publishes story versions and profile summaries.
+  back by assignment once per message), runs the engine, and publishes story versions and
+  profile summaries.
 
 No Faust windowed tables: they expire on wall-clock, and stories must be the same in a
 replay. The engine keeps its own event-time state.
@@ -16,16 +19,23 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import faust
 import orjson
 
+from streams.byagent import decode_message, encode_message
 from streams.content import DetectionContent, load_content
-from streams.detect import AgentState, EngineSettings, StoryEngine, agent_of_event
-from streams.events import Envelope, Rejected, dead_letter, decode_frame, encode_frame
+from streams.engine import (
+    AgentState,
+    EngineSettings,
+    Message,
+    StoryEngine,
+    agent_of_event,
+    event_ref,
+)
+from streams.events import Envelope, InvalidEvent, Rejected, dead_letter, decode_frame
 from streams.topics import (
     BY_AGENT,
     DEADLETTER,
@@ -38,11 +48,13 @@ from streams.topics import (
     changelog,
 )
 
-__all__ = ["STATE_TABLE", "WorkerStats", "build_app", "worker_topics"]
+__all__ = ["STATE_TABLE", "Watermarks", "WorkerStats", "build_app", "worker_topics"]
 
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "agent_state"
+TICK_KEY = b"__tick__"
+_SECOND = 1_000_000_000
 
 
 def worker_topics(app_id: str = WORKER_APP_ID) -> list[TopicSpec]:
@@ -57,20 +69,35 @@ class WorkerStats:
     dead_letters: int = 0
     unattributed: int = 0
     stories: int = 0
+    ticks: int = 0
+    redelivered: int = 0
 
 
-def group_by_agent(events: Iterable[Envelope]) -> dict[str, list[Envelope]]:
-    groups: dict[str, list[Envelope]] = defaultdict(list)
-    for event in events:
+class Watermarks:
+    """Per source, the event time the route has surely reached: the newest event time seen
+    (events and heartbeats) less the source's allowed lateness."""
+
+    def __init__(self, lateness_ns: dict[str, int]) -> None:
+        self.lateness = lateness_ns
+        self.newest: dict[str, int] = {}
+
+    def see(self, event: Envelope) -> None:
+        if event.ts > self.newest.get(event.source, 0):
+            self.newest[event.source] = event.ts
+
+    def current(self) -> dict[str, int]:
+        return {src: ts - self.lateness.get(src, 0) for src, ts in self.newest.items()}
+
+
+def group_by_agent(events: list[Envelope], refs: list[str]) -> dict[str, tuple[list[Envelope],
+                                                                          list[str]]]:
+    groups: dict[str, tuple[list[Envelope], list[str]]] = defaultdict(lambda: ([], []))
+    for event, ref in zip(events, refs, strict=True):
         agent = agent_of_event(event)
         if agent is not None:
-            groups[agent].append(event)
+            groups[agent][0].append(event)
+            groups[agent][1].append(ref)
     return groups
-
-
-def _summary_key(engine: StoryEngine, state: AgentState) -> tuple[str, int]:
-    """What a profile summary shows changing: the phase and the learned set's size."""
-    return engine.phase(state), len(state.profile.executables)
 
 
 def build_app(
@@ -92,6 +119,8 @@ def build_app(
     )
     engine = StoryEngine(content or load_content(), settings)
     stats = WorkerStats()
+    marks = Watermarks(engine.settings.lateness_ns)
+    last_tick: dict[str, int] = {}
 
     def raw_topic(spec: TopicSpec) -> faust.TopicT:
         return app.topic(spec.name, key_type=bytes, value_type=bytes,
@@ -107,12 +136,21 @@ def build_app(
     # Values are plain JSON (the changelog's default codec); written back by assignment.
     state = app.Table(STATE_TABLE, default=None, partitions=PARTITIONS)
 
-    async def reject(items: Iterable[Rejected], stage: str, message: Any) -> None:
+    async def reject(items: list[Rejected], stage: str, message: Any) -> None:
         for item in items:
             stats.dead_letters += 1
             await deadletter.send(key=message.key, value=dead_letter(
                 item, stage=stage, topic=message.topic, partition=message.partition,
                 offset=message.offset, key=message.key))
+
+    async def tick(source: str, ts: int) -> None:
+        """A heartbeat: every partition advances (at most once per second of event time)."""
+        if ts - last_tick.get(source, 0) < _SECOND:
+            return
+        last_tick[source] = ts
+        value = encode_message(Message([], watermarks=marks.current()))
+        for partition in range(BY_AGENT.partitions):
+            await by_agent.send(key=TICK_KEY, value=value, partition=partition)
 
     @app.agent(raw)
     async def route(stream: faust.StreamT) -> None:
@@ -123,40 +161,61 @@ def build_app(
                 stats.frames += 1
                 stats.events += len(frame.events)
                 await reject(frame.rejected, "decode", message)
-                stats.unattributed += sum(1 for e in frame.events if e.pod is None)
-                groups = group_by_agent(e for e in frame.events if engine.wants(e))
-                for agent, events in groups.items():
-                    await by_agent.send(key=agent.encode(), value=encode_frame(events))
+                refs = [event_ref(message.topic, message.partition, message.offset, i)
+                        for i in range(len(frame.events))]
+                for e in frame.events:
+                    marks.see(e)
+                stats.unattributed += sum(1 for e in frame.events if agent_of_event(e) is None
+                                          and e.kind != "collector.stats")
+                origin = (message.topic, message.partition, message.offset)
+                for agent, (events, ids) in group_by_agent(frame.events, refs).items():
+                    await by_agent.send(key=agent.encode(), value=encode_message(
+                        Message(events, origin, marks.current(), ids)))
+                for e in frame.events:
+                    if e.kind == "collector.stats":
+                        await tick(e.source, e.ts)
             except Exception as exc:  # a worker never dies on input
                 log.exception("route failed on %s[%d]@%d", message.topic, message.partition,
                               message.offset)
                 await reject([Rejected(f"route failed: {exc!r}", "frame", event.value)],
                              "route", message)
 
+    async def publish(found: list[Any], agent_state: AgentState, before: str) -> None:
+        for story in found:
+            stats.stories += 1
+            await stories.send(key=story.uid.encode(), value=orjson.dumps(story.to_ocsf()))
+        if agent_state.profile.phase != before or found:
+            await profiles.send(key=agent_state.agent.encode(),
+                                value=orjson.dumps(agent_state.profile.summary()))
+
     @app.agent(by_agent)
     async def detect(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
-            agent = event.key.decode()
             try:
+                decoded = decode_message(event.value)
+                if event.key == TICK_KEY:
+                    stats.ticks += 1
+                    for agent in [k for k in state if k != TICK_KEY.decode()]:
+                        agent_state = AgentState.from_dict(state[agent])
+                        before = agent_state.profile.phase
+                        found = engine.apply(agent_state, decoded)
+                        if found or agent_state.profile.phase != before:
+                            await publish(found, agent_state, before)
+                        state[agent] = agent_state.to_dict()
+                    continue
+                agent = event.key.decode()
                 current = state.get(agent)
                 agent_state = (AgentState.from_dict(current) if current
                                else engine.new_state(agent))
-                before = _summary_key(engine, agent_state)
-                frame = decode_frame(event.value)
-                await reject(frame.rejected, "detect", message)
-                for envelope in frame.events:
-                    for story in engine.process(agent_state, envelope):
-                        stats.stories += 1
-                        await stories.send(key=story.uid.encode(),
-                                           value=orjson.dumps(story.to_ocsf()))
+                before = agent_state.profile.phase
+                found = engine.apply(agent_state, decoded)
                 state[agent] = agent_state.to_dict()
-                after = _summary_key(engine, agent_state)
-                if after != before:
-                    await profiles.send(key=agent.encode(),
-                                        value=orjson.dumps(profile_summary(agent_state, after[0])))
+                await publish(found, agent_state, before)
+            except InvalidEvent as exc:
+                await reject([Rejected(str(exc), exc.field, event.value)], "detect", message)
             except Exception as exc:
-                log.exception("detect failed for agent %s", agent)
+                log.exception("detect failed on %s", event.key)
                 await reject([Rejected(f"detect failed: {exc!r}", "frame", event.value)],
                              "detect", message)
 
@@ -165,10 +224,3 @@ def build_app(
         log.info("worker: %s", asdict(stats))
 
     return app
-
-
-def profile_summary(state: AgentState, phase: str) -> dict[str, Any]:
-    profile = state.profile
-    return {"agent": profile.agent, "phase": phase, "first_ts": profile.first_ts,
-            "last_ts": profile.last_ts, "execs": profile.execs,
-            "executables": sorted(profile.executables), "flagged": sorted(profile.flagged)}

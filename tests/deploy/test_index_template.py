@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from streams.content import load_content
-from streams.detect import SECOND_NS, EngineSettings, StoryEngine
+from streams.engine import SECOND_NS, EngineSettings, StoryEngine
 from streams.events import Envelope, Pod, Proc
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.content import load_content
-from streams.detect import EngineSettings
+from streams.engine import EngineSettings
 from streams.events import Envelope, Pod, Proc, encode_frame
 from streams.ocsf import validate_detection_finding
 from streams.topics import DEADLETTER, PROFILES, RAW_KERNEL, STORIES

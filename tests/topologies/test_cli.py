@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.content import load_content
-from streams.detect import SECOND_NS, EngineSettings, StoryEngine
+from streams.engine import SECOND_NS, EngineSettings, StoryEngine
 from streams.events import Envelope, Pod, Proc
 from topologies.cli import build_parser, main
 from topologies.tail import render_story

@@ -1,0 +1,377 @@
+"""The story engine: one agent's events in, attack stories out. Pure: no Faust, no Kafka.
+
+For each event, on event time: score it against the agent's baseline (``models``), evaluate
+the signal catalogue on it (``signals``), add its hits to the pod's incident
+(``incidents``), link the steps (``links``) and publish a story version when the incident
+is due. Learning waits: an event is learned only once it is behind the watermark of the
+slowest source (a late cloud step can still make it part of an incident), and never when
+it belongs to an open story. Faust calls :meth:`StoryEngine.apply` per by-agent message and
+writes the state back by assignment; replay and the tests call the same methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.novelty import NoveltySettings
+from models.phases import PhaseSettings
+from models.profile import AgentProfile, ProfileSettings
+from streams.content import DetectionContent, Technique
+from streams.events import Envelope, Pod
+from streams.incidents import Incident
+from streams.links import PodContext, link_facts, link_steps
+from streams.signals import Hit, SignalEvaluator
+from streams.steps import describe, evidence
+from streams.stories import Step, Story, story_uid
+
+__all__ = ["AgentState", "EngineSettings", "Message", "StoryEngine", "agent_of_event",
+           "event_ref"]
+
+SECOND_NS = 1_000_000_000
+_HEAVY = ("messages", "record", "text", "content", "headers", "tools_detail")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    learning_ns: int = 3600 * SECOND_NS  # event time an agent learns before it is judged
+    min_events: int = 20  # observations a dimension needs before it judges
+    lateness_ns: dict[str, int] = field(default_factory=lambda: {
+        "kernel": 5 * SECOND_NS, "l7": 5 * SECOND_NS, "cloud": 20 * 60 * SECOND_NS})
+    max_pending: int = 4096  # events waiting to be learned per agent
+    max_pods: int = 256  # pod contexts kept per agent
+    pod_idle_ns: int = 3600 * SECOND_NS  # a pod context with no event this long is dropped
+    evidence_policy: str = "keep"  # tool arguments/results in evidence: keep | hash | drop
+
+    def key(self) -> str:
+        """What of the settings a story depends on (stories carry it with the content)."""
+        return f"l{self.learning_ns // SECOND_NS}m{self.min_events}e{self.evidence_policy}"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One by-agent message: events of one raw frame, its origin and the route's watermarks."""
+
+    events: list[Envelope]
+    origin: tuple[str, int, int] | None = None  # raw topic, partition, offset
+    watermarks: dict[str, int] = field(default_factory=dict)  # source → event time
+    refs: list[str] = field(default_factory=list)  # raw event ids, parallel to events
+
+
+@dataclass
+class PodState:
+    pod: dict[str, Any]
+    node: str
+    ctx: PodContext = field(default_factory=PodContext)
+    incidents: list[Incident] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # layers seen for this pod
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pod": self.pod, "node": self.node, "ctx": self.ctx.to_dict(),
+                "incidents": [i.to_dict() for i in self.incidents], "sources": self.sources}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> PodState:
+        return cls(doc["pod"], doc["node"], PodContext.from_dict(doc["ctx"]),
+                   [Incident.from_dict(i) for i in doc["incidents"]], doc["sources"])
+
+
+@dataclass
+class AgentState:
+    agent: str
+    profile: AgentProfile
+    pods: dict[str, PodState] = field(default_factory=dict)
+    pending: list[list[Any]] = field(default_factory=list)  # [ts, pod uid, envelope dict]
+    hwm: dict[str, int] = field(default_factory=dict)  # "topic:partition" → offset applied
+    wm: dict[str, int] = field(default_factory=dict)  # source → watermark
+    losses: dict[str, int] = field(default_factory=dict)  # "node/source" → events lost
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.stats[name] = self.stats.get(name, 0) + n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"agent": self.agent, "profile": self.profile.to_dict(),
+                "pods": {k: p.to_dict() for k, p in self.pods.items()},
+                "pending": self.pending, "hwm": self.hwm, "wm": self.wm,
+                "losses": self.losses, "stats": self.stats}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> AgentState:
+        return cls(doc["agent"], AgentProfile.from_dict(doc["profile"]),
+                   {k: PodState.from_dict(p) for k, p in doc["pods"].items()},
+                   doc["pending"], doc["hwm"], doc["wm"], doc["losses"], doc["stats"])
+
+
+def agent_of_event(event: Envelope) -> str | None:
+    """The baseline unit of an event; None when it belongs to no agent.
+
+    A cloud call whose key maps to several pods of one agent carries that agent in
+    ``data.attribution``: it joins the agent, never one pod by a guess."""
+    pod = event.pod
+    if pod is None:
+        attribution = event.data.get("attribution")
+        if isinstance(attribution, dict) and attribution.get("agent"):
+            return str(attribution["agent"])
+        return None
+    if pod.agent:
+        return pod.agent
+    if pod.namespace and pod.name:
+        return f"{pod.namespace}/Pod/{pod.name}"
+    return f"unknown/Pod/{pod.uid}"
+
+
+def event_ref(topic: str, partition: int, offset: int, index: int) -> str:
+    return f"{topic}:{partition}:{offset}:{index}"
+
+
+def _compact(event: Envelope) -> dict[str, Any]:
+    """The envelope without the bulky fields learning does not use (bounded state)."""
+    doc = event.to_dict()
+    doc["data"] = {k: v for k, v in event.data.items() if k not in _HEAVY}
+    return doc
+
+
+class StoryEngine:
+    def __init__(self, content: DetectionContent, settings: EngineSettings | None = None) -> None:
+        self.content = content
+        self.settings = settings or EngineSettings()
+        self.rules = content.incidents
+        self.evaluator = SignalEvaluator(content)
+        learning = self.settings.learning_ns
+        # The phase windows scale with the learning span: six of them must settle in it.
+        self.profile_settings = ProfileSettings(
+            novelty=NoveltySettings(min_obs=self.settings.min_events),
+            phases=PhaseSettings(min_span_ns=learning, window_ns=max(SECOND_NS, learning // 6)))
+        self.version = f"{content.version}/{self.settings.key()}"
+
+    def wants(self, event: Envelope) -> bool:
+        """Whether the event reaches the engine: attributed to an agent, or a heartbeat."""
+        return event.kind == "collector.stats" or agent_of_event(event) is not None
+
+    def new_state(self, agent: str) -> AgentState:
+        return AgentState(agent, AgentProfile(agent, self.profile_settings))
+
+    def phase(self, state: AgentState) -> str:
+        return state.profile.phase
+
+    # -- the message loop ------------------------------------------------------------------
+    def apply(self, state: AgentState, message: Message) -> list[Story]:
+        """Apply one by-agent message once (a re-delivered one is skipped), then advance."""
+        if message.origin is not None:
+            topic, partition, offset = message.origin
+            key = f"{topic}:{partition}"
+            if offset <= state.hwm.get(key, -1):
+                state.count("redelivered_skipped")
+                return []
+            state.hwm[key] = offset
+        stories: list[Story] = []
+        for i, event in enumerate(message.events):
+            ref = message.refs[i] if i < len(message.refs) else ""
+            stories.extend(self.process(state, event, ref=ref))
+        for source, ts in message.watermarks.items():
+            state.wm[source] = max(ts, state.wm.get(source, 0))
+        stories.extend(self.advance(state))
+        return stories
+
+    def process(self, state: AgentState, event: Envelope, *, ref: str = "") -> list[Story]:
+        """Score one event, evaluate the signals, extend the pod's incident."""
+        if event.kind == "collector.stats":
+            self._heartbeat(state, event)
+            return []
+        pod_state = self._pod_state(state, event)
+        if pod_state is None:
+            state.count("unattributed")
+            return []
+        if event.source not in pod_state.sources:
+            pod_state.sources.append(event.source)
+        profile = state.profile
+        scores = profile.score(event)
+        # Judging stops only in the agent's first learning; a dimension that drifted
+        # relearns alone (its scores say so) while the others keep judging.
+        judging = profile.phase != "learning" or bool(profile.phases.relearning)
+        hits, marks = self.evaluator.evaluate(
+            event, scores, judging=judging, marks=pod_state.ctx.marks, agent=state.agent)
+        facts = link_facts(event, pod_state.ctx)  # before observe: the event's own context
+        pod_state.ctx.observe(event)
+        for mark in marks:
+            pod_state.ctx.mark(mark, event.ts)
+        self._queue_learning(state, pod_state, event)
+        if not hits:
+            return []
+        profile.protect(event.ts)
+        state.count("hits", len(hits))
+        step = self._step(event, hits, facts, ref)
+        incident = self._incident_for(pod_state, event.ts)
+        incident.add(step, self.rules)
+        story = self._publish(state, pod_state, incident)
+        return [story] if story is not None else []
+
+    def advance(self, state: AgentState) -> list[Story]:
+        """Learn what fell behind the slowest watermark, close quiet incidents."""
+        if not state.wm:
+            return []
+        watermark = min(state.wm.values())
+        self._learn_until(state, watermark)
+        state.profile.advance(watermark)
+        stories: list[Story] = []
+        for uid in list(state.pods):
+            pod_state = state.pods[uid]
+            for incident in list(pod_state.incidents):
+                if incident.last_ts + self.rules.quiet_ns < watermark:
+                    if incident.opened:
+                        incident.closed = True
+                        stories.append(self._story(state, pod_state, incident, "close"))
+                    pod_state.incidents.remove(incident)
+            if not pod_state.incidents and pod_state.ctx.last_ts + self.settings.pod_idle_ns \
+                    < watermark:
+                del state.pods[uid]
+                state.count("pods_idle_dropped")
+        return stories
+
+    # -- pieces ---------------------------------------------------------------------------
+    def _heartbeat(self, state: AgentState, event: Envelope) -> None:
+        lost = sum(v for k, v in event.data.items()
+                   if isinstance(v, int) and ("lost" in k or "dropped" in k))
+        state.losses[f"{event.node}/{event.source}"] = lost
+
+    def _pod_state(self, state: AgentState, event: Envelope) -> PodState | None:
+        pod = event.pod
+        if pod is None:
+            pod = self._pod_by_link(state, event)
+        if pod is None:
+            return None
+        pod_state = state.pods.get(pod.uid)
+        if pod_state is None:
+            if len(state.pods) >= self.settings.max_pods:
+                idle = min((p for p in state.pods.values() if not p.incidents),
+                           key=lambda p: p.ctx.last_ts, default=None)
+                if idle is not None:
+                    del state.pods[next(k for k, v in state.pods.items() if v is idle)]
+                    state.count("pods_evicted")
+            pod_state = state.pods[pod.uid] = PodState(pod.to_dict(), event.node)
+        return pod_state
+
+    def _pod_by_link(self, state: AgentState, event: Envelope) -> Pod | None:
+        """A cloud call of an agent with several pods: the one pod that connected to that
+        AWS service just before, else the agent-level incident (never a guess)."""
+        if event.kind != "cloud.api":
+            return None
+        attribution = event.data.get("attribution") or {}
+        candidates = set(attribution.get("candidates") or state.pods)
+        service = str(event.data.get("service") or "")
+        tied = [uid for uid in sorted(candidates) if uid in state.pods
+                and link_facts(event, state.pods[uid].ctx).get("aws_connect")]
+        if len(tied) == 1 and service:
+            return Pod.from_dict(state.pods[tied[0]].pod)
+        namespace, _, name = state.agent.partition("/")
+        return Pod(uid=f"agent:{state.agent}", namespace=namespace,
+                   name=f"any pod of {name}", agent=state.agent)
+
+    def _queue_learning(self, state: AgentState, pod_state: PodState, event: Envelope) -> None:
+        state.pending.append([event.ts, str(pod_state.pod["uid"]), _compact(event)])
+        if len(state.pending) > self.settings.max_pending:
+            # Over the bound: learn the oldest now rather than lose it (counted).
+            state.pending.sort(key=lambda p: p[0])
+            self._learn_one(state, state.pending.pop(0))
+            state.count("learned_early")
+
+    def _learn_until(self, state: AgentState, watermark: int) -> None:
+        ready = [p for p in state.pending if p[0] <= watermark]
+        if not ready:
+            return
+        state.pending = [p for p in state.pending if p[0] > watermark]
+        for item in sorted(ready, key=lambda p: p[0]):
+            self._learn_one(state, item)
+
+    def _learn_one(self, state: AgentState, item: list[Any]) -> None:
+        ts, pod_uid, doc = item
+        pod_state = state.pods.get(pod_uid)
+        if pod_state is not None and any(
+                i.opened and i.first_ts <= ts <= i.last_ts
+                for i in pod_state.incidents):
+            state.count("not_learned_in_story")
+            return
+        state.profile.learn(Envelope.from_dict(doc))
+        state.count("learned")
+
+    def _incident_for(self, pod_state: PodState, ts: int) -> Incident:
+        for incident in pod_state.incidents:
+            if not incident.closed and incident.covers(ts, self.rules):
+                return incident
+        incident = Incident(pod_state.pod, pod_state.node)
+        pod_state.incidents.append(incident)
+        if len(pod_state.incidents) > 4:  # bounded: the oldest unopened one goes first
+            stale = next((i for i in pod_state.incidents if not i.opened),
+                         pod_state.incidents[0])
+            pod_state.incidents.remove(stale)
+        return incident
+
+    def _step(self, event: Envelope, hits: list[Hit], facts: dict[str, Any], ref: str,
+              ) -> dict[str, Any]:
+        """One step per event: its riskiest hit names it, every hit adds its why."""
+        hits = sorted(hits, key=lambda h: -h.risk)
+        main = self.content.signal(hits[0].signal)
+        policy = self.settings.evidence_policy
+        return {"layer": event.source, "ts": event.ts, "kind": event.kind,
+                "what": describe(event, policy), "why": "; ".join(h.why for h in hits),
+                "signal": main.id, "risks": {h.signal: h.risk for h in hits},
+                "risk": sum(h.risk for h in hits), "stage": main.stage, "value": hits[0].value,
+                "critical": any(h.critical for h in hits), "evidence": evidence(event, policy),
+                "facts": facts, "ref": ref}
+
+    def _publish(self, state: AgentState, pod_state: PodState, incident: Incident,
+                 ) -> Story | None:
+        if not incident.opened:
+            if not incident.due(self.rules):
+                return None
+            anchor = incident.steps[0]
+            incident.uid = story_uid(state.agent, str(pod_state.pod["uid"]),
+                                     str(anchor["ts"]), anchor["kind"])
+            incident.phase = state.profile.phase
+            return self._story(state, pod_state, incident, "create")
+        return self._story(state, pod_state, incident, "update")
+
+    def _story(self, state: AgentState, pod_state: PodState, incident: Incident,
+               activity: str) -> Story:
+        incident.version += 1
+        chain = [dict(s) for s in incident.steps]
+        link_steps(chain)
+        signals = self.content
+        seen: list[str] = []
+        techniques: list[Technique] = []
+        stages: list[str] = []
+        severity = 1
+        for step in chain:
+            for signal_id in step["risks"]:
+                signal = signals.signal(signal_id)
+                severity = max(severity, signal.severity_id)
+                if signal.id not in seen:
+                    seen.append(signal.id)
+                techniques.extend(t for t in signal.techniques if t not in techniques)
+            if step["stage"] not in stages:
+                stages.append(step["stage"])
+        risk_class = state.profile.risk()
+        if len(stages) >= 3 or (risk_class.level == "high" and len(stages) >= 2):
+            severity = min(5, severity + 1)
+        titles = self.rules.stage_titles
+        title = " → ".join(titles[s] for s in stages)
+        title = title[:1].upper() + title[1:]
+        steps = tuple(Step(
+            layer=s["layer"], ts=s["ts"], kind=s["kind"], what=s["what"], why=s["why"],
+            signal=s["signal"], evidence=s["evidence"], risk=s["risk"], stage=s["stage"],
+            count=s.get("count", 1), last_ts=s.get("last_ts", s["ts"]), link=s.get("link"),
+            ref=s.get("ref", "")) for s in chain)
+        layers = sorted(pod_state.sources)
+        observed = {"layers": layers, "blind": sorted({"kernel", "l7", "cloud"} - set(layers)),
+                    "lost_events": {k: v for k, v in state.losses.items()
+                                    if v and k.startswith(pod_state.node + "/")}}
+        return Story(
+            uid=incident.uid, title=title, node=pod_state.node,
+            pod=Pod.from_dict(pod_state.pod), agent=state.agent, severity_id=severity,
+            steps=steps, techniques=tuple(techniques), signals=tuple(seen),
+            baseline_phase=incident.phase, version=incident.version, activity=activity,
+            risk_score=min(100, incident.risk(self.rules)),
+            risk_class={"level": risk_class.level, "reasons": list(risk_class.reasons)},
+            observed=observed, content_version=self.version, dropped_steps=incident.dropped,
+        )

@@ -1,0 +1,166 @@
+"""The story engine on event time: one cross-layer story per incident, none for benign input."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from streams.content import load_content
+from streams.engine import SECOND_NS, AgentState, EngineSettings, Message, StoryEngine
+from streams.events import Envelope
+from streams.replay import Replayer
+from streams.stories import Story
+from tests.streams.scenario import BOT, attack, exec_, learning
+
+SETTINGS = EngineSettings(learning_ns=1800 * SECOND_NS, min_events=10)
+
+
+def run(events: list[Envelope], settings: EngineSettings = SETTINGS) -> list[Story]:
+    replayer = Replayer(StoryEngine(load_content(), settings))
+    stories = replayer.feed(events)
+    return Replayer.latest(stories + replayer.finish())
+
+
+@pytest.fixture(scope="module")
+def benign() -> list[Envelope]:
+    return learning(seed=7, tickets=120)
+
+
+@pytest.fixture(scope="module")
+def attacked(benign: list[Envelope]) -> list[Envelope]:
+    return benign + attack(benign[-1].ts)
+
+
+def summary(story: Story) -> list[tuple[str, str, str, bool | None]]:
+    return [(s.layer, s.kind, s.signal, (s.link or {}).get("causal")) for s in story.steps]
+
+
+def interleave(queues: list[list[Envelope]], seed: int, skew_ns: int = 5 * SECOND_NS,
+               ) -> list[Envelope]:
+    """The queues merged as a consumer of several topics reads them: each queue's own order
+    kept, each event delayed by up to ``skew_ns`` at random (fetches of different sizes)."""
+    rng = random.Random(seed)
+    keyed: list[tuple[int, int, Envelope]] = []
+    for q, queue in enumerate(queues):
+        last = 0
+        for event in queue:
+            last = max(last, event.ts + rng.randint(0, skew_ns))
+            keyed.append((last, q, event))
+    return [e for _, _, e in sorted(keyed, key=lambda k: (k[0], k[1]))]
+
+
+def test_benign_input_dependent_agent_gets_no_story(benign: list[Envelope]) -> None:
+    more = learning(seed=8, tickets=80, start=benign[-1].ts)  # new tickets, same habits
+    assert run(benign + more) == []
+
+
+def test_the_attack_is_one_cross_layer_story_in_causal_order(attacked: list[Envelope]) -> None:
+    [story] = run(attacked)
+    kinds = [s.kind for s in story.steps]
+    assert kinds == ["llm.request", "llm.tool_call", "mcp.call", "process.exec", "net.connect",
+                     "net.connect", "cloud.api"]
+    assert {s.layer for s in story.steps} == {"kernel", "l7", "cloud"}
+    links = [s.link for s in story.steps]
+    assert links[0] is None
+    assert links[1]["type"] == "request/response"
+    assert links[2]["type"] == "tool dispatch"
+    assert links[3]["type"] == "tool call → spawned process"
+    assert links[4] == {"to": 4, "type": "lineage", "causal": True}
+    assert links[6]["type"] == "cloud endpoint"
+    assert all(link["causal"] for link in links[1:5])
+    assert story.activity == "close" and story.severity_id == 5
+    assert story.title.startswith("Injected instructions → sensitive data access")
+    assert "curl" in story.steps[3].what and "pid 6001" in story.steps[3].what
+    assert "never ran /usr/bin/curl" in story.steps[3].why
+    techniques = {t.uid for t in story.techniques}
+    assert {"AML.T0051.001", "T1105", "T1555.006"} <= techniques
+
+
+def test_story_ocsf_carries_evidence_objects_and_status_only_on_create(
+        attacked: list[Envelope]) -> None:
+    replayer = Replayer(StoryEngine(load_content(), SETTINGS))
+    versions = replayer.feed(attacked) + replayer.finish()
+    first, last = versions[0].to_ocsf(), versions[-1].to_ocsf()
+    assert first["activity_id"] == 1 and first["status"] == "New"
+    assert last["activity_id"] == 3 and "status" not in last
+    assert [v.version for v in versions] == list(range(1, len(versions) + 1))
+    exec_ev = next(e for e in last["evidences"] if e["name"] == "process.exec")
+    assert exec_ev["process"]["pid"] == 6001 and exec_ev["process"]["parent_process"]["pid"]
+    cloud_ev = next(e for e in last["evidences"] if e["name"] == "cloud.api")
+    assert cloud_ev["api"]["operation"] == "GetSecretValue"
+    assert last["unmapped"]["agentstory"]["observed"]["layers"] == ["cloud", "kernel", "l7"]
+
+
+def test_topic_read_order_does_not_change_the_final_story(attacked: list[Envelope]) -> None:
+    """Each source's own order is kept (as in its topic); the topics interleave differently.
+    Cloud records come after the steps they follow, as CloudTrail delivers minutes late.
+
+    Known limit: the phase is the agent's, so a replay that reads one fast topic whole
+    before the other judges the late topic's learning-time events against a profile that
+    already left learning; interleavings with bounded skew (as Kafka fetches) agree."""
+    kernel, l7, cloud = ([e for e in attacked if e.source == s] for s in ("kernel", "l7", "cloud"))
+    orders = [sorted(attacked, key=lambda e: e.ts), interleave([kernel, l7], seed=3) + cloud,
+              interleave([kernel, l7], seed=4) + cloud, interleave([l7, kernel], seed=5) + cloud]
+    finals = []
+    for order in orders:
+        assert sorted(map(id, order)) == sorted(map(id, attacked))
+        [story] = run(order)
+        finals.append((story.uid, story.title, summary(story), story.risk_score))
+    assert all(f == finals[0] for f in finals[1:])
+
+
+def test_a_redelivered_message_is_not_applied_twice(attacked: list[Envelope]) -> None:
+    engine = StoryEngine(load_content(), SETTINGS)
+    state = engine.new_state(BOT.agent)
+    for offset, event in enumerate(attacked):
+        message = Message([event], ("agentstory.raw.kernel.v1", 0, offset), {})
+        engine.apply(state, message)
+        if offset == len(attacked) - 3:
+            assert engine.apply(state, message) == []  # the crash-and-redeliver case
+    assert state.stats["redelivered_skipped"] == 1
+
+
+def test_state_survives_a_json_round_trip_mid_incident(attacked: list[Envelope]) -> None:
+    """The worker writes the state to its changelog after every message."""
+    replayer = Replayer(StoryEngine(load_content(), SETTINGS))
+    half = len(attacked) - 4  # inside the attack
+    versions = replayer.feed(attacked[:half])
+    state = replayer.states[BOT.agent]
+    replayer.states[BOT.agent] = AgentState.from_dict(orjson.loads(orjson.dumps(
+        state.to_dict())))
+    versions += replayer.feed(attacked[half:]) + replayer.finish()
+    [restored] = Replayer.latest(versions)
+    [uninterrupted] = run(attacked)
+    assert summary(restored) == summary(uninterrupted)
+    assert restored.uid == uninterrupted.uid and restored.risk_score == uninterrupted.risk_score
+
+
+def test_one_signal_repeating_cannot_open_a_story_alone(benign: list[Envelope]) -> None:
+    """Risk-based alerting: a new helper binary run many times is capped below threshold."""
+    t = benign[-1].ts
+    repeats = [exec_(t + i * SECOND_NS, 7000 + i, 4300, f"/opt/tools/helper{i % 3}",
+                     ["helper"]) for i in range(30)]
+    assert run(benign + repeats) == []
+
+
+def test_a_critical_hit_opens_a_story_at_once_even_while_learning() -> None:
+    shell = exec_(1_763_700_000 * SECOND_NS, 9000, 4300, "/bin/bash", ["bash", "-i"],
+                  stdio={"stdin": {"type": "socket", "peer": "203.0.113.9:4444"},
+                         "stdout": {"type": "socket", "peer": "203.0.113.9:4444"}})
+    [story] = run([shell])
+    assert story.signals == ("AS-K-REVSHELL",) and story.severity_id == 5
+    assert "203.0.113.9:4444" in story.steps[0].why
+
+
+def test_a_late_step_earlier_than_the_anchor_joins_and_keeps_the_uid(
+        attacked: list[Envelope]) -> None:
+    """The injected request reaches the engine after the rest of the chain."""
+    inj = next(e for e in attacked if e.kind == "llm.request" and e.data["injection"]["flagged"])
+    late_order = [e for e in attacked if e is not inj] + [inj]
+    replayer = Replayer(StoryEngine(load_content(), SETTINGS))
+    versions = replayer.feed(late_order) + replayer.finish()
+    assert len({v.uid for v in versions}) == 1
+    final = Replayer.latest(versions)[0]
+    assert final.steps[0].kind == "llm.request"  # shown first, in event-time order
