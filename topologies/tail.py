@@ -20,7 +20,8 @@ def _clock(ts_ns: int) -> str:
 
 
 def render_story(doc: dict[str, Any]) -> str:
-    """A story in a few lines: severity, title, who, then the chain with its reasons."""
+    """A story as a timeline: severity, title, who, then each step with its reason and
+    how it is tied to an earlier one (``⇐ 3 causal: lineage``, ``~ 3 temporal``)."""
     ext = (doc.get("unmapped") or {}).get("agentstory") or {}
     pod = ext.get("pod") or {}
     info = doc.get("finding_info") or {}
@@ -31,10 +32,18 @@ def render_story(doc: dict[str, Any]) -> str:
         f"(story {info.get('uid')} v{ext.get('story_version', 1)})",
         f"  pod {pod.get('namespace')}/{pod.get('name') or pod.get('uid')}  "
         f"agent {ext.get('agent')}  node {ext.get('node')}  baseline {ext.get('baseline_phase')}",
-        f"  techniques: {', '.join(techniques) or '-'}",
+        f"  techniques: {', '.join(techniques) or '-'}   risk {doc.get('risk_score', '?')}"
+        f"   {str(doc.get('activity_name', '')).lower()}",
     ]
     for i, step in enumerate(ext.get("chain") or [], 1):
-        lines.append(f"  {i}. {_clock(step['ts'])} [{step['layer']}] {step['what']}")
+        link = step.get("link")
+        tie = ""
+        if link:
+            arrow = "⇐" if link["causal"] else "~"
+            tie = f"   {arrow} {link['to']} {'causal' if link['causal'] else 'temporal'}: " \
+                  f"{link['type']}"
+        count = f" (x{step['count']})" if step.get("count", 1) > 1 else ""
+        lines.append(f"  {i}. {_clock(step['ts'])} [{step['layer']}] {step['what']}{count}{tie}")
         lines.append(f"       why: {step['why']}")
     return "\n".join(lines)
 

@@ -12,6 +12,8 @@ import pytest
 from streams.content import load_content
 from streams.engine import SECOND_NS, EngineSettings, StoryEngine
 from streams.events import Envelope, Pod, Proc
+from streams.replay import Replayer
+from tests.streams.scenario import attack, learning
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = json.loads((ROOT / "deploy" / "elasticsearch" / "index-template.json").read_text())
@@ -30,16 +32,16 @@ def exec_event(exe: str, second: float) -> Envelope:
 
 @pytest.fixture(scope="module")
 def story() -> dict[str, Any]:
-    """The last version of a two-step story (shell, then a download tool) as OCSF."""
-    engine = StoryEngine(load_content(), EngineSettings(
-        learning_ns=10 * SECOND_NS, min_events=4, incident_window_ns=60 * SECOND_NS))
-    state = engine.new_state(POD.agent)
-    for i, exe in enumerate(["/usr/bin/python3", "/usr/bin/ls", "/usr/bin/cat"] * 4):
-        assert engine.process(state, exec_event(exe, i)) == []
-    versions = [s for exe, sec in (("/bin/sh", 20), ("/usr/bin/curl", 21))
-                for s in engine.process(state, exec_event(exe, sec))]
-    assert [v.version for v in versions] == [1, 2]
-    doc = versions[-1].to_ocsf()
+    """The final version of the cross-layer scenario's story (every layer, every link)."""
+    events = learning(seed=7, tickets=120)
+    events += attack(events[-1].ts)
+    replayer = Replayer(StoryEngine(load_content(), EngineSettings(
+        learning_ns=1800 * SECOND_NS, min_events=10)))
+    versions = replayer.feed(events) + replayer.finish()
+    # What an upserting sink holds: the final version over the Create one (updates carry
+    # no status, so the analyst's triage set on the document survives them).
+    doc = {**versions[0].to_ocsf(), **versions[-1].to_ocsf()}
+    assert doc["status"] == "New" and doc["activity_name"] == "Close"
     assert doc["finding_info"].get("attacks") and doc["unmapped"]["agentstory"]["atlas"]
     return doc
 
@@ -104,7 +106,7 @@ def test_arbitrary_evidence_keys_cannot_explode_the_mapping(story: dict[str, Any
     assert LEAVES["unmapped.agentstory.chain"] == {"type": "object", "enabled": False}
     # The evidence really does carry per-kind keys the template does not name.
     keys = {k for e in story["evidences"] for k in e["data"]["evidence"]}
-    assert {"exe", "argv", "pid"} <= keys
+    assert {"process", "dst_endpoint", "api", "arguments", "injection"} <= keys
 
 
 def test_times_are_epoch_milliseconds(story: dict[str, Any]) -> None:
@@ -116,7 +118,8 @@ def test_times_are_epoch_milliseconds(story: dict[str, Any]) -> None:
         assert LEAVES[path]["format"] == "epoch_millis"
         # 2001-09-09 .. 2286-11-20 in ms: a value in ns or s would fall outside.
         assert isinstance(values[path], int) and 10**12 <= values[path] < 10**13, path
-    assert values["start_time"] == T0 // 1_000_000 + 20_000
+    # The first step is the injected request of the scenario, in ns on the wire's chain.
+    assert values["start_time"] == story["unmapped"]["agentstory"]["chain"][0]["ts"] // 10**6
 
 
 @pytest.mark.parametrize("path", [

@@ -19,7 +19,8 @@ T0 = 1_763_700_000 * SECOND
 NODE = "node-a"
 BOT = Pod(uid="0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", namespace="support",
           name="support-bot-7d9f8-abcde", agent="support/Deployment/support-bot",
-          service_account="support-bot", container="agent")
+          service_account="support-bot", container="agent",
+          container_id="containerd://4f1e2d3c4b5a69788796a5b4c3d2e1f0")
 AGENT_PID, MCP_PID = 4200, 4300
 ROLE = "arn:aws:sts::111122223333:assumed-role/support-bot/botocore-session-1"
 

@@ -6,7 +6,8 @@ import pytest
 
 from streams.content import load_content
 from streams.engine import SECOND_NS, EngineSettings, StoryEngine
-from streams.events import Envelope, Pod, Proc
+from streams.replay import Replayer
+from tests.streams.scenario import attack, learning
 from topologies.cli import build_parser, main
 from topologies.tail import render_story
 
@@ -38,23 +39,20 @@ def test_topics_list_prints_the_catalogue(capsys: pytest.CaptureFixture[str]) ->
     assert "agentstory.stories.v1" in out and "compact" in out
 
 
-def test_render_story_reads_as_a_chain() -> None:
-    pod = Pod(uid="u-1", namespace="support", name="bot-1", agent="support/Deployment/bot")
-    engine = StoryEngine(load_content(), EngineSettings(learning_ns=SECOND_NS, min_events=2))
-    state = engine.new_state(pod.agent)
-    stories = []
-    for second, exe in enumerate(["/usr/bin/python3", "/usr/bin/python3", "/usr/bin/python3",
-                                  "/bin/sh", "/usr/bin/curl"]):
-        stories += engine.process(state, Envelope(
-            "process.exec", 1_763_700_000 * SECOND_NS + second * SECOND_NS, "node-a",
-            "kernel", {"argv": [exe, "-c", "x"]}, pod=pod,
-            proc=Proc(pid=10 + second, ppid=9, comm=exe.rsplit("/", 1)[1], exe=exe)))
-    text = render_story(stories[-1].to_ocsf())
-    lines = text.splitlines()
-    assert lines[0].startswith("[HIGH] Agent spawned a shell it never ran while learning")
-    assert "v2)" in lines[0]
-    assert "pod support/bot-1" in lines[1] and "agent support/Deployment/bot" in lines[1]
-    assert "T1059.004" in lines[2] and "T1105" in lines[2]
-    assert lines[3].endswith("ran `/bin/sh -c x`") and "04:40:03" in lines[3]
-    assert "why: support/Deployment/bot never ran /bin/sh" in lines[4]
-    assert "[kernel]" in lines[5] and "/usr/bin/curl" in lines[5]
+def test_render_story_reads_as_a_timeline_with_causal_arrows() -> None:
+    events = learning(seed=7, tickets=120)
+    events += attack(events[-1].ts)
+    engine = StoryEngine(load_content(), EngineSettings(learning_ns=1800 * SECOND_NS,
+                                                       min_events=10))
+    replayer = Replayer(engine)
+    [story] = Replayer.latest(replayer.feed(events) + replayer.finish())
+    lines = render_story(story.to_ocsf()).splitlines()
+    assert lines[0].startswith("[CRITICAL] Injected instructions → sensitive data access")
+    assert "pod support/support-bot-7d9f8-abcde" in lines[1]
+    assert "AML.T0051.001" in lines[2] and "close" in lines[2]
+    exec_line = next(line for line in lines if "ran `curl" in line)
+    assert "⇐ 3 causal: tool call → spawned process" in exec_line
+    cloud_line = next(line for line in lines if "[cloud]" in line)
+    assert "causal: cloud endpoint" in cloud_line
+    assert any("why: support/Deployment/support-bot never ran /usr/bin/curl" in line
+               for line in lines)
