@@ -165,13 +165,14 @@ class StoryEngine:
                 state.count("redelivered_skipped")
                 return []
             state.hwm[key] = offset
-        stories: list[Story] = []
+        # The watermarks first: what is behind them is learned before this message's events
+        # are scored (they are newer than any watermark stamped with them).
+        for source, ts in message.watermarks.items():
+            state.wm[source] = max(ts, state.wm.get(source, 0))
+        stories = self.advance(state)
         for i, event in enumerate(message.events):
             ref = message.refs[i] if i < len(message.refs) else ""
             stories.extend(self.process(state, event, ref=ref))
-        for source, ts in message.watermarks.items():
-            state.wm[source] = max(ts, state.wm.get(source, 0))
-        stories.extend(self.advance(state))
         return stories
 
     def process(self, state: AgentState, event: Envelope, *, ref: str = "") -> list[Story]:

@@ -25,11 +25,17 @@ pytestmark = pytest.mark.kafka
 SECOND = 1_000_000_000
 
 
-def execs(pod: Pod, t0: int, exes: list[str]) -> bytes:
+def execs(pod: Pod, t0: int, exes: list[str], step: int = SECOND // 5) -> bytes:
     return encode_frame(
-        Envelope("process.exec", t0 + i * SECOND, "node-a", "kernel", {"argv": [exe]}, pod=pod,
+        Envelope("process.exec", t0 + i * step, "node-a", "kernel", {"argv": [exe]}, pod=pod,
                  proc=Proc(pid=100 + i, ppid=1, comm=exe.rsplit("/", 1)[-1], exe=exe))
         for i, exe in enumerate(exes))
+
+
+# 20 s of a steady routine (5 execs/s): with --learning-seconds 4 the agent's phase windows
+# settle and it leaves learning; then a shell and a network tool it never ran.
+ROUTINE = ["/usr/bin/python3", "/usr/bin/ls"] * 50
+ATTACK = ["/bin/sh", "/usr/bin/curl"]
 
 
 async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
@@ -46,10 +52,9 @@ async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
         key = pod.uid.encode()
         await producer.send_and_wait(RAW_KERNEL.name, not_json, key=key)
         await producer.send_and_wait(RAW_KERNEL.name, bad_field, key=key)
-        routine = ["/usr/bin/python3", "/usr/bin/ls"] * 3
-        await producer.send_and_wait(RAW_KERNEL.name, execs(pod, t0, routine), key=key)
+        await producer.send_and_wait(RAW_KERNEL.name, execs(pod, t0, ROUTINE), key=key)
         await producer.send_and_wait(
-            RAW_KERNEL.name, execs(pod, t0 + 10 * SECOND, ["/bin/sh"]), key=key)
+            RAW_KERNEL.name, execs(pod, t0 + 40 * SECOND, ATTACK), key=key)
     finally:
         await producer.stop()
 
@@ -73,7 +78,8 @@ async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
     assert by_field["ts"]["stage"] == "decode" and by_field["ts"]["topic"] == RAW_KERNEL.name
     [story] = stories
     assert validate_detection_finding(story) == []
-    assert story["unmapped"]["agentstory"]["chain"][0]["evidence"]["exe"] == "/bin/sh"
+    assert story["unmapped"]["agentstory"]["chain"][0]["evidence"]["process"]["file"][
+        "path"] == "/bin/sh"
 
     # A replay of the raw topics with the same settings regenerates the same story key.
     settings = EngineSettings(learning_ns=4 * SECOND, min_events=4)
@@ -94,10 +100,13 @@ async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_
     try:
         key = pod.uid.encode()
         learning = await producer.send_and_wait(
-            RAW_KERNEL.name, execs(pod, t0, ["/usr/bin/python3", "/usr/bin/ls"] * 3), key=key)
+            RAW_KERNEL.name, execs(pod, t0, ROUTINE), key=key)
+        # A later frame moves the watermark past the routine: learned, phase decided.
+        await producer.send_and_wait(
+            RAW_KERNEL.name, execs(pod, t0 + 30 * SECOND, ["/usr/bin/python3"]), key=key)
         with running_worker(kafka_bootstrap, tmp_path, app_id=app_id):
             profiles = await collect(kafka_bootstrap, [PROFILES.name], lambda ms: any(
-                m.key == pod.agent.encode() and orjson.loads(m.value)["phase"] == "monitoring"
+                m.key == pod.agent.encode() and orjson.loads(m.value)["phase"] != "learning"
                 for m in ms))
             assert profiles, "the first worker never finished learning"
             await asyncio.sleep(4)  # let Faust commit offsets (every 2.8 s by default)
@@ -113,7 +122,7 @@ async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_
             await probe.stop()
         assert committed is not None and committed > learning.offset
         await producer.send_and_wait(
-            RAW_KERNEL.name, execs(pod, t0 + 10 * SECOND, ["/bin/sh"]), key=key)
+            RAW_KERNEL.name, execs(pod, t0 + 40 * SECOND, ATTACK), key=key)
     finally:
         await producer.stop()
     with running_worker(kafka_bootstrap, tmp_path, app_id=app_id):
@@ -123,4 +132,5 @@ async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_
     stories = [orjson.loads(m.value) for m in messages
                if orjson.loads(m.value)["unmapped"]["agentstory"]["pod"]["uid"] == pod.uid]
     assert len(stories) == 1
-    assert stories[0]["unmapped"]["agentstory"]["chain"][0]["evidence"]["exe"] == "/bin/sh"
+    assert stories[0]["unmapped"]["agentstory"]["chain"][0]["evidence"]["process"]["file"][
+        "path"] == "/bin/sh"
