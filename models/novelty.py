@@ -17,6 +17,7 @@ restored profile must recognise what it evicted before the restart.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 from dataclasses import dataclass
@@ -34,9 +35,9 @@ DAY_NS = 86_400 * SECOND_NS
 class NoveltySettings:
     half_life_ns: int = 7 * DAY_NS  # a week-old habit weighs half as much as today's
     min_obs: int = 20  # observations of its own before a dimension judges anything
-    max_values: int = 256  # distinct values kept per dimension (then evict to the sketch)
-    sketch_capacity: int = 4096  # Bloom filter capacity for evicted values
-    sketch_fp_rate: float = 0.001  # chance an unseen value passes as evicted-and-known
+    max_values: int = 128  # distinct values kept per dimension (then evict to the sketch)
+    sketch_capacity: int = 8192  # evicted values the Bloom filter holds at sketch_fp_rate
+    sketch_fp_rate: float = 0.01  # chance an unseen value passes as evicted-and-known
     seed: int = 42  # the sketch's hash masks
 
 
@@ -51,6 +52,14 @@ class NoveltyScore:
     observations: float  # decayed observation count of the dimension
     distinct: int  # distinct values kept
     learning: bool = False  # the dimension is (re)learning (new agent or drift)
+
+
+def _bits_to_text(bits: int) -> str:
+    return base64.b64encode(bits.to_bytes((bits.bit_length() + 7) // 8, "little")).decode()
+
+
+def _text_to_bits(text: str) -> int:
+    return int.from_bytes(base64.b64decode(text), "little")
 
 
 def stable_key(value: str) -> int:
@@ -164,7 +173,7 @@ class Novelty:
         if self.evicted:
             doc["ev"] = self.evicted
         if self.sketch is not None:
-            doc["sk"] = format(self.sketch._bloom, "x")
+            doc["sk"] = _bits_to_text(self.sketch._bloom)
         return doc
 
     @classmethod
@@ -180,7 +189,7 @@ class Novelty:
             s = nov.settings
             nov.sketch = sketch.Set(capacity=s.sketch_capacity, fp_rate=s.sketch_fp_rate,
                                     seed=s.seed)
-            bloom = int(doc["sk"], 16)
+            bloom = _text_to_bits(str(doc["sk"]))
             if bloom.bit_length() != nov.sketch._bloom.bit_length():
                 raise ValueError(f"{dimension}: sketch size does not match the settings")
             nov.sketch._bloom = bloom
