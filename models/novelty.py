@@ -168,7 +168,7 @@ class Novelty:
 
     # -- state -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"n": round(self._n, 6), "new": round(self._new, 6),
+        doc: dict[str, Any] = {"n": self._n, "new": self._new,
                                "t": self._t, "v": self.values}
         if self.evicted:
             doc["ev"] = self.evicted
