@@ -18,6 +18,7 @@ restored profile must recognise what it evicted before the restart.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ def _text_to_bits(text: str) -> int:
     return int.from_bytes(base64.b64decode(text), "little")
 
 
+@functools.lru_cache(maxsize=65536)
 def stable_key(value: str) -> int:
     """A process-independent 64-bit key (``hash(str)`` is salted per interpreter)."""
     return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
@@ -113,17 +115,30 @@ class Novelty:
     def known(self, value: str) -> bool:
         if value in self.values:
             return True
-        return self.sketch is not None and stable_key(value) in self.sketch
+        return self.sketch is not None and self._in_sketch(value)
+
+    def _in_sketch(self, value: str) -> bool:
+        """``stable_key(value) in self.sketch``, without river's per-call list building
+        (same hash functions: river's ``Set._hash`` of an int key)."""
+        sk = self.sketch
+        assert sk is not None
+        h = hash(stable_key(value))  # hash(int) is not salted
+        bloom, size = sk._bloom, sk._asize
+        return all((bloom >> ((h ^ m) % size)) & 1 for m in sk._masks)
 
     # -- API ---------------------------------------------------------------------------
-    def score(self, value: str, ts: int) -> NoveltyScore:
-        n, new = self.counts(ts)
-        p_new = (new + 1.0) / (n + 2.0)
-        novel = not self.known(value)
+    def score(self, value: str, ts: int, learning: bool = False) -> NoveltyScore:
+        """How new ``value`` is at ``ts`` (no side effect); ``learning`` is passed through
+        to the score (the dimension is (re)learning)."""
+        f = self._decay(ts)
+        n = self._n * f
+        p_new = (self._new * f + 1.0) / (n + 2.0)
+        novel = value not in self.values and not (
+            self.sketch is not None and self._in_sketch(value))
         judged = n >= self.settings.min_obs
         return NoveltyScore(
             self.dimension, value, novel, judged,
-            (1.0 - p_new) if novel and judged else 0.0, p_new, n, len(self.values),
+            (1.0 - p_new) if novel and judged else 0.0, p_new, n, len(self.values), learning,
         )
 
     def learn(self, value: str, ts: int) -> bool:
@@ -133,8 +148,7 @@ class Novelty:
             self._t = ts
         sec = ts // SECOND_NS
         entry = self.values.get(value)
-        is_new = entry is None and not (
-            self.sketch is not None and stable_key(value) in self.sketch)
+        is_new = entry is None and not (self.sketch is not None and self._in_sketch(value))
         self._n = self._n * f + 1.0
         self._new = self._new * f + (1.0 if is_new else 0.0)
         if entry is not None:
