@@ -8,7 +8,7 @@ counts decayed on event time (half-life ``half_life_ns``) with add-one smoothing
 new values all the time — so a new value is *surprising* (``1 - p_new``) only for an
 agent that rarely meets one. A dimension judges nothing before ``min_obs`` observations.
 
-Values are bounded (``max_values``): past the bound the least recently seen eighth is
+Values are bounded (``max_values``): past the bound the least recently learned eighth is
 evicted (counted in ``evicted``) into a river ``sketch.Set`` (Bloom filter) created only
 then, so an evicted value stays known — a Bloom filter has no false negatives. The sketch
 is fed a stable 64-bit digest, not ``hash(str)``, which Python salts per process: a
@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +85,8 @@ class Novelty:
     False
     """
 
-    __slots__ = ("_n", "_new", "_t", "dimension", "evicted", "settings", "sketch", "values")
+    __slots__ = ("_bits", "_n", "_new", "_t", "dimension", "evicted", "settings", "sketch",
+                 "values")
 
     def __init__(self, dimension: str, settings: NoveltySettings | None = None) -> None:
         self.dimension = dimension
@@ -96,6 +98,7 @@ class Novelty:
         self._t = 0  # ns of the last decay
         self.evicted = 0
         self.sketch: sketch.Set | None = None
+        self._bits = b""  # little-endian bytes of the sketch's bits, for fast lookups
 
     # -- counts ------------------------------------------------------------------------
     def _decay(self, ts: int) -> float:
@@ -123,8 +126,19 @@ class Novelty:
         sk = self.sketch
         assert sk is not None
         h = hash(stable_key(value))  # hash(int) is not salted
-        bloom, size = sk._bloom, sk._asize
-        return all((bloom >> ((h ^ m) % size)) & 1 for m in sk._masks)
+        bits, size = self._bits, sk._asize
+        for m in sk._masks:
+            p = (h ^ m) % size
+            if not (bits[p >> 3] >> (p & 7)) & 1:
+                return False
+        return True
+
+    def _sync_bits(self) -> None:
+        """Mirror the river sketch's integer bit array as bytes: testing a bit of a
+        80k-bit Python int costs a shift of the whole int, a byte lookup does not."""
+        assert self.sketch is not None
+        bloom = self.sketch._bloom
+        self._bits = bloom.to_bytes((bloom.bit_length() + 7) // 8, "little")
 
     # -- API ---------------------------------------------------------------------------
     def score(self, value: str, ts: int, learning: bool = False) -> NoveltyScore:
@@ -157,6 +171,8 @@ class Novelty:
                 entry[2] = sec
             elif sec < entry[1]:
                 entry[1] = sec
+            del self.values[value]  # keep the dict in learn order: oldest first
+            self.values[value] = entry
         else:
             self.values[value] = [1, sec, sec]
             if len(self.values) > self.settings.max_values:
@@ -164,18 +180,18 @@ class Novelty:
         return is_new
 
     def _evict(self) -> None:
-        """Drop the least recently seen eighth (ties: fewer counts, then by value) into
+        """Drop the least recently learned eighth (the dict is kept in learn order) into
         the Bloom sketch, created here on first use."""
         if self.sketch is None:
             s = self.settings
             self.sketch = sketch.Set(capacity=s.sketch_capacity, fp_rate=s.sketch_fp_rate,
                                      seed=s.seed)
         drop = max(1, len(self.values) // 8)
-        order = sorted(self.values.items(), key=lambda kv: (kv[1][2], kv[1][0], kv[0]))
-        for value, _ in order[:drop]:
+        for value in list(itertools.islice(self.values, drop)):
             del self.values[value]
             self.sketch.add(stable_key(value))
         self.evicted += drop
+        self._sync_bits()
 
     def top(self, k: int = 10) -> list[tuple[str, list[int]]]:
         return sorted(self.values.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
@@ -207,4 +223,5 @@ class Novelty:
             if bloom.bit_length() != nov.sketch._bloom.bit_length():
                 raise ValueError(f"{dimension}: sketch size does not match the settings")
             nov.sketch._bloom = bloom
+            nov._sync_bits()
         return nov

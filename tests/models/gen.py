@@ -158,3 +158,63 @@ def support_agent(start: int, end: int, every: int = MINUTE) -> Iterator[Envelop
             yield open_event(ts + 4, "/app/worker.py")
         ts += every
         i += 1
+
+
+def coder_agent(start: int, end: int, seed: int = 3,
+                every: int = 20 * SECOND) -> Iterator[Envelope]:
+    """A coding agent: shells, git, python, tests and compilers in a workspace whose files
+    keep changing; package indexes and a code host; Anthropic as its model."""
+    rng = np.random.default_rng(seed)
+    tools = [("/bin/bash", ["bash", "-c", "pytest -q"]), ("/usr/bin/git", ["git", "status"]),
+             ("/usr/bin/git", ["git", "commit", "-m", "x"]),
+             ("/usr/bin/python3.11", ["python3", "-m", "pytest"]),
+             ("/usr/bin/python3.11", ["python3", "/workspace/app/main.py"]),
+             ("/usr/bin/gcc", ["gcc", "-O2", "x.c"]), ("/usr/bin/ls", ["ls", "-la"]),
+             ("/usr/bin/cat", ["cat", "/workspace/README.md"])]
+    hosts = ["github.com", "pypi.org", "files.pythonhosted.org", "api.anthropic.com"]
+    modules = [f"/workspace/app/{m}.py" for m in ("main", "util", "db", "api", "models")]
+    ts, i = start, 0
+    while ts < end:
+        exe, argv = tools[int(rng.integers(0, len(tools)))]
+        yield exec_event(ts, exe, argv, parent="node")
+        for _ in range(3):
+            if rng.random() < 0.3:
+                path = f"/workspace/app/gen_{int(rng.integers(0, 400))}_test.py"
+            else:
+                path = modules[int(rng.integers(0, len(modules)))]
+            yield open_event(ts + 10, path, access="write" if rng.random() < 0.2 else "read")
+        yield open_event(ts + 20, f"/usr/lib/python3.11/{['json', 'os', 'ssl', 're'][i % 4]}.py")
+        host = hosts[int(rng.integers(0, len(hosts)))]
+        yield dns_event(ts + 30, host)
+        yield connect_event(ts + 40, host)
+        if i % 3 == 0:
+            yield Envelope("llm.request", ts + 50, "node-1", "l7",
+                           {"provider": "anthropic", "model": "claude-sonnet-4-5",
+                            "tools": ["bash", "edit", "read"], "host": "api.anthropic.com"},
+                           pod=POD, proc=Proc(pid=100))
+            yield tool_call(ts + 60, "bash", {"command": argv[0] + " " + " ".join(argv[1:])})
+        ts += every
+        i += 1
+
+
+def etl_agent(start: int, end: int, seed: int = 5, every: int = 2 * SECOND) -> Iterator[Envelope]:
+    """An ETL job: reads dated S3 objects and writes results, a few DynamoDB calls."""
+    rng = np.random.default_rng(seed)
+    ts = start
+    while ts < end:
+        day = (ts - T0) // DAY
+        part = int(rng.integers(0, 999))
+        yield s3_get(ts, bucket="raw-events", key=f"2026/09/{day:02d}/part-{part}.json")
+        if rng.random() < 0.1:
+            yield Envelope("cloud.api", ts + 1, "cloudtrail", "cloud",
+                           {"service": "s3", "action": "PutObject", "read_only": False,
+                            "resources": [{"type": "AWS::S3::Object",
+                                           "arn": f"arn:aws:s3:::curated/out/{int(ts)}.parquet"}]},
+                           pod=POD)
+        if rng.random() < 0.05:
+            yield Envelope("cloud.api", ts + 2, "cloudtrail", "cloud",
+                           {"service": "dynamodb", "action": "UpdateItem",
+                            "resources": [{"type": "AWS::DynamoDB::Table",
+                                           "arn": "arn:aws:dynamodb:eu-west-1:1:table/jobs"}]},
+                           pod=POD)
+        ts += every
