@@ -8,7 +8,7 @@ counts decayed on event time (half-life ``half_life_ns``) with add-one smoothing
 new values all the time — so a new value is *surprising* (``1 - p_new``) only for an
 agent that rarely meets one. A dimension judges nothing before ``min_obs`` observations.
 
-Values are bounded (``max_values``): past the bound the least recently seen eighth is
+Values are bounded (``max_values``): past the bound the least recently learned eighth is
 evicted (counted in ``evicted``) into a river ``sketch.Set`` (Bloom filter) created only
 then, so an evicted value stays known — a Bloom filter has no false negatives. The sketch
 is fed a stable 64-bit digest, not ``hash(str)``, which Python salts per process: a
@@ -17,7 +17,10 @@ restored profile must recognise what it evicted before the restart.
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +37,9 @@ DAY_NS = 86_400 * SECOND_NS
 class NoveltySettings:
     half_life_ns: int = 7 * DAY_NS  # a week-old habit weighs half as much as today's
     min_obs: int = 20  # observations of its own before a dimension judges anything
-    max_values: int = 256  # distinct values kept per dimension (then evict to the sketch)
-    sketch_capacity: int = 4096  # Bloom filter capacity for evicted values
-    sketch_fp_rate: float = 0.001  # chance an unseen value passes as evicted-and-known
+    max_values: int = 128  # distinct values kept per dimension (then evict to the sketch)
+    sketch_capacity: int = 8192  # evicted values the Bloom filter holds at sketch_fp_rate
+    sketch_fp_rate: float = 0.01  # chance an unseen value passes as evicted-and-known
     seed: int = 42  # the sketch's hash masks
 
 
@@ -53,6 +56,15 @@ class NoveltyScore:
     learning: bool = False  # the dimension is (re)learning (new agent or drift)
 
 
+def _bits_to_text(bits: int) -> str:
+    return base64.b64encode(bits.to_bytes((bits.bit_length() + 7) // 8, "little")).decode()
+
+
+def _text_to_bits(text: str) -> int:
+    return int.from_bytes(base64.b64decode(text), "little")
+
+
+@functools.lru_cache(maxsize=65536)
 def stable_key(value: str) -> int:
     """A process-independent 64-bit key (``hash(str)`` is salted per interpreter)."""
     return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
@@ -73,7 +85,8 @@ class Novelty:
     False
     """
 
-    __slots__ = ("_n", "_new", "_t", "dimension", "evicted", "settings", "sketch", "values")
+    __slots__ = ("_bits", "_n", "_new", "_t", "dimension", "evicted", "settings", "sketch",
+                 "values")
 
     def __init__(self, dimension: str, settings: NoveltySettings | None = None) -> None:
         self.dimension = dimension
@@ -85,6 +98,7 @@ class Novelty:
         self._t = 0  # ns of the last decay
         self.evicted = 0
         self.sketch: sketch.Set | None = None
+        self._bits = b""  # little-endian bytes of the sketch's bits, for fast lookups
 
     # -- counts ------------------------------------------------------------------------
     def _decay(self, ts: int) -> float:
@@ -104,17 +118,41 @@ class Novelty:
     def known(self, value: str) -> bool:
         if value in self.values:
             return True
-        return self.sketch is not None and stable_key(value) in self.sketch
+        return self.sketch is not None and self._in_sketch(value)
+
+    def _in_sketch(self, value: str) -> bool:
+        """``stable_key(value) in self.sketch``, without river's per-call list building
+        (same hash functions: river's ``Set._hash`` of an int key)."""
+        sk = self.sketch
+        assert sk is not None
+        h = hash(stable_key(value))  # hash(int) is not salted
+        bits, size = self._bits, sk._asize
+        for m in sk._masks:
+            p = (h ^ m) % size
+            if not (bits[p >> 3] >> (p & 7)) & 1:
+                return False
+        return True
+
+    def _sync_bits(self) -> None:
+        """Mirror the river sketch's integer bit array as bytes: testing a bit of a
+        80k-bit Python int costs a shift of the whole int, a byte lookup does not."""
+        assert self.sketch is not None
+        bloom = self.sketch._bloom
+        self._bits = bloom.to_bytes((bloom.bit_length() + 7) // 8, "little")
 
     # -- API ---------------------------------------------------------------------------
-    def score(self, value: str, ts: int) -> NoveltyScore:
-        n, new = self.counts(ts)
-        p_new = (new + 1.0) / (n + 2.0)
-        novel = not self.known(value)
+    def score(self, value: str, ts: int, learning: bool = False) -> NoveltyScore:
+        """How new ``value`` is at ``ts`` (no side effect); ``learning`` is passed through
+        to the score (the dimension is (re)learning)."""
+        f = self._decay(ts)
+        n = self._n * f
+        p_new = (self._new * f + 1.0) / (n + 2.0)
+        novel = value not in self.values and not (
+            self.sketch is not None and self._in_sketch(value))
         judged = n >= self.settings.min_obs
         return NoveltyScore(
             self.dimension, value, novel, judged,
-            (1.0 - p_new) if novel and judged else 0.0, p_new, n, len(self.values),
+            (1.0 - p_new) if novel and judged else 0.0, p_new, n, len(self.values), learning,
         )
 
     def learn(self, value: str, ts: int) -> bool:
@@ -124,8 +162,7 @@ class Novelty:
             self._t = ts
         sec = ts // SECOND_NS
         entry = self.values.get(value)
-        is_new = entry is None and not (
-            self.sketch is not None and stable_key(value) in self.sketch)
+        is_new = entry is None and not (self.sketch is not None and self._in_sketch(value))
         self._n = self._n * f + 1.0
         self._new = self._new * f + (1.0 if is_new else 0.0)
         if entry is not None:
@@ -134,6 +171,8 @@ class Novelty:
                 entry[2] = sec
             elif sec < entry[1]:
                 entry[1] = sec
+            del self.values[value]  # keep the dict in learn order: oldest first
+            self.values[value] = entry
         else:
             self.values[value] = [1, sec, sec]
             if len(self.values) > self.settings.max_values:
@@ -141,30 +180,30 @@ class Novelty:
         return is_new
 
     def _evict(self) -> None:
-        """Drop the least recently seen eighth (ties: fewer counts, then by value) into
+        """Drop the least recently learned eighth (the dict is kept in learn order) into
         the Bloom sketch, created here on first use."""
         if self.sketch is None:
             s = self.settings
             self.sketch = sketch.Set(capacity=s.sketch_capacity, fp_rate=s.sketch_fp_rate,
                                      seed=s.seed)
         drop = max(1, len(self.values) // 8)
-        order = sorted(self.values.items(), key=lambda kv: (kv[1][2], kv[1][0], kv[0]))
-        for value, _ in order[:drop]:
+        for value in list(itertools.islice(self.values, drop)):
             del self.values[value]
             self.sketch.add(stable_key(value))
         self.evicted += drop
+        self._sync_bits()
 
     def top(self, k: int = 10) -> list[tuple[str, list[int]]]:
         return sorted(self.values.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
 
     # -- state -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"n": round(self._n, 6), "new": round(self._new, 6),
+        doc: dict[str, Any] = {"n": self._n, "new": self._new,
                                "t": self._t, "v": self.values}
         if self.evicted:
             doc["ev"] = self.evicted
         if self.sketch is not None:
-            doc["sk"] = format(self.sketch._bloom, "x")
+            doc["sk"] = _bits_to_text(self.sketch._bloom)
         return doc
 
     @classmethod
@@ -180,8 +219,9 @@ class Novelty:
             s = nov.settings
             nov.sketch = sketch.Set(capacity=s.sketch_capacity, fp_rate=s.sketch_fp_rate,
                                     seed=s.seed)
-            bloom = int(doc["sk"], 16)
+            bloom = _text_to_bits(str(doc["sk"]))
             if bloom.bit_length() != nov.sketch._bloom.bit_length():
                 raise ValueError(f"{dimension}: sketch size does not match the settings")
             nov.sketch._bloom = bloom
+            nov._sync_bits()
         return nov

@@ -168,8 +168,7 @@ class AgentProfile:
         learning = self.phases.learning(o.dimension)
         if nov is None:
             return NoveltyScore(o.dimension, value, True, False, 0.0, 0.5, 0.0, 0, learning)
-        s = nov.score(value, ts)
-        return dataclasses.replace(s, learning=learning) if learning else s
+        return nov.score(value, ts, learning)
 
     def score(self, event: Envelope) -> Scores:
         """Novelty of the event's observations (no learning) and its quantities tallied

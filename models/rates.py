@@ -54,18 +54,25 @@ class RateScore:
 class _Stat:
     """One metric's learned window totals (river EWMean + EWVar) and bookkeeping."""
 
-    __slots__ = ("last", "mean", "n", "var")
+    __slots__ = ("last", "mean", "mu", "n", "sigma", "var")
 
     def __init__(self, fading_factor: float) -> None:
         self.mean = stats.EWMean(fading_factor)
         self.var = stats.EWVar(fading_factor)
         self.n = 0  # windows learned
         self.last = -1  # start of the last window learned
+        self.mu = 0.0  # mean and std as of the last update (they change only then)
+        self.sigma = 0.0
 
     def update(self, x: float) -> None:
         self.mean.update(x)
         self.var.update(x)
         self.n += 1
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.mu = self.mean.get()
+        self.sigma = math.sqrt(max(self.var.get(), 0.0))
 
     def to_list(self) -> list[Any]:
         return [self.n, self.last, _pack(self.mean), _pack(self.var)]
@@ -76,6 +83,7 @@ class _Stat:
         s.n, s.last = int(doc[0]), int(doc[1])
         _unpack(s.mean, doc[2], "_ewmean")
         _unpack(s.var, doc[3], "_ewvar")
+        s.refresh()
         return s
 
 
@@ -129,8 +137,7 @@ class Rates:
         if s is None:
             return RateScore(metric, value, 0.0, 0.0, 0.0, value / 1e-9 if value else 0.0,
                              False)
-        mean = s.mean.get()
-        std = math.sqrt(max(s.var.get(), 0.0))
+        mean, std = s.mu, s.sigma
         judged = s.n >= cfg.min_windows
         floor = max(std, cfg.std_floor_ratio * abs(mean), cfg.std_floor)
         z = (value - mean) / floor if judged else 0.0
