@@ -62,7 +62,9 @@ class Signal:
     risk: int
     why: str
     techniques: tuple[Technique, ...]
-    novelty: tuple[str, float] | None = None  # (dimension, min surprise)
+    # (dimension, min surprise, first_ever): with first_ever, the first value of a dimension
+    # the agent never used in all its learning counts as novel (its absence was learned)
+    novelty: tuple[str, float, bool] | None = None
     rate: tuple[str, float, float] | None = None  # (metric, min z, min ratio)
     after: tuple[str, int] | None = None  # (mark, within ns): a recent fact of the same pod
     marks: tuple[str, ...] = ()  # facts this match records in the pod's context
@@ -150,8 +152,8 @@ def _signal(raw: Mapping[str, Any], lists: Mapping[str, Any], stages: set[str]) 
         status=raw["status"], level=raw["level"], layer=raw["layer"], stage=raw["stage"],
         kinds=tuple(kinds), where=_predicates(match, lists, where), risk=int(raw["risk"]),
         why=str(raw.get("why", raw["title"])), techniques=_techniques(raw),
-        novelty=(novelty["dimension"], float(novelty.get("min_surprise", 0.0)))
-        if novelty else None,
+        novelty=(novelty["dimension"], float(novelty.get("min_surprise", 0.0)),
+                 bool(novelty.get("first_ever", False))) if novelty else None,
         rate=(rate["metric"], float(rate.get("min_z", 0.0)), float(rate.get("min_ratio", 0.0)))
         if rate else None,
         after=(after["mark"], int(after["within_s"] * 1e9)) if after else None,

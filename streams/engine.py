@@ -11,9 +11,11 @@ writes the state back by assignment; replay and the tests call the same methods.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.features import Observation
 from models.novelty import NoveltySettings
 from models.phases import PhaseSettings
 from models.profile import AgentProfile, ProfileSettings
@@ -29,7 +31,6 @@ __all__ = ["AgentState", "EngineSettings", "Message", "StoryEngine", "agent_of_e
            "event_ref"]
 
 SECOND_NS = 1_000_000_000
-_HEAVY = ("messages", "record", "text", "content", "headers", "tools_detail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,8 @@ class AgentState:
     agent: str
     profile: AgentProfile
     pods: dict[str, PodState] = field(default_factory=dict)
-    pending: list[list[Any]] = field(default_factory=list)  # [ts, pod uid, envelope dict]
+    # heap of [ts, seq, pod uid, [[dimension, value], …]]: observations waiting to be learned
+    pending: list[list[Any]] = field(default_factory=list)
     hwm: dict[str, int] = field(default_factory=dict)  # "topic:partition" → offset applied
     wm: dict[str, int] = field(default_factory=dict)  # source → watermark
     losses: dict[str, int] = field(default_factory=dict)  # "node/source" → events lost
@@ -123,13 +125,6 @@ def agent_of_event(event: Envelope) -> str | None:
 
 def event_ref(topic: str, partition: int, offset: int, index: int) -> str:
     return f"{topic}:{partition}:{offset}:{index}"
-
-
-def _compact(event: Envelope) -> dict[str, Any]:
-    """The envelope without the bulky fields learning does not use (bounded state)."""
-    doc = event.to_dict()
-    doc["data"] = {k: v for k, v in event.data.items() if k not in _HEAVY}
-    return doc
 
 
 class StoryEngine:
@@ -177,13 +172,35 @@ class StoryEngine:
 
     def process(self, state: AgentState, event: Envelope, *, ref: str = "") -> list[Story]:
         """Score one event, evaluate the signals, extend the pod's incident."""
+        found = self._evaluate(state, event)
+        if found is None:
+            return []
+        pod_state, hits, facts = found
+        if not hits:
+            return []
+        state.profile.protect(event.ts)
+        state.count("hits", len(hits))
+        step = self._step(event, hits, facts, ref)
+        incident = self._incident_for(pod_state, event.ts)
+        incident.add(step, self.rules)
+        story = self._publish(state, pod_state, incident)
+        return [story] if story is not None else []
+
+    def evaluate(self, state: AgentState, event: Envelope) -> list[Hit]:
+        """The hits of one event, with its context recorded and its learning queued, but
+        no incident: what the signal samples and tuning tools look at."""
+        found = self._evaluate(state, event)
+        return found[1] if found else []
+
+    def _evaluate(self, state: AgentState, event: Envelope,
+                  ) -> tuple[PodState, list[Hit], dict[str, Any]] | None:
         if event.kind == "collector.stats":
             self._heartbeat(state, event)
-            return []
+            return None
         pod_state = self._pod_state(state, event)
         if pod_state is None:
             state.count("unattributed")
-            return []
+            return None
         if event.source not in pod_state.sources:
             pod_state.sources.append(event.source)
         profile = state.profile
@@ -197,16 +214,8 @@ class StoryEngine:
         pod_state.ctx.observe(event)
         for mark in marks:
             pod_state.ctx.mark(mark, event.ts)
-        self._queue_learning(state, pod_state, event)
-        if not hits:
-            return []
-        profile.protect(event.ts)
-        state.count("hits", len(hits))
-        step = self._step(event, hits, facts, ref)
-        incident = self._incident_for(pod_state, event.ts)
-        incident.add(step, self.rules)
-        story = self._publish(state, pod_state, incident)
-        return [story] if story is not None else []
+        self._queue_learning(state, pod_state, event.ts, scores.observations)
+        return pod_state, hits, facts
 
     def advance(self, state: AgentState) -> list[Story]:
         """Learn what fell behind the slowest watermark, close quiet incidents."""
@@ -269,31 +278,31 @@ class StoryEngine:
         return Pod(uid=f"agent:{state.agent}", namespace=namespace,
                    name=f"any pod of {name}", agent=state.agent)
 
-    def _queue_learning(self, state: AgentState, pod_state: PodState, event: Envelope) -> None:
-        state.pending.append([event.ts, str(pod_state.pod["uid"]), _compact(event)])
+    def _queue_learning(self, state: AgentState, pod_state: PodState, ts: int,
+                        observations: tuple[Observation, ...]) -> None:
+        if not observations:
+            return
+        state.count("queued")
+        heapq.heappush(state.pending, [ts, state.stats["queued"], str(pod_state.pod["uid"]),
+                                       [[o.dimension, o.value] for o in observations]])
         if len(state.pending) > self.settings.max_pending:
             # Over the bound: learn the oldest now rather than lose it (counted).
-            state.pending.sort(key=lambda p: p[0])
-            self._learn_one(state, state.pending.pop(0))
+            self._learn_one(state, heapq.heappop(state.pending))
             state.count("learned_early")
 
     def _learn_until(self, state: AgentState, watermark: int) -> None:
-        ready = [p for p in state.pending if p[0] <= watermark]
-        if not ready:
-            return
-        state.pending = [p for p in state.pending if p[0] > watermark]
-        for item in sorted(ready, key=lambda p: p[0]):
-            self._learn_one(state, item)
+        while state.pending and state.pending[0][0] <= watermark:
+            self._learn_one(state, heapq.heappop(state.pending))
 
     def _learn_one(self, state: AgentState, item: list[Any]) -> None:
-        ts, pod_uid, doc = item
+        ts, _seq, pod_uid, pairs = item
         pod_state = state.pods.get(pod_uid)
         if pod_state is not None and any(
                 i.opened and i.first_ts <= ts <= i.last_ts
                 for i in pod_state.incidents):
             state.count("not_learned_in_story")
             return
-        state.profile.learn(Envelope.from_dict(doc))
+        state.profile.learn_observations([Observation(d, v) for d, v in pairs], ts)
         state.count("learned")
 
     def _incident_for(self, pod_state: PodState, ts: int) -> Incident:

@@ -57,10 +57,11 @@ class Replayer:
             stories.extend(self.engine.apply(self._state(agent), message))
         return stories
 
-    def finish(self) -> list[Story]:
-        """Every source's watermark past the end: learning completes, stories close."""
+    def finish(self, at: int = _END) -> list[Story]:
+        """Every source's watermark moved to ``at`` (default: past the end of time):
+        learning completes, quiet stories close."""
         stories: list[Story] = []
-        end = Message([], None, {src: _END for src in self.newest})
+        end = Message([], None, {src: at for src in self.newest})
         for state in self.states.values():
             stories.extend(self.engine.apply(state, end))
         return stories

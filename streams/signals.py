@@ -175,10 +175,14 @@ class SignalEvaluator:
         return list(hits.values()), new_marks
 
 
-def _novel(scores: Scores, dimension: str, min_surprise: float) -> NoveltyScore | None:
+def _novel(scores: Scores, dimension: str, min_surprise: float, first_ever: bool,
+           ) -> NoveltyScore | None:
     for score in scores.novelty:
-        if (score.dimension == dimension and score.novel and score.judged
-                and not score.learning and score.surprise >= min_surprise):
+        if score.dimension != dimension or not score.novel or score.learning:
+            continue
+        if score.judged and score.surprise >= min_surprise:
+            return score
+        if first_ever and score.observations == 0 and score.distinct == 0:
             return score
     return None
 
