@@ -23,10 +23,10 @@ version and refuses to load under another one (river pickles broke in 0.25).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
-from collections.abc import Iterable
 from typing import Any
 
 from models.exec_profile import ExecProfile
