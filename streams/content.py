@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 __all__ = ["DEFAULT_CONTENT", "ContentError", "DetectionContent", "IncidentRules", "Predicate",
-           "Signal", "Technique", "load_content"]
+           "Signal", "Suppression", "Technique", "load_content"]
 
 CONTENT_DIR = Path(__file__).parent / "content"
 DEFAULT_CONTENT = CONTENT_DIR / "signals.yaml"
@@ -85,6 +85,17 @@ class Signal:
 
 
 @dataclass(frozen=True, slots=True)
+class Suppression:
+    """An operator's decision as data: this signal, for these agents, on these values, is
+    not a hit (glob patterns; counted, never silent)."""
+
+    signal: str
+    agent: str = "*"
+    value: str = "*"
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentRules:
     threshold: int = 60  # accumulated risk that opens a story
     window_ns: int = 900 * 1_000_000_000  # hits further apart than this are new incidents
@@ -100,6 +111,7 @@ class DetectionContent:
     signals: tuple[Signal, ...]
     lists: Mapping[str, frozenset[str]] = field(default_factory=dict)
     incidents: IncidentRules = IncidentRules()
+    suppressions: tuple[Suppression, ...] = ()
     version: str = ""  # hash of the content: every story says which content produced it
 
     def in_list(self, name: str, value: str) -> bool:
@@ -208,4 +220,8 @@ def load_content(
     )
     digest = hashlib.sha256(text.encode() + json.dumps(
         {k: sorted(v) for k, v in sorted(lists.items())}).encode()).hexdigest()[:12]
-    return DetectionContent(signals, lists, rules, version=digest)
+    suppressions = tuple(Suppression(**raw) for raw in doc.get("suppressions") or [])
+    for sup in suppressions:
+        if sup.signal not in ids:
+            raise ContentError(f"suppression names the unknown signal {sup.signal!r}")
+    return DetectionContent(signals, lists, rules, suppressions, version=digest)

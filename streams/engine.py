@@ -239,6 +239,29 @@ class StoryEngine:
                 state.count("pods_idle_dropped")
         return stories
 
+    def dispose(self, state: AgentState, story: str, verdict: str, ts: int, *, by: str = "",
+                note: str = "") -> list[Story]:
+        """An analyst's verdict. ``benign`` closes the story and teaches the baseline the
+        values it flagged; ``malicious`` marks it (its values stay unlearned)."""
+        if verdict not in ("benign", "malicious"):
+            raise ValueError(f"verdict must be benign or malicious, not {verdict!r}")
+        for pod_state in state.pods.values():
+            for incident in pod_state.incidents:
+                if incident.uid != story:
+                    continue
+                incident.disposition = {"verdict": verdict, "by": by, "note": note, "ts": ts}
+                if verdict == "malicious":
+                    return [self._story(state, pod_state, incident, "update")]
+                for step in incident.steps:
+                    for dimension, value in step.get("learn", []):
+                        state.profile.accept(dimension, value, ts)
+                        state.count("accepted_by_disposition")
+                incident.closed = True
+                pod_state.incidents.remove(incident)
+                return [self._story(state, pod_state, incident, "close")]
+        state.count("disposition_for_unknown_story")
+        return []
+
     # -- pieces ---------------------------------------------------------------------------
     def _heartbeat(self, state: AgentState, event: Envelope) -> None:
         lost = sum(v for k, v in event.data.items()
@@ -326,6 +349,7 @@ class StoryEngine:
         return {"layer": event.source, "ts": event.ts, "kind": event.kind,
                 "what": describe(event, policy), "why": "; ".join(h.why for h in hits),
                 "signal": main.id, "risks": {h.signal: h.risk for h in hits},
+                "learn": sorted({(h.dimension, h.value) for h in hits if h.dimension}),
                 "risk": sum(h.risk for h in hits), "stage": main.stage, "value": hits[0].value,
                 "critical": any(h.critical for h in hits), "evidence": evidence(event, policy),
                 "facts": facts, "ref": ref}
@@ -384,4 +408,5 @@ class StoryEngine:
             risk_score=min(100, incident.risk(self.rules)),
             risk_class={"level": risk_class.level, "reasons": list(risk_class.reasons)},
             observed=observed, content_version=self.version, dropped_steps=incident.dropped,
+            disposition=incident.disposition or {},
         )

@@ -30,14 +30,15 @@ class Incident:
     phase: str = ""  # the agent's phase when the story opened
     dropped: int = 0  # steps not kept past max_steps
     closed: bool = False
+    disposition: dict[str, Any] | None = None  # an analyst's verdict on the story
 
     @property
     def first_ts(self) -> int:
-        return self.steps[0]["ts"]
+        return int(self.steps[0]["ts"])
 
     @property
     def last_ts(self) -> int:
-        return max(s.get("last_ts", s["ts"]) for s in self.steps)
+        return max(int(s.get("last_ts", s["ts"])) for s in self.steps)
 
     @property
     def opened(self) -> bool:
@@ -88,7 +89,7 @@ class Incident:
     def to_dict(self) -> dict[str, Any]:
         return {"pod": self.pod, "node": self.node, "steps": self.steps, "uid": self.uid,
                 "version": self.version, "phase": self.phase, "dropped": self.dropped,
-                "closed": self.closed}
+                "closed": self.closed, "disposition": self.disposition}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Incident:

@@ -8,6 +8,7 @@ it waits for. A match of a ``risk: 0`` signal only records its marks.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import string
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ class Hit:
     value: str  # what repeats fold on: the novel value, the rate metric, or the event's kind
     critical: bool = False
     figures: dict[str, Any] = field(default_factory=dict)  # the baseline numbers behind `why`
+    dimension: str = ""  # the baseline dimension of a novelty hit (what a disposition teaches)
 
 
 def _exe(event: Envelope) -> str:
@@ -93,6 +95,7 @@ class SignalEvaluator:
         self.lists = {name: frozenset(canonical_exe(v) if v.startswith("/") else v
                                       for v in values)
                       for name, values in content.lists.items()}
+        self.suppressed = 0
 
     def kinds(self) -> frozenset[str]:
         return frozenset(self.by_kind)
@@ -118,7 +121,7 @@ class SignalEvaluator:
         if p.op in ("gte", "lte"):
             if not isinstance(value, int | float):
                 return False
-            return value >= p.value if p.op == "gte" else value <= p.value
+            return bool(value >= p.value if p.op == "gte" else value <= p.value)
         items = value if isinstance(value, list) else [value]
         if p.op == "any_in_list":
             return any(str(v) in self.lists[p.value] for v in items)
@@ -165,14 +168,26 @@ class SignalEvaluator:
             new_marks.extend(signal.marks)
             if signal.is_marker:
                 continue
+            if self._suppressed(signal.id, agent, value):
+                continue
             hit = Hit(signal.id, event.ts, signal.risk, explain(signal.why, event, figures, agent),
-                      value, signal.critical, figures)
+                      value, signal.critical, figures,
+                      signal.novelty[0] if signal.novelty else "")
             # A shell that is a new executable is one fact: the specific signal wins.
             condition = (signal.novelty[0] if signal.novelty else
                          signal.rate[0] if signal.rate else signal.id)
             if condition not in hits or hits[condition].risk < hit.risk:
                 hits[condition] = hit
         return list(hits.values()), new_marks
+
+
+    def _suppressed(self, signal: str, agent: str, value: str) -> bool:
+        for sup in self.content.suppressions:
+            if (sup.signal == signal and fnmatch.fnmatchcase(agent, sup.agent)
+                    and fnmatch.fnmatchcase(value, sup.value)):
+                self.suppressed += 1
+                return True
+        return False
 
 
 def _novel(scores: Scores, dimension: str, min_surprise: float, first_ever: bool,

@@ -106,7 +106,8 @@ def _digest(value: Any) -> str:
 
 def evidence(event: Envelope, policy: str = "keep") -> dict[str, Any]:
     """The OCSF objects of a step plus a few raw facts; tool content per ``policy``."""
-    d, proc, out = event.data, event.proc, {}
+    d, proc = event.data, event.proc
+    out: dict[str, Any] = {}
     if proc is not None:
         process: dict[str, Any] = {"pid": proc.pid, "name": proc.comm or ""}
         exe = proc.exe or d.get("filename")

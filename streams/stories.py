@@ -86,6 +86,7 @@ class Story:
     observed: dict[str, Any] = field(default_factory=dict)  # layers seen, losses (blind spots)
     content_version: str = ""
     dropped_steps: int = 0
+    disposition: dict[str, Any] = field(default_factory=dict)  # an analyst's verdict
 
     def to_ocsf(self) -> dict[str, Any]:
         first, last = self.steps[0].ts, max(s.last_ts or s.ts for s in self.steps)
@@ -133,12 +134,18 @@ class Story:
                 "pod": self.pod.to_dict(), "baseline_phase": self.baseline_phase,
                 "risk_class": self.risk_class, "observed": self.observed,
                 "content_version": self.content_version, "dropped_steps": self.dropped_steps,
+                **({"disposition": self.disposition} if self.disposition else {}),
                 "chain": [s.to_dict() for s in self.steps],
                 "atlas": [{"uid": t.uid, "name": t.name}
                           for t in self.techniques if t.framework == "atlas"],
             }},
         }
-        if activity_id == 1:  # set once: updates must not overwrite an analyst's triage
+        if self.disposition:  # the analyst's own verdict, given through agentstory
+            d = self.disposition
+            doc.update(status_id=4, status="Resolved",
+                       status_detail=f"{d['verdict']} ({d.get('by') or 'analyst'}): "
+                                     f"{d.get('note') or 'no note'}")
+        elif activity_id == 1:  # set once: updates must not overwrite an analyst's triage
             doc.update(status_id=1, status="New")
         return doc
 

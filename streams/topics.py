@@ -14,6 +14,7 @@ __all__ = [
     "BY_AGENT",
     "CATALOGUE",
     "DEADLETTER",
+    "DISPOSITIONS",
     "PARTITIONS",
     "PROFILES",
     "RAW_CLOUD",
@@ -70,13 +71,18 @@ DEADLETTER = TopicSpec(
     "input that broke the contract: reason, stage, origin and the original bytes",
 )
 
+DISPOSITIONS = TopicSpec(
+    "agentstory.dispositions.v1", PARTITIONS, "agent", "delete", 30 * DAY_MS,
+    "analysts' verdicts on stories (benign: close and learn; malicious: keep unlearned)",
+)
+
 BY_AGENT = TopicSpec(
     "agentstory.internal.by-agent.v1", PARTITIONS, "agent", "delete", DAY_MS,
     "internal: raw events re-framed per agent, for the per-agent baselines",
 )
 
 RAW_TOPICS = (RAW_KERNEL, RAW_L7, RAW_CLOUD)
-CATALOGUE = (*RAW_TOPICS, STORIES, PROFILES, DEADLETTER, BY_AGENT)
+CATALOGUE = (*RAW_TOPICS, STORIES, PROFILES, DEADLETTER, DISPOSITIONS, BY_AGENT)
 
 WORKER_APP_ID = "agentstory-stories"  # Faust app id: consumer group, changelog prefix
 

@@ -108,8 +108,37 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_stories(args: argparse.Namespace) -> int:
     from topologies.tail import tail_stories
 
+    if args.action == "resolve":
+        from topologies.analyst import resolve_story
+
+        if not args.uid or not args.verdict:
+            print("agentstory stories resolve UID --benign|--malicious", file=sys.stderr)
+            return 2
+        try:
+            agent = asyncio.run(resolve_story(args.bootstrap_servers, args.uid, args.verdict,
+                                              note=args.note, by=args.by))
+        except LookupError as exc:
+            print(f"agentstory: {exc}", file=sys.stderr)
+            return 1
+        print(f"{args.verdict} verdict on {args.uid} sent for {agent}")
+        return 0
     return asyncio.run(tail_stories(args.bootstrap_servers, follow=args.follow,
                                     as_json=args.json, timeout_s=args.timeout))
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    import orjson
+
+    from topologies.analyst import render_profile, show_profile
+
+    try:
+        doc = asyncio.run(show_profile(args.bootstrap_servers, args.agent))
+    except LookupError as exc:
+        print(f"agentstory: {exc}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() if args.json
+          else render_profile(doc))
+    return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -172,14 +201,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Faust app id: consumer group and changelog prefix (default %(default)s)")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("stories", help="read stories from the output topic")
-    p.add_argument("action", choices=["tail"])
+    p = sub.add_parser("stories", help="read stories, or give a verdict on one")
+    p.add_argument("action", choices=["tail", "resolve"])
+    p.add_argument("uid", nargs="?", help="resolve: the story uid (as-…)")
+    verdict = p.add_mutually_exclusive_group()
+    verdict.add_argument("--benign", dest="verdict", action="store_const", const="benign",
+                         help="resolve: close it and let the baseline learn what it flagged")
+    verdict.add_argument("--malicious", dest="verdict", action="store_const",
+                         const="malicious", help="resolve: confirm it; its values stay unlearned")
+    p.add_argument("--note", default="", help="resolve: why")
+    p.add_argument("--by", default="", help="resolve: who (default: the login name)")
     _common(p)
     p.add_argument("--follow", action="store_true", help="keep waiting for new stories")
     p.add_argument("--json", action="store_true", help="print the OCSF JSON, one per line")
     p.add_argument("--timeout", type=float, default=5.0,
                    help="without --follow: stop after this many idle seconds")
     p.set_defaults(func=cmd_stories)
+
+    p = sub.add_parser("profiles", help="an agent's learned baseline, as auditors read it")
+    p.add_argument("action", choices=["show"])
+    p.add_argument("agent", help="namespace/Kind/name, e.g. support/Deployment/support-bot")
+    p.add_argument("--json", action="store_true", help="print the whole summary as JSON")
+    _common(p)
+    p.set_defaults(func=cmd_profiles)
 
     p = sub.add_parser("replay", help="regenerate stories from the raw topics (tuning)")
     _common(p)

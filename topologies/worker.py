@@ -39,6 +39,7 @@ from streams.events import Envelope, InvalidEvent, Rejected, dead_letter, decode
 from streams.topics import (
     BY_AGENT,
     DEADLETTER,
+    DISPOSITIONS,
     PARTITIONS,
     PROFILES,
     RAW_TOPICS,
@@ -130,6 +131,9 @@ def build_app(
     raw = app.topic(*(s.name for s in RAW_TOPICS), key_type=bytes, value_type=bytes,
                     key_serializer="raw", value_serializer="raw")
     by_agent = raw_topic(BY_AGENT)
+    # Both keyed by agent with the same partitions: a verdict meets the agent's state.
+    detect_input = app.topic(BY_AGENT.name, DISPOSITIONS.name, key_type=bytes,
+                             value_type=bytes, key_serializer="raw", value_serializer="raw")
     stories = raw_topic(STORIES)
     profiles = raw_topic(PROFILES)
     deadletter = raw_topic(DEADLETTER)
@@ -188,11 +192,14 @@ def build_app(
             await profiles.send(key=agent_state.agent.encode(),
                                 value=orjson.dumps(agent_state.profile.summary()))
 
-    @app.agent(by_agent)
+    @app.agent(detect_input)
     async def detect(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
             try:
+                if message.topic == DISPOSITIONS.name:
+                    await dispose(event.key.decode(), event.value)
+                    continue
                 decoded = decode_message(event.value)
                 if event.key == TICK_KEY:
                     stats.ticks += 1
@@ -218,6 +225,19 @@ def build_app(
                 log.exception("detect failed on %s", event.key)
                 await reject([Rejected(f"detect failed: {exc!r}", "frame", event.value)],
                              "detect", message)
+
+    async def dispose(agent: str, raw: bytes) -> None:
+        doc = orjson.loads(raw)
+        current = state.get(agent)
+        if current is None:
+            log.warning("disposition for %s: agent unknown to this worker", agent)
+            return
+        agent_state = AgentState.from_dict(current)
+        found = engine.dispose(agent_state, str(doc["story"]), str(doc["verdict"]),
+                               int(doc["ts"]), by=str(doc.get("by", "")),
+                               note=str(doc.get("note", "")))
+        state[agent] = agent_state.to_dict()
+        await publish(found, agent_state, agent_state.profile.phase)
 
     @app.timer(interval=60.0)
     async def report() -> None:

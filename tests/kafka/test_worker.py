@@ -19,6 +19,7 @@ from streams.events import Envelope, Pod, Proc, encode_frame
 from streams.ocsf import validate_detection_finding
 from streams.topics import DEADLETTER, PROFILES, RAW_KERNEL, STORIES
 from tests.conftest import collect, running_worker
+from topologies.analyst import resolve_story, show_profile
 from topologies.replay import replay_topics
 
 pytestmark = pytest.mark.kafka
@@ -66,26 +67,44 @@ async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
         return dead, stories
 
     with running_worker(kafka_bootstrap, tmp_path) as worker:
-        messages = await collect(
+        messages = await collect(  # the story comes in two versions: the shell, then curl
             kafka_bootstrap, [DEADLETTER.name, STORIES.name],
-            lambda ms: len(ours(ms)[0]) >= 2 and len(ours(ms)[1]) >= 1)
+            lambda ms: len(ours(ms)[0]) >= 2 and len(ours(ms)[1]) >= 2)
         assert worker.poll() is None, "the worker died on input"
-    dead, stories = ours(messages)
-    assert sorted(d["field"] for d in dead) == ["frame", "ts"]
-    by_field = {d["field"]: d for d in dead}
-    assert by_field["frame"]["reason"].startswith("not JSON")
-    assert by_field["frame"]["original"] == not_json.decode()
-    assert by_field["ts"]["stage"] == "decode" and by_field["ts"]["topic"] == RAW_KERNEL.name
-    [story] = stories
-    assert validate_detection_finding(story) == []
-    assert story["unmapped"]["agentstory"]["chain"][0]["evidence"]["process"]["file"][
-        "path"] == "/bin/sh"
+        dead, stories = ours(messages)
+        assert sorted(d["field"] for d in dead) == ["frame", "ts"]
+        by_field = {d["field"]: d for d in dead}
+        assert by_field["frame"]["reason"].startswith("not JSON")
+        assert by_field["frame"]["original"] == not_json.decode()
+        assert by_field["ts"]["stage"] == "decode" and by_field["ts"]["topic"] == RAW_KERNEL.name
+        [uid] = {s["finding_info"]["uid"] for s in stories}  # one story, in versions
+        story = stories[-1]
+        assert story["unmapped"]["agentstory"]["story_version"] == len(stories) == 2
+        assert validate_detection_finding(story) == []
+        assert story["unmapped"]["agentstory"]["chain"][0]["evidence"]["process"]["file"][
+            "path"] == "/bin/sh"
+
+        # The analyst's verdict reaches the worker holding the agent: the story closes as
+        # resolved, and the profile (what the baseline holds) is readable by agent.
+        assert await resolve_story(kafka_bootstrap, uid, "benign", note="planned test",
+                                   by="ci") == pod.agent
+        resolved = await collect(kafka_bootstrap, [STORIES.name], lambda ms: any(
+            m.key == uid.encode() and orjson.loads(m.value).get("status") == "Resolved"
+            for m in ms), timeout_s=60)
+        final = [orjson.loads(m.value) for m in resolved if m.key == uid.encode()][-1]
+        assert final["activity_name"] == "Close"
+        assert final["status_detail"].startswith("benign (ci)")
+        assert validate_detection_finding(final) == []
+        profile = await show_profile(kafka_bootstrap, pod.agent)
+        assert profile["phase"] != "learning" and "process.exe" in profile["dimensions"]
+        with pytest.raises(LookupError, match="no story as-nope"):
+            await resolve_story(kafka_bootstrap, "as-nope", "benign")
 
     # A replay of the raw topics with the same settings regenerates the same story key.
     settings = EngineSettings(learning_ns=4 * SECOND, min_events=4)
     replayed, _ = await replay_topics(kafka_bootstrap, settings, load_content(),
                                       idle_timeout_s=2.0)
-    assert [s.uid for s in replayed if s.pod.uid == pod.uid] == [story["finding_info"]["uid"]]
+    assert [s.uid for s in replayed if s.pod.uid == pod.uid] == [uid]
 
 
 async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -131,6 +150,6 @@ async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_
             for m in ms), timeout_s=60)
     stories = [orjson.loads(m.value) for m in messages
                if orjson.loads(m.value)["unmapped"]["agentstory"]["pod"]["uid"] == pod.uid]
-    assert len(stories) == 1
+    assert len({s["finding_info"]["uid"] for s in stories}) == 1
     assert stories[0]["unmapped"]["agentstory"]["chain"][0]["evidence"]["process"]["file"][
         "path"] == "/bin/sh"

@@ -167,3 +167,37 @@ def test_a_late_step_earlier_than_the_anchor_joins_and_keeps_the_uid(
     assert len({v.uid for v in versions}) == 1
     final = Replayer.latest(versions)[0]
     assert final.steps[0].kind == "llm.request"  # shown first, in event-time order
+
+
+def test_a_benign_disposition_closes_the_story_and_teaches_the_baseline(
+        attacked: list[Envelope]) -> None:
+    engine = StoryEngine(load_content(), SETTINGS)
+    replayer = Replayer(engine)
+    [story] = Replayer.latest(replayer.feed(attacked))
+    state = replayer.states[BOT.agent]
+    curl = next(e for e in attacked if e.kind == "process.exec" and e.proc.pid == 6001)
+    assert state.profile.score(curl).get("process.exe").novel
+    [closed] = engine.dispose(state, story.uid, "benign", curl.ts + SECOND_NS, by="ana",
+                              note="pen test")
+    assert closed.uid == story.uid and closed.activity == "close"
+    doc = closed.to_ocsf()
+    assert doc["status"] == "Resolved" and doc["status_detail"].startswith("benign (ana)")
+    assert not state.profile.score(curl).get("process.exe").novel  # learned from the verdict
+    assert state.stats["accepted_by_disposition"] >= 4
+    # The same curl again is no longer a story.
+    again = [Envelope(e.kind, e.ts + 3600 * SECOND_NS, e.node, e.source, e.data, e.pod, e.proc)
+             for e in attacked[-8:-3] if e.kind in ("process.exec",)]
+    assert replayer.feed(again) == []
+
+
+def test_a_malicious_disposition_keeps_the_values_unlearned(attacked: list[Envelope]) -> None:
+    engine = StoryEngine(load_content(), SETTINGS)
+    replayer = Replayer(engine)
+    [story] = Replayer.latest(replayer.feed(attacked))
+    state = replayer.states[BOT.agent]
+    [marked] = engine.dispose(state, story.uid, "malicious", attacked[-1].ts, by="ana")
+    assert marked.activity == "update" and marked.disposition["verdict"] == "malicious"
+    replayer.finish()
+    curl = next(e for e in attacked if e.kind == "process.exec" and e.proc.pid == 6001)
+    assert state.profile.score(curl).get("process.exe").novel
+    assert engine.dispose(state, "as-unknown", "benign", attacked[-1].ts) == []

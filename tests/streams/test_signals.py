@@ -106,3 +106,18 @@ def test_tuning_hooks_override_lists_without_touching_the_engine() -> None:
     for raw in case["fires"]:
         found |= {h.signal for h in engine.evaluate(state, envelope(raw, T0))}
     assert "AS-K-APISERVER-AFTER-TOKEN" not in found
+
+
+def test_a_suppression_is_data_and_is_counted(tmp_path: Path) -> None:
+    doc = yaml.safe_load(DEFAULT_CONTENT.read_text())
+    doc["suppressions"] = [{"signal": "AS-K-DOMAIN-NEW", "agent": "support/*",
+                            "value": "exfil-bin.io", "reason": "our own paste service"}]
+    path = tmp_path / "signals.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    content = load_content(path)
+    engine, state, start = background("support-bot")
+    engine = StoryEngine(content, SETTINGS)
+    case = SAMPLES["AS-K-DOMAIN-NEW"]
+    found = {h.signal for h in engine.evaluate(state, envelope(case["fires"][0], start))}
+    assert "AS-K-DOMAIN-NEW" not in found
+    assert engine.evaluator.suppressed == 1
