@@ -18,7 +18,7 @@ replay. The engine keeps its own event-time state.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 STATE_TABLE = "agent_state"
 TICK_KEY = b"__tick__"
+LIVE_AGENTS = 10_000  # decoded agent states kept in memory (the table holds them all)
 _SECOND = 1_000_000_000
 
 
@@ -139,6 +140,26 @@ def build_app(
     deadletter = raw_topic(DEADLETTER)
     # Values are plain JSON (the changelog's default codec); written back by assignment.
     state = app.Table(STATE_TABLE, default=None, partitions=PARTITIONS)
+    # The decoded states of the agents this worker holds, so a message costs one encode
+    # (the changelog write) instead of a decode and an encode. Dropped whole on every
+    # rebalance: the table (restored from the changelog) is the truth.
+    live: OrderedDict[str, AgentState] = OrderedDict()
+
+    @app.on_partitions_revoked.connect
+    async def _forget(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        live.clear()
+
+    def load(agent: str) -> AgentState:
+        agent_state = live.get(agent)
+        if agent_state is None:
+            current = state.get(agent)
+            agent_state = (AgentState.from_dict(current) if current
+                           else engine.new_state(agent))
+        live[agent] = agent_state
+        live.move_to_end(agent)
+        while len(live) > LIVE_AGENTS:
+            live.popitem(last=False)
+        return agent_state
 
     async def reject(items: list[Rejected], stage: str, message: Any) -> None:
         for item in items:
@@ -204,7 +225,7 @@ def build_app(
                 if event.key == TICK_KEY:
                     stats.ticks += 1
                     for agent in [k for k in state if k != TICK_KEY.decode()]:
-                        agent_state = AgentState.from_dict(state[agent])
+                        agent_state = load(agent)
                         before = agent_state.profile.phase
                         found = engine.apply(agent_state, decoded)
                         if found or agent_state.profile.phase != before:
@@ -212,9 +233,7 @@ def build_app(
                         state[agent] = agent_state.to_dict()
                     continue
                 agent = event.key.decode()
-                current = state.get(agent)
-                agent_state = (AgentState.from_dict(current) if current
-                               else engine.new_state(agent))
+                agent_state = load(agent)
                 before = agent_state.profile.phase
                 found = engine.apply(agent_state, decoded)
                 state[agent] = agent_state.to_dict()
@@ -223,16 +242,17 @@ def build_app(
                 await reject([Rejected(str(exc), exc.field, event.value)], "detect", message)
             except Exception as exc:
                 log.exception("detect failed on %s", event.key)
+                # A half-applied state is not kept: the next message starts from the table.
+                live.pop((event.key or b"").decode(errors="replace"), None)
                 await reject([Rejected(f"detect failed: {exc!r}", "frame", event.value)],
                              "detect", message)
 
     async def dispose(agent: str, raw: bytes) -> None:
         doc = orjson.loads(raw)
-        current = state.get(agent)
-        if current is None:
+        if agent not in live and state.get(agent) is None:
             log.warning("disposition for %s: agent unknown to this worker", agent)
             return
-        agent_state = AgentState.from_dict(current)
+        agent_state = load(agent)
         found = engine.dispose(agent_state, str(doc["story"]), str(doc["verdict"]),
                                int(doc["ts"]), by=str(doc.get("by", "")),
                                note=str(doc.get("note", "")))
