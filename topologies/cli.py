@@ -98,7 +98,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     asyncio.set_event_loop(asyncio.new_event_loop())
     settings = EngineSettings(learning_ns=int(args.learning_seconds * SECOND_NS),
                               min_events=args.min_events)
-    app = build_app(args.bootstrap_servers, settings=settings, app_id=args.app_id)
+    app = build_app(args.bootstrap_servers, settings=settings, app_id=args.app_id,
+                    fetch_max_wait_ms=args.fetch_max_wait_ms)
     from faust import Worker
 
     Worker(app, loglevel=args.log_level.upper(), quiet=True).execute_from_commandline()
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="execs an agent must have shown before it is judged (default 20)")
     p.add_argument("--app-id", default=WORKER_APP_ID,
                    help="Faust app id: consumer group and changelog prefix (default %(default)s)")
+    p.add_argument("--fetch-max-wait-ms", type=int, default=100,
+                   help="longest a fetch waits for data (Faust's own 1500 stalls each hop "
+                        "on the embedded broker, which does not end a parked fetch early)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("stories", help="read stories, or give a verdict on one")
