@@ -217,14 +217,19 @@ class AgentProfile:
     def hold(self, event: Envelope) -> list[Observation]:
         """The event was flagged on novelty alone (no other signal): remember its novel
         values; one that recurs on ``accept_after_days`` distinct days is learned.
-        Returns the observations learned by this call."""
+        Its observations count as phase evidence (drift). Returns the observations
+        learned by this call."""
         ts = event.ts
         day = ts // DAY_NS
         done: list[Observation] = []
         for o in observations(event):
             value = self._value(o)
             nov = self.dims.get(o.dimension)
-            if nov is not None and nov.known(value):
+            known = nov is not None and nov.known(value)
+            # held events are evidence for the phases too: a new image whose every new
+            # binary is flagged must still show up as drift on that dimension
+            self.phases.note(o.dimension, not known, ts)
+            if known:
                 continue
             key = f"{o.dimension}\t{value}"
             entry = self.held.get(key)
