@@ -23,6 +23,7 @@ version and refuses to load under another one (river pickles broke in 0.25).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -100,6 +101,8 @@ class ProfileSettings:
 class Scores:
     novelty: tuple[NoveltyScore, ...]
     rates: tuple[RateScore, ...]
+    # The raw observations scored: what the engine keeps to learn later (compact, no event).
+    observations: tuple[Observation, ...] = ()
 
     def get(self, dimension: str) -> NoveltyScore | None:
         """The first score of ``dimension`` (None when the event does not touch it)."""
@@ -180,7 +183,7 @@ class AgentProfile:
         for o in obs:
             if o.dimension in EXTERNAL_DIMENSIONS:
                 rates.append(self.rates.tally_distinct(DESTINATIONS, o.value, ts))
-        return Scores(novelty, tuple(rates))
+        return Scores(novelty, tuple(rates), tuple(obs))
 
     # -- learning --------------------------------------------------------------------
     def _learn_value(self, dim: str, value: str, ts: int) -> bool:
@@ -196,13 +199,17 @@ class AgentProfile:
     def learn(self, event: Envelope) -> None:
         """Learn the event's observations (the engine calls this only for unflagged events
         behind the slowest watermark)."""
-        ts = event.ts
+        self.learn_observations(observations(event), event.ts)
+
+    def learn_observations(self, obs: Iterable[Observation], ts: int) -> None:
+        """Learn one event's observations as :meth:`score` returned them (what the engine
+        keeps while the event waits for the watermark, instead of the whole event)."""
         if self.first_ts < 0 or ts < self.first_ts:
             self.first_ts = ts
         if ts > self.last_ts:
             self.last_ts = ts
         self.learned += 1
-        for o in observations(event):
+        for o in obs:
             self._learn_value(o.dimension, o.value, ts)
 
     def protect(self, ts: int) -> None:

@@ -122,6 +122,22 @@ def test_restored_profile_scores_like_the_original() -> None:
         assert p.score(e) == q.score(e)
 
 
+def test_learning_the_scored_observations_equals_learning_the_event() -> None:
+    """The engine keeps ``Scores.observations`` while an event waits for the watermark
+    and learns them later: the same state as learning the event itself."""
+    events = stream(3)
+    a, b = AgentProfile("a/b/c", SMALL), AgentProfile("a/b/c", SMALL)
+    fa, fb = FrozenAllowlist("a/b/c", HOUR), FrozenAllowlist("a/b/c", HOUR)
+    for e in events:
+        sa, sb = a.score(e), b.score(e)
+        assert sa == sb and sa.observations == tuple(observations(e))
+        a.learn(e)
+        b.learn_observations(sb.observations, e.ts)
+        fa.learn(e)
+        fb.learn_observations(fb.score(e).observations, e.ts)
+    assert a.to_dict() == b.to_dict() and fa.to_dict() == fb.to_dict()
+
+
 def test_profile_refuses_another_river_version() -> None:
     doc = feed_profile(stream(1)).to_dict()
     doc["river"] = "0.25.0"
