@@ -128,13 +128,13 @@ def _segment(seg: str) -> str:
         return "<rand>"
     seg = _DATE_IN.sub("<date>", _UUID_IN.sub("<uuid>", seg))
     tokens = _TOKEN_SPLIT.split(seg)
-    if len(tokens) > 1:  # part-00042, build_3f9a2c1d7e, x86_64-linux-gnu (kept)
-        out = []
+    if len(tokens) > 1:  # part-00042, build_3f9a2c1d7e, gen_7_test; x86_64-linux-gnu kept
+        out: list[str] = []
         for tok in tokens:
             if tok in ("-", "_") or not tok:
                 out.append(tok)
-            elif (tok.isdigit() and len(tok) >= 3) or _UUID.match(tok):
-                out.append("<num>" if tok.isdigit() else "<uuid>")
+            elif tok.isdigit():  # every number, whatever its width (x86_64 excepted)
+                out.append(tok if len(out) >= 2 and out[-2] == "x86" else "<num>")
             elif _HEX.match(tok) and any(c.isdigit() for c in tok):
                 out.append("<hex>")
             elif _is_random(tok, 5):

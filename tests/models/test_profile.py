@@ -210,6 +210,8 @@ def test_canonical_exe(raw: str, canon: str) -> None:
     ("/objects/ab/cdef0123456789ab", "/objects/ab/<hex>"),
     ("/home/app/.cache/pip/x8k2m9q4z7/pkg.whl", "/home/app/.cache/pip/<rand>/pkg.whl"),
     ("/app/requirements.txt", "/app/requirements.txt"),
+    ("/app/gen_7_test.py", "/app/gen_<num>_test.py"),
+    ("/app/gen_417_test.py", "/app/gen_<num>_test.py"),
     ("/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/x86_64-linux-gnu/libssl.so.3"),
     ("/data/2024-07-01/part-00042.json", "/data/<date>/part-<num>.json"),
     ("/logs/app-2024-07-01T10-22-03.log", "/logs/app-<date>.log"),
