@@ -89,12 +89,15 @@ class ProfileSettings:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> ProfileSettings:
-        return cls(
-            novelty=NoveltySettings(**doc.get("novelty", {})),
-            rates=RatesSettings(**doc.get("rates", {})),
-            phases=PhaseSettings(**doc.get("phases", {})),
-            **{k: v for k, v in doc.items() if k not in ("novelty", "rates", "phases")},
-        )
+        try:
+            return cls(
+                novelty=NoveltySettings(**doc.get("novelty", {})),
+                rates=RatesSettings(**doc.get("rates", {})),
+                phases=PhaseSettings(**doc.get("phases", {})),
+                **{k: v for k, v in doc.items() if k not in ("novelty", "rates", "phases")},
+            )
+        except TypeError as exc:  # a setting this version does not know
+            raise VersionMismatch(f"profile settings: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
