@@ -17,7 +17,7 @@ import pytest
 
 from models.features import PathTree, observations
 from models.frozen import FrozenAllowlist
-from models.novelty import Novelty, NoveltySettings
+from models.novelty import Novelty, NoveltySettings, stable_key
 from models.phases import Phases, PhaseSettings
 from models.profile import AgentProfile, ProfileSettings, VersionMismatch
 from models.rates import Rates, RatesSettings
@@ -163,6 +163,11 @@ def test_eviction_never_makes_a_known_value_novel() -> None:
     assert all(not restored.score(f"d{i}.com", T0 + 200).novel for i in range(100))
     unseen = sum(restored.score(f"new{i}.org", T0 + 200).novel for i in range(1000))
     assert unseen > 950  # 1 % design false-positive rate, well under capacity
+    # the fast byte lookup answers exactly what river's own Set.__contains__ answers
+    sk = restored.sketch
+    assert sk is not None
+    for v in [f"d{i}.com" for i in range(100)] + [f"new{i}.org" for i in range(1000)]:
+        assert restored._in_sketch(v) == (stable_key(v) in sk)
 
 
 _CHILD = """
