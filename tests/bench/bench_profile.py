@@ -78,10 +78,10 @@ def build(n_agents: int, days: int) -> tuple[list[AgentProfile], float, int, int
                 for i in range(n_agents)]
     gc.collect()
     start = time.process_time()
-    for _, i, e in streams:
+    for _, i, e in streams:  # as the engine does: learn the scored observations
         p = profiles[i]
-        p.score(e)
-        p.learn(e)
+        scores = p.score(e)
+        p.learn_observations(scores.observations, e.ts)
         p.advance(e.ts)
     took = time.process_time() - start
     return profiles, took, len(streams), updates
@@ -158,6 +158,18 @@ def thresholds(zipf_s: float) -> tuple[float, dict[float, float], float]:
     return new / n, {th: h / n for th, h in hits.items()}, fz / n
 
 
+def state_cost(profile: AgentProfile, n: int = 200) -> tuple[float, float]:
+    """ms to write a profile back (to_dict + JSON) and to restore it (JSON + from_dict)."""
+    start = time.process_time()
+    for _ in range(n):
+        text = orjson.dumps(profile.to_dict())
+    mid = time.process_time()
+    for _ in range(n):
+        AgentProfile.from_dict(orjson.loads(text))
+    end = time.process_time()
+    return (mid - start) / n * 1000, (end - mid) / n * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--agents", type=int, default=40)
@@ -186,13 +198,17 @@ def main() -> None:
         "net.domain")
 
     docs = [p.to_dict() for p in profiles]
+    by_size = sorted(profiles, key=lambda p: len(orjson.dumps(p.to_dict())))
+    costs = {name: state_cost(p) for name, p in (("median", by_size[len(by_size) // 2]),
+                                                  ("max", by_size[-1]))}
     mem = {n: memory(docs, n) for n in (10, 1000, 10_000)}
 
     print("### Agent profiles (models/)\n")
     print(f"Command: `.venv/bin/python -m tests.bench.bench_profile --agents {args.agents} "
           f"--days {args.days}` ({args.agents} agents: support bot, Zipf research agent, "
           f"coding agent, ETL job; {n_events} events, {updates} updates = observations + "
-          "quantities; score at arrival + learn + advance per event; one core, CPU time)\n")
+          "quantities; per event `score` at arrival, `learn_observations` of the scored "
+          "observations, `advance`; one core, CPU time)\n")
     print("| measure | value | goal |")
     print("|---|---|---|")
     print(f"| learn+score updates/s (one core) | {updates / took:,.0f} | ≥ 100,000 |")
@@ -206,6 +222,9 @@ def main() -> None:
           f"{statistics.median(sizes3):,.0f} / {sizes3[-1]:,} | |")
     print(f"| changelog bytes per event (median profile written once per 200-event frame) | "
           f"{statistics.median(sizes) / 200:,.0f} | |")
+    for name, (dump_ms, load_ms) in costs.items():
+        print(f"| write-back / restore of the {name} profile (to_dict+JSON / JSON+from_dict) | "
+              f"{dump_ms:.2f} ms / {load_ms:.2f} ms | |")
     for n, b in mem.items():
         print(f"| RSS for {n:,} agents (restored from these profiles) | {b / 2**20:,.1f} MiB "
               f"({b / n / 1024:,.1f} KiB/agent) | {'≤ 1 GiB' if n == 10_000 else ''} |")
