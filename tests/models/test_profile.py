@@ -64,6 +64,16 @@ def test_stable_agent_moves_learning_audit_enforce_ready() -> None:
     assert summary["phase"] == ENFORCE_READY and "≤" in summary["phase_reasons"][0]
 
 
+def test_quiet_agent_leaves_learning_too() -> None:
+    """Two execs an hour: each phase window is too thin on its own, so windows carry over
+    until they hold enough evidence; the agent is judged after a few days."""
+    p = AgentProfile("ops/CronJob/report")
+    events = [exec_event(T0 + i * 30 * MINUTE, "/usr/bin/python3", ["python3", "/app/r.py"])
+              for i in range(2 * 24 * 6)]
+    phases = engine(p, events)
+    assert phases[0] == LEARNING and p.phase in (AUDIT, ENFORCE_READY), phases
+
+
 def _new_image(start: int, end: int) -> Iterable[Envelope]:
     """The same bot after an image update: node workers replace the python one."""
     tools = ("/usr/local/bin/node", "/usr/bin/git", "/usr/local/bin/npm", "/usr/bin/env")
