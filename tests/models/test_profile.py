@@ -62,6 +62,11 @@ def test_stable_agent_moves_learning_audit_enforce_ready() -> None:
     assert phases == [LEARNING, AUDIT, ENFORCE_READY]
     summary = p.summary()
     assert summary["phase"] == ENFORCE_READY and "≤" in summary["phase_reasons"][0]
+    assert summary["does"][0] == "runs 1 program: /usr/bin/python3 (144x)"
+    assert summary["does"][-1].startswith("calls 1 tool: get_order (1440x)")
+    assert summary["dimensions"]["net.domain"]["top"][0] == {
+        "value": "openai.com", "count": 480, "first_seen": "2026-09-21T14:13:20Z",
+        "last_seen": "2026-09-22T14:10:20Z"}
 
 
 def test_quiet_agent_leaves_learning_too() -> None:
