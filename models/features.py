@@ -95,14 +95,10 @@ _HEX = re.compile(r"^(?:0x)?[0-9a-f]{8,}$", re.I)
 _VOWELS = frozenset("aeiouAEIOU")
 
 
-def _is_random(stem: str) -> bool:
-    """A name no human chose: mkstemp-like prefixes, or mixed letters+digits with little
-    structure (pip-build-xyz12, tmpa8x_2k9q). Words and versions (python3.11) stay."""
-    low = stem.lower()
-    for prefix in ("tmp", "pip-", "pymp-", "systemd-private-"):
-        if low.startswith(prefix) and len(stem) > len(prefix) + 4:
-            return True
-    if len(stem) < 6:
+def _is_random(stem: str, min_len: int = 6) -> bool:
+    """A token no human chose: mixed letters and digits with few vowels (x8k2m9q4z7).
+    Words and versions (python3, v2beta1, x86) stay."""
+    if len(stem) < min_len:
         return False
     digits = sum(c.isdigit() for c in stem)
     letters = sum(c.isalpha() for c in stem)
@@ -127,9 +123,34 @@ def _segment(seg: str) -> str:
         g = _segment(stem)
         if g != stem:
             return f"{g}.{ext}"
+    low = seg.lower()
+    if low.startswith(_TEMP_PREFIXES) and len(seg) > 8:
+        return "<rand>"
+    seg = _DATE_IN.sub("<date>", _UUID_IN.sub("<uuid>", seg))
+    tokens = _TOKEN_SPLIT.split(seg)
+    if len(tokens) > 1:  # part-00042, build_3f9a2c1d7e, gen_7_test; x86_64-linux-gnu kept
+        out: list[str] = []
+        for tok in tokens:
+            if tok in ("-", "_") or not tok:
+                out.append(tok)
+            elif tok.isdigit():  # every number, whatever its width (x86_64 excepted)
+                out.append(tok if len(out) >= 2 and out[-2] == "x86" else "<num>")
+            elif _HEX.match(tok) and any(c.isdigit() for c in tok):
+                out.append("<hex>")
+            elif _is_random(tok, 5):
+                out.append("<rand>")
+            else:
+                out.append(tok)
+        return "".join(out)
     if _is_random(seg):
         return "<rand>"
     return seg
+
+
+_TEMP_PREFIXES = ("tmp", "pip-", "pymp-", "systemd-private-")
+_TOKEN_SPLIT = re.compile(r"([-_])")
+_DATE_IN = re.compile(r"(?<!\d)(?:19|20)\d\d-[01]\d-[0-3]\d(?:[T_]\d\d[:-]?\d\d(?:[:-]?\d\d)?)?")
+_UUID_IN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 
 
 @functools.lru_cache(maxsize=16384)

@@ -8,9 +8,10 @@ the agent meets new values. Same ``score``/``learn`` shape as the profile.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from models.features import observations
+from models.features import Observation, observations
 from models.novelty import NoveltyScore
 from models.profile import Scores
 from streams.events import Envelope
@@ -48,20 +49,24 @@ class FrozenAllowlist:
     def score(self, event: Envelope) -> Scores:
         judged = self.frozen(event.ts)
         out = []
-        for o in observations(event):
+        obs = observations(event)
+        for o in obs:
             values = self.seen.get(o.dimension, set())
             novel = o.value not in values
             out.append(NoveltyScore(o.dimension, o.value, novel, judged,
                                     1.0 if novel and judged else 0.0, 0.0,
                                     float(len(values)), len(values), not judged))
-        return Scores(tuple(out), ())
+        return Scores(tuple(out), (), tuple(obs))
 
     def learn(self, event: Envelope) -> None:
+        self.learn_observations(observations(event), event.ts)
+
+    def learn_observations(self, obs: Iterable[Observation], ts: int) -> None:
         if self.first_ts < 0:
-            self.first_ts = event.ts
-        if self.frozen(event.ts):
+            self.first_ts = ts
+        if self.frozen(ts):
             return
-        for o in observations(event):
+        for o in obs:
             self.seen.setdefault(o.dimension, set()).add(o.value)
 
     def to_dict(self) -> dict[str, Any]:

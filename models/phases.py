@@ -1,8 +1,9 @@
 """An agent's phase, moved by evidence: ``learning`` → ``audit`` → ``enforce-ready``.
 
 Evidence is the per-dimension novelty rate (share of learned observations that were new)
-on event-time phase windows (``window_ns``). A window with fewer than
-``min_window_obs`` observations of a dimension says nothing about it.
+on event-time phase windows (``window_ns``). A dimension with fewer than
+``min_window_obs`` observations in a window is carried into the next one, so a quiet
+agent's windows are simply longer (it still leaves learning).
 
 - learning → audit: at least ``min_span_ns`` since the first event, and every dimension
   with enough evidence is *settled* over its last ``stable_windows`` windows: its rate is
@@ -115,8 +116,10 @@ class Phases:
         s = self.settings
         obs_all = new_all = 0
         drifted: list[str] = []
+        carry: dict[str, list[int]] = {}
         for dim, (obs, new) in self.current.items():
-            if obs < s.min_window_obs:
+            if obs < s.min_window_obs:  # too little to judge: carried into the next window
+                carry[dim] = [obs, new]
                 continue
             rate = new / obs
             hist = self.history.setdefault(dim, [])
@@ -132,7 +135,7 @@ class Phases:
             if dim not in self.relearning and dim not in drifted:
                 obs_all += obs
                 new_all += new
-        self.current = {}
+        self.current = carry
         if obs_all:
             self.totals.append([obs_all, new_all])
             del self.totals[:-s.stable_windows]

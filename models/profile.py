@@ -89,12 +89,15 @@ class ProfileSettings:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> ProfileSettings:
-        return cls(
-            novelty=NoveltySettings(**doc.get("novelty", {})),
-            rates=RatesSettings(**doc.get("rates", {})),
-            phases=PhaseSettings(**doc.get("phases", {})),
-            **{k: v for k, v in doc.items() if k not in ("novelty", "rates", "phases")},
-        )
+        try:
+            return cls(
+                novelty=NoveltySettings(**doc.get("novelty", {})),
+                rates=RatesSettings(**doc.get("rates", {})),
+                phases=PhaseSettings(**doc.get("phases", {})),
+                **{k: v for k, v in doc.items() if k not in ("novelty", "rates", "phases")},
+            )
+        except TypeError as exc:  # a setting this version does not know
+            raise VersionMismatch(f"profile settings: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,14 +227,19 @@ class AgentProfile:
     def hold(self, event: Envelope) -> list[Observation]:
         """The event was flagged on novelty alone (no other signal): remember its novel
         values; one that recurs on ``accept_after_days`` distinct days is learned.
-        Returns the observations learned by this call."""
+        Its observations count as phase evidence (drift). Returns the observations
+        learned by this call."""
         ts = event.ts
         day = ts // DAY_NS
         done: list[Observation] = []
         for o in observations(event):
             value = self._value(o)
             nov = self.dims.get(o.dimension)
-            if nov is not None and nov.known(value):
+            known = nov is not None and nov.known(value)
+            # held events are evidence for the phases too: a new image whose every new
+            # binary is flagged must still show up as drift on that dimension
+            self.phases.note(o.dimension, not known, ts)
+            if known:
                 continue
             key = f"{o.dimension}\t{value}"
             entry = self.held.get(key)
@@ -282,7 +290,8 @@ class AgentProfile:
             rates[m] = {"mean": round(st.mean.get(), 3),
                         "std": round(max(st.var.get(), 0.0) ** 0.5, 3), "windows": st.n}
         return {
-            "agent": self.agent, "phase": self.phase, "phase_reasons": list(self.phases.reasons),
+            "agent": self.agent, "does": self._does(), "phase": self.phase,
+            "phase_reasons": list(self.phases.reasons),
             "relearning": sorted(self.phases.relearning),
             "risk": {"level": risk.level, "reasons": list(risk.reasons)},
             "first_seen": _iso(self.first_ts // 1_000_000_000) if self.first_ts >= 0 else None,
@@ -293,6 +302,31 @@ class AgentProfile:
             "held": len(self.held),
             "collapsed_dirs": sorted(self.paths.collapsed),
         }
+
+    _DOES = (
+        ("process.exe", "runs {n} program{s}"), ("file.read", "reads {n} file class{es}"),
+        ("file.write", "writes {n} file class{es}"),
+        ("net.domain", "connects to {n} domain{s}"),
+        ("net.ip_prefix", "connects to {n} unnamed network{s}"),
+        ("net.listen_port", "listens on {n} port{s}"),
+        ("l7.provider_model", "calls {n} model{s}"), ("l7.tool_called", "calls {n} tool{s}"),
+        ("l7.mcp_tool", "uses {n} MCP tool{s}"),
+        ("cloud.action", "makes {n} kind{s} of cloud call"),
+    )
+
+    def _does(self, k: int = 3) -> list[str]:
+        """What the agent does, one sentence per layer it touched (most frequent first)."""
+        out = []
+        for dim, template in self._DOES:
+            nov = self.dims.get(dim)
+            if nov is None or not nov.values:
+                continue
+            n = len(nov.values)
+            head = template.format(n=n, s="" if n == 1 else "s", es="" if n == 1 else "es")
+            more = f" and {nov.evicted} more forgotten" if nov.evicted else ""
+            top = ", ".join(f"{v} ({c[0]}x)" for v, c in nov.top(k))
+            out.append(f"{head}{more}: {top}")
+        return out
 
     # -- state -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

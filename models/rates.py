@@ -7,7 +7,8 @@ still lands in its own window. A closed window's totals are learned into a per-m
 river ``stats.EWMean`` / ``stats.EWVar`` — unless the window was *protected* (it held a
 flagged hit: what an attacker did is not normal), river's ``protect_anomaly_detector``
 idea. Idle windows count as zeros (up to ``max_gap_windows`` of them per metric), or a
-metric seen once a day would look like its busy minutes.
+metric seen once a day would look like its busy minutes; a metric first seen in a
+window starts with the zeros of the windows learned before it.
 
 The river estimators are Rust-backed; their state is kept as the bytes of their own
 ``__getstate__`` — which is why a saved profile carries the river version.
@@ -38,6 +39,7 @@ class RatesSettings:
     max_distinct: int = 256  # distinct keys counted per window for distinct-count metrics
     std_floor_ratio: float = 0.1  # z uses max(std, ratio * mean, std_floor)
     std_floor: float = 1.0
+    ratio_floor: float = 0.1  # ratio = value / max(mean, this): 30 never-seen calls → 300x
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ class RateScore:
     mean: float  # learned mean of closed windows
     std: float
     z: float  # (value - mean) / max(std, floors); 0.0 when not judged
-    ratio: float  # value / max(mean, tiny)
+    ratio: float  # value / max(mean, ratio_floor)
     judged: bool  # enough closed windows learned
 
 
@@ -134,14 +136,16 @@ class Rates:
     def _score(self, metric: str, value: float) -> RateScore:
         s = self.stats.get(metric)
         cfg = self.settings
-        if s is None:
-            return RateScore(metric, value, 0.0, 0.0, 0.0, value / 1e-9 if value else 0.0,
-                             False)
+        if s is None:  # never seen: zero in every window learned so far
+            judged = self.learned >= cfg.min_windows and len(self.stats) < cfg.max_metrics
+            z = value / cfg.std_floor if judged else 0.0
+            return RateScore(metric, value, 0.0, 0.0, z, value / cfg.ratio_floor, judged)
         mean, std = s.mu, s.sigma
         judged = s.n >= cfg.min_windows
         floor = max(std, cfg.std_floor_ratio * abs(mean), cfg.std_floor)
         z = (value - mean) / floor if judged else 0.0
-        return RateScore(metric, value, mean, std, z, value / max(mean, 1e-9), judged)
+        return RateScore(metric, value, mean, std, z, value / max(mean, cfg.ratio_floor),
+                         judged)
 
     def tally(self, metric: str, amount: float, ts: int) -> RateScore:
         """Add ``amount`` to the window holding ``ts`` and score that window's total."""
@@ -215,6 +219,11 @@ class Rates:
                 if len(self.stats) >= cfg.max_metrics:
                     continue
                 s = self.stats[metric] = _Stat(cfg.fading_factor)
+                # A metric first seen now was zero in the windows already learned: an
+                # action the agent never did at all is judged against zeros, not against
+                # its own first window.
+                for _ in range(min(self.learned, cfg.max_gap_windows)):
+                    s.update(0.0)
             elif s.last >= start:
                 continue
             if s.last >= 0:  # idle windows since this metric's last one count as zeros

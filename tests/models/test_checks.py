@@ -17,7 +17,7 @@ import pytest
 
 from models.features import PathTree, observations
 from models.frozen import FrozenAllowlist
-from models.novelty import Novelty, NoveltySettings
+from models.novelty import Novelty, NoveltySettings, stable_key
 from models.phases import Phases, PhaseSettings
 from models.profile import AgentProfile, ProfileSettings, VersionMismatch
 from models.rates import Rates, RatesSettings
@@ -122,6 +122,22 @@ def test_restored_profile_scores_like_the_original() -> None:
         assert p.score(e) == q.score(e)
 
 
+def test_learning_the_scored_observations_equals_learning_the_event() -> None:
+    """The engine keeps ``Scores.observations`` while an event waits for the watermark
+    and learns them later: the same state as learning the event itself."""
+    events = stream(3)
+    a, b = AgentProfile("a/b/c", SMALL), AgentProfile("a/b/c", SMALL)
+    fa, fb = FrozenAllowlist("a/b/c", HOUR), FrozenAllowlist("a/b/c", HOUR)
+    for e in events:
+        sa, sb = a.score(e), b.score(e)
+        assert sa == sb and sa.observations == tuple(observations(e))
+        a.learn(e)
+        b.learn_observations(sb.observations, e.ts)
+        fa.learn(e)
+        fb.learn_observations(fb.score(e).observations, e.ts)
+    assert a.to_dict() == b.to_dict() and fa.to_dict() == fb.to_dict()
+
+
 def test_profile_refuses_another_river_version() -> None:
     doc = feed_profile(stream(1)).to_dict()
     doc["river"] = "0.25.0"
@@ -147,6 +163,11 @@ def test_eviction_never_makes_a_known_value_novel() -> None:
     assert all(not restored.score(f"d{i}.com", T0 + 200).novel for i in range(100))
     unseen = sum(restored.score(f"new{i}.org", T0 + 200).novel for i in range(1000))
     assert unseen > 950  # 1 % design false-positive rate, well under capacity
+    # the fast byte lookup answers exactly what river's own Set.__contains__ answers
+    sk = restored.sketch
+    assert sk is not None
+    for v in [f"d{i}.com" for i in range(100)] + [f"new{i}.org" for i in range(1000)]:
+        assert restored._in_sketch(v) == (stable_key(v) in sk)
 
 
 _CHILD = """

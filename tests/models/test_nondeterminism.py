@@ -157,6 +157,28 @@ def test_hundredfold_s3_reads_score_high(
     assert not frozen.score(s3_get(start, key="papers/1.pdf")).rates
 
 
+def test_first_ever_burst_of_a_new_cloud_action_is_judged_against_zeros(
+    research: tuple[AgentProfile, FrozenAllowlist, Run],
+) -> None:
+    profile = AgentProfile.from_dict(research[0].to_dict())  # leave the fixture alone
+    start = END + 20 * MINUTE
+    start -= start % MINUTE
+    profile.advance(start)
+    last = None
+    for i in range(30):
+        e = s3_get(start + i * 1_000_000_000, key=f"papers/{i}.pdf")
+        e = Envelope(e.kind, e.ts, e.node, e.source, {**e.data, "service": "iam",
+                                                     "action": "CreateAccessKey"}, e.pod)
+        last = profile.score(e)
+    assert last is not None
+    r = last.rate("cloud.call:iam:CreateAccessKey")
+    assert r is not None and r.judged and r.mean == 0.0 and r.value == 30
+    assert r.z >= 10 and r.ratio >= 100, r
+    profile.advance(start + MINUTE)  # the burst's window is learned (not protected here)
+    learned = profile.rates.stats["cloud.call:iam:CreateAccessKey"]
+    assert learned.n > 10 and learned.mu < 2.0  # the zeros before it, then 30
+
+
 def test_new_domain_high_for_stable_agent_low_for_research_agent(
     support: AgentProfile, research: tuple[AgentProfile, FrozenAllowlist, Run],
 ) -> None:
