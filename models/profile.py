@@ -229,10 +229,13 @@ class AgentProfile:
         values; one that recurs on ``accept_after_days`` distinct days is learned.
         Its observations count as phase evidence (drift). Returns the observations
         learned by this call."""
-        ts = event.ts
+        return self.hold_observations(observations(event), event.ts)
+
+    def hold_observations(self, obs: Iterable[Observation], ts: int) -> list[Observation]:
+        """:meth:`hold` on the observations :meth:`score` returned (what the engine keeps)."""
         day = ts // DAY_NS
         done: list[Observation] = []
-        for o in observations(event):
+        for o in obs:
             value = self._value(o)
             nov = self.dims.get(o.dimension)
             known = nov is not None and nov.known(value)

@@ -175,9 +175,11 @@ class StoryEngine:
         found = self._evaluate(state, event)
         if found is None:
             return []
-        pod_state, hits, facts = found
+        pod_state, hits, facts, queued = found
         if not hits:
             return []
+        if queued is not None:
+            queued.append(1)  # flagged: held (K days or a verdict), never simply learned
         state.profile.protect(event.ts)
         state.count("hits", len(hits))
         step = self._step(event, hits, facts, ref)
@@ -193,7 +195,7 @@ class StoryEngine:
         return found[1] if found else []
 
     def _evaluate(self, state: AgentState, event: Envelope,
-                  ) -> tuple[PodState, list[Hit], dict[str, Any]] | None:
+                  ) -> tuple[PodState, list[Hit], dict[str, Any], list[Any] | None] | None:
         if event.kind == "collector.stats":
             self._heartbeat(state, event)
             return None
@@ -214,8 +216,8 @@ class StoryEngine:
         pod_state.ctx.observe(event)
         for mark in marks:
             pod_state.ctx.mark(mark, event.ts)
-        self._queue_learning(state, pod_state, event.ts, scores.observations)
-        return pod_state, hits, facts
+        queued = self._queue_learning(state, pod_state, event.ts, scores.observations)
+        return pod_state, hits, facts, queued
 
     def advance(self, state: AgentState) -> list[Story]:
         """Learn what fell behind the slowest watermark, close quiet incidents."""
@@ -302,30 +304,42 @@ class StoryEngine:
                    name=f"any pod of {name}", agent=state.agent)
 
     def _queue_learning(self, state: AgentState, pod_state: PodState, ts: int,
-                        observations: tuple[Observation, ...]) -> None:
+                        observations: tuple[Observation, ...]) -> list[Any] | None:
+        """Queue the observations until the slowest watermark passes ``ts``; the entry
+        (``[ts, seq, pod, pairs]``, ``+ [1]`` once flagged) is returned to be marked."""
         if not observations:
-            return
+            return None
         state.count("queued")
-        heapq.heappush(state.pending, [ts, state.stats["queued"], str(pod_state.pod["uid"]),
-                                       [[o.dimension, o.value] for o in observations]])
+        entry = [ts, state.stats["queued"], str(pod_state.pod["uid"]),
+                 [[o.dimension, o.value] for o in observations]]
+        heapq.heappush(state.pending, entry)
         if len(state.pending) > self.settings.max_pending:
             # Over the bound: learn the oldest now rather than lose it (counted).
             self._learn_one(state, heapq.heappop(state.pending))
             state.count("learned_early")
+        return entry
 
     def _learn_until(self, state: AgentState, watermark: int) -> None:
         while state.pending and state.pending[0][0] <= watermark:
             self._learn_one(state, heapq.heappop(state.pending))
 
     def _learn_one(self, state: AgentState, item: list[Any]) -> None:
-        ts, _seq, pod_uid, pairs = item
+        """Learn one queued event, unless a story holds it (then only a benign verdict
+        teaches it) or it was flagged (then it is held: learned after recurring on K days
+        with no story, or by a verdict)."""
+        ts, _seq, pod_uid, pairs = item[:4]
         pod_state = state.pods.get(pod_uid)
         if pod_state is not None and any(
                 i.opened and i.first_ts <= ts <= i.last_ts
                 for i in pod_state.incidents):
             state.count("not_learned_in_story")
             return
-        state.profile.learn_observations([Observation(d, v) for d, v in pairs], ts)
+        observations = [Observation(d, v) for d, v in pairs]
+        if len(item) > 4:
+            state.profile.hold_observations(observations, ts)
+            state.count("held")
+            return
+        state.profile.learn_observations(observations, ts)
         state.count("learned")
 
     def _incident_for(self, pod_state: PodState, ts: int) -> Incident:

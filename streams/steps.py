@@ -92,7 +92,7 @@ def describe(event: Envelope, policy: str = "keep") -> str:
                     "instructions")
     if kind == "cloud.api":
         principal = (d.get("principal") or {}).get("arn", "?")
-        resources = ", ".join(r.get("arn") or r.get("name", "") for r in
+        resources = ", ".join(r.get("arn") or r.get("name") or r.get("id", "") for r in
                               d.get("resources") or [] if isinstance(r, dict))
         return _cut(f"{principal} called {d.get('service')}:{d.get('action')}"
                     f"{' on ' + resources if resources else ''} ({d.get('outcome')})"

@@ -33,7 +33,7 @@ def exec_event(exe: str, second: float) -> Envelope:
 @pytest.fixture(scope="module")
 def story() -> dict[str, Any]:
     """The final version of the cross-layer scenario's story (every layer, every link)."""
-    events = learning(seed=7, tickets=120)
+    events = learning(seed=7, tickets=400)
     events += attack(events[-1].ts)
     replayer = Replayer(StoryEngine(load_content(), EngineSettings(
         learning_ns=1800 * SECOND_NS, min_events=10)))

@@ -25,7 +25,7 @@ def run(events: list[Envelope], settings: EngineSettings = SETTINGS) -> list[Sto
 
 @pytest.fixture(scope="module")
 def benign() -> list[Envelope]:
-    return learning(seed=7, tickets=120)
+    return learning(seed=7, tickets=400)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def interleave(queues: list[list[Envelope]], seed: int, skew_ns: list[int],
 
 
 def test_benign_input_dependent_agent_gets_no_story(benign: list[Envelope]) -> None:
-    more = learning(seed=8, tickets=80, start=benign[-1].ts)  # new tickets, same habits
+    more = learning(seed=8, tickets=200, start=benign[-1].ts)  # new tickets, same habits
     assert run(benign + more) == []
 
 

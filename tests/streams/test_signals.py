@@ -33,7 +33,7 @@ def background(name: str) -> tuple[StoryEngine, AgentState, int]:
     if name == "none":
         return engine, engine.new_state(BOT.agent), T0
     replayer = Replayer(engine)
-    events = learning(seed=7, tickets=120)
+    events = learning(seed=7, tickets=400)
     replayer.feed(events)
     replayer.finish(at=events[-1].ts)  # everything learned, the windows up to here closed
     state = replayer.states[BOT.agent]

@@ -40,7 +40,7 @@ def test_topics_list_prints_the_catalogue(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_render_story_reads_as_a_timeline_with_causal_arrows() -> None:
-    events = learning(seed=7, tickets=120)
+    events = learning(seed=7, tickets=400)
     events += attack(events[-1].ts)
     engine = StoryEngine(load_content(), EngineSettings(learning_ns=1800 * SECOND_NS,
                                                        min_events=10))
