@@ -1,5 +1,5 @@
 """Pods of a small cluster, as manifests: two replicas of an IRSA agent sharing one
-service account, one Pod Identity agent, and a bare pod."""
+service account, an IRSA agent with one pod, and a Pod Identity agent."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collectors.pods import PodIndex, PodInfo
 SUPPORT_UID_A = "6f1c2a9e-0000-4000-8000-00000000000a"
 SUPPORT_UID_B = "6f1c2a9e-0000-4000-8000-00000000000b"
 RAG_UID = "9b7e4d21-0000-4000-8000-000000000001"
+RESEARCH_UID = "3c5a7e90-0000-4000-8000-000000000001"
 
 MANIFESTS = f"""
 apiVersion: v1
@@ -68,6 +69,26 @@ spec:
 status:
   containerStatuses:
   - {{name: indexer, containerID: "containerd://{"c" * 64}"}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: research-agent-6b8d9-k2v7p
+  namespace: research
+  uid: {RESEARCH_UID}
+  labels: {{pod-template-hash: 6b8d9}}
+  ownerReferences:
+  - {{apiVersion: apps/v1, kind: ReplicaSet, name: research-agent-6b8d9, controller: true,
+     uid: 77777777-2222-3333-4444-555555555555}}
+spec:
+  nodeName: node-b
+  serviceAccountName: research-agent
+  containers: [{{name: agent, image: research:3}}]
+status:
+  podIP: 10.0.8.21
+  podIPs: [{{ip: 10.0.8.21}}]
+  containerStatuses:
+  - {{name: agent, containerID: "containerd://{"d" * 64}"}}
 """
 
 

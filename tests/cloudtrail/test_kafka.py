@@ -18,7 +18,7 @@ from streams.events import Envelope, decode_frame
 from streams.topics import DEADLETTER, RAW_CLOUD
 
 from . import records as r
-from .conftest import RAG_UID, SUPPORT_UID_A
+from .conftest import RAG_UID, RESEARCH_UID
 from .test_collector import cli_args, trail_dir
 
 pytestmark = pytest.mark.kafka
@@ -72,11 +72,11 @@ async def test_collect_dir_into_kafka(kafka_bootstrap: str, tmp_path: Path,
     by: dict[Any, Envelope] = {
         (e.data["action"], e.data["params"].get("key")): e for _, e in events}
     assert len(events) == 7
-    assert by[("GetObject", "a.csv")].key == SUPPORT_UID_A
+    assert by[("GetObject", "a.csv")].key == RESEARCH_UID
     assert by[("GetObject", "a.csv")].pod is not None
-    assert by[("GetObject", "a.csv")].pod.agent == "support/Deployment/support-bot"  # type: ignore[union-attr]
+    assert by[("GetObject", "a.csv")].pod.agent == "research/Deployment/research-agent"  # type: ignore[union-attr]
     assert by[("InvokeModel", None)].key == RAG_UID
-    assert by[("AssumeRoleWithWebIdentity", None)].key == SUPPORT_UID_A
+    assert by[("AssumeRoleWithWebIdentity", None)].key == RESEARCH_UID
     assert by[("CreateAccessKey", None)].key == f"arn:aws:iam::{r.ACCOUNT}:user/alice"
     assert by[("DescribeInstances", None)].key.endswith("/eks-node-role/i-0abc1234def567890")
     assert by[("GetObject", "a.csv")].data["record"]["eventName"] == "GetObject"

@@ -10,14 +10,14 @@ from collectors.cloudtrail.pipeline import CloudTrailPipeline, read_records
 from collectors.pods import PodIndex
 
 from . import records as r
-from .conftest import SUPPORT_UID_A
+from .conftest import RESEARCH_UID
 
 KEY = "ASIAEXAMPLEIRSAKEY01"
 
 
 def sample() -> list[dict[str, object]]:
     return [
-        r.irsa_assume("2026-11-21T05:20:00Z", "support", "support-bot", KEY),
+        r.irsa_assume("2026-11-21T05:20:00Z", "research", "research-agent", KEY),
         r.s3_get_object("2026-11-21T05:21:00Z", r.assumed_role(KEY), "corp", "a.csv"),
         r.iam_create_access_key("2026-11-21T05:22:00Z", r.iam_user()),
     ]
@@ -101,7 +101,7 @@ def test_pipeline_builds_envelopes_and_dead_letters(pod_index: PodIndex) -> None
         "AssumeRoleWithWebIdentity", "GetObject", "CreateAccessKey"]
     assert all(e.kind == "cloud.api" and e.source == "cloud" and e.node == "cloudtrail-a"
                for e in envs)
-    assert envs[1].key == SUPPORT_UID_A
+    assert envs[1].key == RESEARCH_UID
     assert envs[2].key == f"arn:aws:iam::{r.ACCOUNT}:user/alice"
     assert envs[1].ts == 1795238460 * 10**9
     assert len(result.dead_letters) == 2

@@ -211,12 +211,12 @@ async def test_cli_s3_run_and_resume(s3: Any, moto_endpoint: str, tmp_path: Path
     from collectors.cloudtrail import cli
     from collectors.cloudtrail.collector import MemorySink
 
-    from .conftest import SUPPORT_UID_A
+    from .conftest import RESEARCH_UID
     from .test_collector import cli_args
 
     bucket = make_bucket(s3, "trail-cli")
     put_log(s3, bucket, trail_key("trail/", r.ACCOUNT, "us-west-2", "2026-11-21", "0520", 1),
-            [r.irsa_assume("2026-11-21T05:20:00Z", "support", "support-bot", KEY)])
+            [r.irsa_assume("2026-11-21T05:20:00Z", "research", "research-agent", KEY)])
     put_log(s3, bucket, trail_key("trail/", r.ACCOUNT, "us-west-2", "2026-11-21", "0525", 2),
             one_record("2026-11-21T05:21:00Z"))
     args = cli_args("--s3", f"s3://{bucket}/trail", "--endpoint-url", moto_endpoint,
@@ -234,7 +234,7 @@ async def test_cli_s3_run_and_resume(s3: Any, moto_endpoint: str, tmp_path: Path
     assert await cli._run(args, sink2) == 0
     (env,) = sink2.envelopes
     assert env.data["record"]["eventTime"] == "2026-11-21T05:29:00Z"
-    assert env.key == SUPPORT_UID_A
+    assert env.key == RESEARCH_UID
     sink3 = MemorySink()
     assert await cli._run(args, sink3) == 0
     assert sink3.envelopes == []
