@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 def configure(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--dir", type=Path, metavar="PATH",
-                     help="a directory of CloudTrail files (.json, .json.gz, .jsonl), "
-                          "read recursively")
+                     help="a directory of CloudTrail files (.json, .jsonl, .ndjson, .log, "
+                          ".txt, each also .gz; documents, JSON lines or concatenated "
+                          "documents), read recursively; other files are reported")
     src.add_argument("--s3", metavar="s3://BUCKET/PREFIX",
                      help="the trail's bucket and key prefix (AWSLogs/… below it)")
     parser.add_argument("--endpoint-url", default=None,
@@ -98,7 +99,8 @@ def _watch(source: PodSource, index: PodIndex) -> None:
 
 def _source(args: argparse.Namespace) -> LogSource:
     if args.dir is not None:
-        return DirSource(args.dir)
+        # one-shot runs read files written a moment ago (after they settle)
+        return DirSource(args.dir, wait_fresh=not args.follow)
     import boto3
 
     bucket, prefix = parse_s3_uri(args.s3)
@@ -130,6 +132,9 @@ async def _run(args: argparse.Namespace, sink: Sink | None = None) -> int:
             pod_source.stop()
     log.info("cloudtrail done: %s; attribution %s; %s", pipeline.counts, attributor.counts,
              collector.counts)
+    skipped = getattr(collector.source, "skipped", None)
+    if skipped:
+        log.warning("cloudtrail: files not read, by suffix: %s", skipped)
     return 1 if collector.counts["read_errors"] else 0
 
 

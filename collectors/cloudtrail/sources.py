@@ -40,7 +40,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DIR_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+# What a directory may hold: CloudTrail files, exports (JSON lines), logs shipped by
+# other tools (.log, .txt, .json.txt), each possibly gzipped; the content decides how
+# it is parsed (see pipeline.read_file), so the suffix only says "this is a log".
+DIR_SUFFIXES = tuple(
+    base + gz for base in (".json", ".jsonl", ".ndjson", ".log", ".txt", ".json.txt")
+    for gz in ("", ".gz"))
+# CloudTrail's integrity digests and the like sit beside the logs: not event records.
+_NOT_LOGS = re.compile(r"_CloudTrail-Digest_|-Digest/|/CloudTrail-Digest/")
 S3_SUFFIXES = (".json.gz", ".json")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _ORG = re.compile(r"^o-[a-z0-9]{10,32}$")
@@ -104,34 +111,76 @@ class Checkpoint:
 
 
 class DirSource:
-    """Log files under a directory (recursively), in path order. Files changed less
-    than ``settle_s`` ago are left for the next poll: they may still be being written."""
+    """Log files under a directory (recursively), in path order.
 
-    def __init__(self, root: str | Path, *, settle_s: float = 1.0) -> None:
+    Files changed less than ``settle_s`` ago may still be being written: in follow
+    mode they are left for the next poll; with ``wait_fresh`` (one-shot runs) the
+    listing waits for them to settle instead of skipping them. Files this collector
+    will not read are reported once per suffix (log warning and ``skipped``)."""
+
+    def __init__(self, root: str | Path, *, settle_s: float = 1.0,
+                 wait_fresh: bool = False) -> None:
         self.root = Path(root)
         self.uri = str(self.root.resolve())
         self.settle_s = settle_s
+        self.wait_fresh = wait_fresh
         self._done: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}  # suffix → files not read
+        self._reported: set[str] = set()
+        self._seen_skipped: set[str] = set()
 
-    def list_new(self) -> list[LogFile]:
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.root}: no such directory")
-        now = time.time()
+    def _skip(self, name: str, rel: str, why: str) -> None:
+        """Count a file not read; warn once per suffix and reason."""
+        if rel in self._seen_skipped:
+            return
+        self._seen_skipped.add(rel)
+        suffix = "".join(Path(name).suffixes[-2:]) or name
+        self.skipped[suffix] = self.skipped.get(suffix, 0) + 1
+        key = f"{why}:{suffix}"
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning("%s: not reading %s (%s); reported once per suffix",
+                        self.root, rel, why)
+
+    def _scan(self, now: float) -> tuple[list[LogFile], int]:
         out: list[LogFile] = []
+        fresh = 0
         for folder, dirs, files in os.walk(self.root):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
-                if name.startswith(".") or not name.endswith(DIR_SUFFIXES):
+                if name.startswith("."):
                     continue
                 path = Path(folder) / name
                 rel = path.relative_to(self.root).as_posix()
                 if rel in self._done:
                     continue
+                if not name.lower().endswith(DIR_SUFFIXES):
+                    self._skip(name, rel, "not a log suffix: "
+                               f"{' '.join(DIR_SUFFIXES)}")
+                    continue
+                if _NOT_LOGS.search(rel):
+                    self._skip(name, rel, "a CloudTrail digest file, not event records")
+                    continue
                 st = path.stat()
                 if now - st.st_mtime < self.settle_s:
+                    fresh += 1
                     continue
                 out.append(LogFile(uri=str(path), name=rel, size=st.st_size, order=rel))
         out.sort(key=lambda f: f.order)
+        return out, fresh
+
+    def list_new(self) -> list[LogFile]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root}: no such directory")
+        out, fresh = self._scan(time.time())
+        if fresh and self.wait_fresh:
+            log.info("%s: %d file(s) changed in the last %.1fs; waiting for them to settle",
+                     self.root, fresh, self.settle_s)
+            time.sleep(self.settle_s)
+            # one-shot: read them now even if something still touches them
+            out, _ = self._scan(time.time() + self.settle_s)
+        elif fresh:
+            log.debug("%s: %d file(s) still settling; next poll", self.root, fresh)
         return out
 
     def read(self, item: LogFile) -> bytes:

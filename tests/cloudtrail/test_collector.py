@@ -227,3 +227,15 @@ async def test_follow_picks_up_new_files_and_keeps_held_calls(
     # the IAM user's call went out; the held one stays held (saved, not drained)
     assert [e.data["action"] for e in sink.envelopes] == ["CreateAccessKey"]
     assert len(orjson.loads(cp.read_bytes())["attributor"]["held"]) == 1
+
+
+async def test_cli_once_reads_files_written_a_moment_ago(tmp_path: Path,
+                                                         pods_file: Path) -> None:
+    root = tmp_path / "trail"
+    root.mkdir()
+    (root / "now.log").write_bytes(orjson.dumps({"Records": [
+        r.iam_create_access_key("2026-11-21T05:21:50Z", r.iam_user())]}))
+    args = cli_args("--dir", str(root), "--once", "--pods-file", str(pods_file))
+    sink = MemorySink()
+    assert await cli._run(args, sink) == 0
+    assert [e.data["action"] for e in sink.envelopes] == ["CreateAccessKey"]

@@ -28,14 +28,35 @@ def _old(path: Path) -> None:
     os.utime(path, (1_700_000_000, 1_700_000_000))
 
 
-def test_dir_lists_log_files_in_path_order_and_skips_others(tmp_path: Path) -> None:
+def test_dir_lists_log_files_in_path_order_and_skips_others(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "b").mkdir()
-    for name in ("b/2.json.gz", "a.json", "c.jsonl", "notes.txt", ".hidden.json"):
+    names = ("b/2.json.gz", "a.json", "c.jsonl", "d.log", "e.ndjson", "f.json.txt",
+             "g.log.gz", "notes.md", "img.png", "old.md", ".hidden.json",
+             f"b/{r.ACCOUNT}_CloudTrail-Digest_us-west-2_t_us-west-2_20261121T0520Z.json.gz")
+    for name in names:
         (tmp_path / name).write_bytes(b"{}")
         _old(tmp_path / name)
     (tmp_path / "fresh.json").write_bytes(b"{}")  # still being written: next poll
     src = DirSource(tmp_path)
-    assert [f.name for f in src.list_new()] == ["a.json", "b/2.json.gz", "c.jsonl"]
+    with caplog.at_level("WARNING", logger="collectors.cloudtrail.sources"):
+        assert [f.name for f in src.list_new()] == [
+            "a.json", "b/2.json.gz", "c.jsonl", "d.log", "e.ndjson", "f.json.txt", "g.log.gz"]
+        src.list_new()  # the next poll does not say it again
+    warned = [rec.getMessage() for rec in caplog.records]
+    # once per suffix and reason: .md twice on disk, one word; .png; the digest
+    assert len(warned) == 3, warned
+    assert any("not reading notes.md" in w or "not reading old.md" in w for w in warned)
+    assert any("img.png" in w for w in warned)
+    assert any("digest" in w for w in warned)
+    assert src.skipped == {".md": 2, ".png": 1, ".json.gz": 1}
+
+
+def test_one_shot_waits_for_fresh_files_instead_of_skipping_them(tmp_path: Path) -> None:
+    (tmp_path / "just-written.json").write_bytes(b"{}")
+    assert DirSource(tmp_path, settle_s=0.2).list_new() == []  # follow: next poll
+    once = DirSource(tmp_path, settle_s=0.2, wait_fresh=True)
+    assert [f.name for f in once.list_new()] == ["just-written.json"]
 
 
 def test_dir_done_state_round_trips(tmp_path: Path) -> None:
