@@ -28,6 +28,7 @@ import orjson
 from streams.events import Envelope, Rejected, dead_letter
 
 from .attribute import Attributed, CloudAttributor
+from .dedup import EventIdDedup
 from .normalize import KIND, RecordError, normalize
 
 __all__ = [
@@ -82,9 +83,17 @@ def _gunzip(raw: bytes) -> tuple[bytes, str]:
 
 
 def _unwrap(item: Any) -> Any:
-    """``lookup-events`` items carry the record as a JSON string."""
-    if isinstance(item, dict) and isinstance(item.get("CloudTrailEvent"), str):
+    """The CloudTrail record inside its carriers: ``lookup-events`` items (the record
+    as a ``CloudTrailEvent`` string), EventBridge events (``detail-type`` "… via
+    CloudTrail", the record in ``detail``), and SNS notifications (``Message``)."""
+    if not isinstance(item, dict):
+        return item
+    if isinstance(item.get("CloudTrailEvent"), str):
         return orjson.loads(item["CloudTrailEvent"])
+    if isinstance(item.get("detail"), dict) and "detail-type" in item:
+        return item["detail"]
+    if item.get("Type") == "Notification" and isinstance(item.get("Message"), str):
+        return _unwrap(orjson.loads(item["Message"]))
     return item
 
 
@@ -348,12 +357,15 @@ def read_records(name: str, raw: bytes) -> tuple[list[Any], list[Rejected]]:
 class CloudTrailPipeline:
     """Read → normalize → attribute → envelopes, with counters for every outcome."""
 
-    def __init__(self, attributor: CloudAttributor, node: str) -> None:
+    def __init__(self, attributor: CloudAttributor, node: str, *,
+                 dedup: EventIdDedup | None = None) -> None:
         self.attributor = attributor
         self.node = node
+        self.dedup = dedup
         self.counts: dict[str, int] = {
             "files": 0, "records": 0, "envelopes": 0, "rejected_read": 0,
             "rejected_record": 0, "rejected_internal": 0, "records_lost": 0,
+            "duplicates": 0,
         }
 
     def _envelope(self, item: Attributed) -> Envelope:
@@ -374,9 +386,13 @@ class CloudTrailPipeline:
             result.dead_letters.append((key, dead_letter(rej, stage=STAGE_READ, key=key)))
         envelopes = result.envelopes
         process = self.attributor.process
+        dedup = self.dedup
         for index, record in enumerate(records):
             try:
                 ts, data = normalize(record)
+                if dedup is not None and not dedup.first(data["event_id"], ts):
+                    self.counts["duplicates"] += 1
+                    continue
                 attributed = process(ts, data)
             except RecordError as exc:
                 self.counts["rejected_record"] += 1

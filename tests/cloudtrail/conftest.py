@@ -3,10 +3,12 @@ service account, an IRSA agent with one pod, and a Pod Identity agent."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from moto.server import ThreadedMotoServer
 
 from collectors.pods import PodIndex, PodInfo
 
@@ -105,3 +107,14 @@ def pods_file(tmp_path: Path) -> Path:
     path = tmp_path / "pods.yaml"
     path.write_text(MANIFESTS)
     return path
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A local AWS API endpoint (moto's server) on loopback: S3 and SQS wire protocol,
+    boto3 unchanged."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

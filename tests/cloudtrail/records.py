@@ -362,3 +362,21 @@ def kms_decrypt(event_time: str, identity: dict[str, Any], *,
                          "ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/"
                                 "1234abcd-12ab-34cd-56ef-1234567890ab"}]
     return rec
+
+
+def eventbridge(record: dict[str, Any]) -> dict[str, Any]:
+    """The EventBridge event a CloudTrail record becomes on the default bus (what the
+    rule's SQS target receives as the message body)."""
+    sign_in = record.get("eventType") == "AwsConsoleSignIn"
+    return {
+        "version": "0",
+        "id": _event_id("eb" + str(record.get("eventID"))),
+        "detail-type": ("AWS Console Sign In via CloudTrail" if sign_in
+                        else "AWS API Call via CloudTrail"),
+        "source": "aws." + str(record["eventSource"]).split(".")[0],
+        "account": ACCOUNT,
+        "time": record["eventTime"],
+        "region": record.get("awsRegion", REGION),
+        "resources": [],
+        "detail": record,
+    }

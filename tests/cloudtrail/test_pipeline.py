@@ -115,7 +115,7 @@ def test_pipeline_builds_envelopes_and_dead_letters(pod_index: PodIndex) -> None
     assert letters[1]["field"] == "eventSource" and "required" in letters[1]["reason"]
     assert pipe.counts == {"files": 1, "records": 5, "envelopes": 3, "rejected_read": 0,
                            "rejected_record": 2, "rejected_internal": 0,
-                           "records_lost": 0}
+                           "records_lost": 0, "duplicates": 0}
 
 
 def many(n: int) -> list[dict[str, object]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import doctest
 import gzip
 import os
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-from moto.server import ThreadedMotoServer
 
 from collectors.cloudtrail import sources as sources_module
 from collectors.cloudtrail.sources import Checkpoint, DirSource, S3Source, parse_s3_uri
@@ -95,15 +93,6 @@ def test_parse_s3_uri() -> None:
 
 
 # -- S3 --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
 
 @pytest.fixture
 def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
