@@ -142,7 +142,7 @@ def _sqs_source(args: argparse.Namespace) -> SqsSource | None:
     if not 0 <= args.sqs_wait_seconds <= 20:
         raise SystemExit("--sqs-wait-seconds must be between 0 and 20")
     client: Any = boto3.client("sqs", endpoint_url=args.sqs_endpoint_url,
-                               region_name=args.region or _queue_region(args.sqs))
+                               region_name=_queue_region(args.sqs) or args.region)
     return SqsSource(client, args.sqs, wait_s=args.sqs_wait_seconds)
 
 

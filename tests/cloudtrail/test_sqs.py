@@ -191,3 +191,39 @@ def test_queue_region_from_url() -> None:
 def test_a_source_is_required() -> None:
     with pytest.raises(SystemExit, match="needs a source"):
         cli._source(cli_args())
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_aws_stack_sends_read_only_events_and_parks_poison_messages() -> None:
+    """deploy/aws/cloudtrail-eventbridge-sqs.yaml says what the source relies on."""
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "deploy/aws/cloudtrail-eventbridge-sqs.yaml").read_text())
+    res = doc["Resources"]
+    rule = res["Rule"]["Properties"]
+    assert rule["State"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+    assert set(rule["EventPattern"]["detail-type"]) == {
+        "AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail"}
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["Queue", "Arn"]}
+    queue = res["Queue"]["Properties"]
+    # longer than a long poll (20 s max) plus a publish; a redrive policy to the DLQ
+    assert int(queue["VisibilityTimeout"]) > 20 + 60
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    assert int(queue["RedrivePolicy"]["maxReceiveCount"]) >= 2
+    (grant,) = res["QueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert grant["Principal"] == {"Service": "events.amazonaws.com"}
+    assert grant["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["Rule", "Arn"]}
+    (reader,) = res["CollectorReadsTheQueue"]["Properties"]["PolicyDocument"]["Statement"]
+    # exactly the calls SqsSource makes
+    assert set(reader["Action"]) == {"sqs:ReceiveMessage", "sqs:DeleteMessage"}
+
+
+def test_an_empty_sqs_url_means_s3_only() -> None:
+    """The Deployment passes ``--sqs=$(AGENTSTORY_CLOUDTRAIL_SQS)``, empty by default."""
+    from collectors.cloudtrail.sources import S3Source
+
+    args = cli_args("--s3", "s3://trail/prefix", "--sqs", "", "--region", "us-east-1")
+    assert isinstance(cli._source(args), S3Source)
