@@ -131,7 +131,10 @@ def _text(value: Any) -> str:
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else _EMPTY
+
+
+_EMPTY: Mapping[str, Any] = {}
 
 
 def _principal(ui: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,22 +230,29 @@ def _shared_with(request: Mapping[str, Any]) -> list[str]:
     return out
 
 
+_PARAM_NAMES: dict[str, str] = {}
+for _src, _dst in _PARAMS:
+    _PARAM_NAMES.setdefault(_src, _dst)
+
+
 def _params(request: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for src, dst in _PARAMS:
-        value = request.get(src)
-        if isinstance(value, str) and value and dst not in out:
+    names = _PARAM_NAMES
+    for src, value in request.items():  # a handful of keys: cheaper than probing all
+        dst = names.get(src)
+        if dst is not None and value and type(value) is str and dst not in out:
             out[dst] = value
     if "role_arn" in out and not _ARNISH.match(out["role_arn"]):
         out.pop("role_arn")
     iam_profile = request.get("iamInstanceProfile")  # ec2 RunInstances passes a role
-    if isinstance(iam_profile, Mapping):
+    if isinstance(iam_profile, dict):
         ref = iam_profile.get("arn") or iam_profile.get("name")
         if isinstance(ref, str) and ref:
             out["instance_profile"] = ref
-    shared = _shared_with(request)
-    if shared:
-        out["shared_with"] = shared
+    if "createVolumePermission" in request or "launchPermission" in request:
+        shared = _shared_with(request)
+        if shared:
+            out["shared_with"] = shared
     return out
 
 
@@ -388,7 +398,7 @@ def _resources(record: Mapping[str, Any], source: str,
     res = _Resources()
     listed = record.get("resources")
     for item in listed if isinstance(listed, list) else ():
-        if isinstance(item, Mapping):
+        if isinstance(item, dict):
             rtype = _text(item.get("type"))
             res.add(rtype, item.get("ARN") or item.get("arn"), "id")
     if not request:
@@ -423,6 +433,7 @@ def _resources(record: Mapping[str, Any], source: str,
 _RESULT_FIELDS = ("ConsoleLogin", "CheckMfa", "SwitchRole", "ExitRole", "RenewRole",
                   "CredentialVerification", "CredentialChallenge", "UserAuthentication",
                   "PasswordUpdated", "ConsoleSignin")
+_RESULT_EVENT_TYPES = frozenset({"AwsConsoleSignIn", "AwsServiceEvent", "AwsConsoleAction"})
 # errorCodes some services log for calls that worked (an HTTP status, "OK"…)
 _NOT_AN_ERROR = re.compile(r"^(?:2\d\d|OK|Success|NoError|None)$", re.IGNORECASE)
 
@@ -445,8 +456,8 @@ def outcome_of(record: Mapping[str, Any]) -> tuple[str, dict[str, str] | None]:
 
     >>> outcome_of({"errorCode": "AccessDenied", "errorMessage": "Access Denied"})
     ('failure', {'code': 'AccessDenied', 'message': 'Access Denied'})
-    >>> outcome_of({"responseElements": {"ConsoleLogin": "Failure"},
-    ...             "errorMessage": "Failed authentication"})
+    >>> outcome_of({"eventType": "AwsConsoleSignIn", "errorMessage": "Failed authentication",
+    ...             "responseElements": {"ConsoleLogin": "Failure"}})
     ('failure', {'code': 'ConsoleLogin.Failure', 'message': 'Failed authentication'})
     >>> outcome_of({"errorCode": "200"})
     ('success', None)
@@ -455,7 +466,9 @@ def outcome_of(record: Mapping[str, Any]) -> tuple[str, dict[str, str] | None]:
     code = str(code).strip() if code not in (None, "", False) else ""
     message = record.get("errorMessage")
     message = message if isinstance(message, str) else ("" if message is None else str(message))
-    result = _result_field(record)
+    # only sign-in style events state their result in a response field
+    result = (_result_field(record) if _text(record.get("eventType")) in _RESULT_EVENT_TYPES
+              else "")
     if code and not _NOT_AN_ERROR.match(code):
         return "failure", {"code": code, "message": message}
     if result in ("failure", "failed"):
@@ -505,7 +518,7 @@ def _sizes(record: Mapping[str, Any]) -> dict[str, int]:
     out: dict[str, int] = {}
     for section in ("additionalEventData", "requestParameters", "responseElements"):
         obj = record.get(section)
-        if not isinstance(obj, Mapping):
+        if not obj or not isinstance(obj, dict):
             continue
         for src, dst in _SIZE_FIELDS:
             if src in obj and dst not in out:
@@ -550,7 +563,7 @@ def normalize(record: Any) -> tuple[int, dict[str, Any]]:
     ts = parse_event_time(record["eventTime"])
 
     request = record.get("requestParameters")
-    request = request if isinstance(request, Mapping) else None
+    request = request if isinstance(request, dict) else None
     params = _params(request) if request else {}
     outcome, error = outcome_of(record)
     ips = _source_ips(record.get("sourceIPAddress"))
