@@ -168,7 +168,7 @@ class CloudTrailCollector:
         self._clock = clock or time.monotonic
         self._saved_at = float("-inf")
         self.counts: dict[str, int] = {"batches": 0, "read_errors": 0, "flush_retries": 0,
-                                       "checkpoints": 0}
+                                       "list_errors": 0, "checkpoints": 0}
         self._stopping = asyncio.Event()
 
     def restore(self) -> bool:
@@ -232,9 +232,20 @@ class CloudTrailCollector:
         self._saved_at = now
         self.counts["checkpoints"] += 1
 
-    async def poll(self) -> int:
-        """Process every file the source lists now; returns how many were done."""
-        files = await asyncio.to_thread(self.source.list_new)
+    async def poll(self, *, follow: bool = False) -> int:
+        """Process every file the source lists now; returns how many were done. When
+        following, a listing that fails (S3 or SQS unreachable) is retried after a
+        pause instead of ending the collector."""
+        try:
+            files = await asyncio.to_thread(self.source.list_new)
+        except Exception as exc:
+            if not follow:
+                raise
+            self.counts["list_errors"] += 1
+            log.warning("cannot list %s (%s); retrying", self.source.uri, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.retry_backoff_s[1])
+            return 0
         batch: list[LogFile] = []
         records = 0
         done = 0
@@ -271,7 +282,7 @@ class CloudTrailCollector:
 
     async def run(self, *, follow: bool, poll_s: float = 30.0) -> None:
         while True:
-            done = await self.poll()
+            done = await self.poll(follow=follow)
             log.info("cloudtrail: %d files this poll; %s; %s", done, self.pipeline.counts,
                      self.pipeline.attributor.counts)
             if not follow and done and getattr(self.source, "drain_when_once", False):

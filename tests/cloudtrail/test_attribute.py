@@ -416,3 +416,28 @@ def test_no_inference_for_shared_roles_or_non_web_identity_sessions(
     assert len(gets) == 2
     assert all(i.pod is None and i.data["attribution"]["reason"] == "assume_not_seen"
                for i in gets)
+
+
+def test_role_chaining_from_a_pod_identity_key_keeps_the_certain_pod(
+        pod_index: PodIndex) -> None:
+    att = CloudAttributor(pod_index)
+    chained_key = "ASIACHAINEDKEY000002"
+    hop = r.api_call("2026-11-21T05:21:00Z", r.assumed_role(PI_KEY, role="pi-role"),
+                     "sts.amazonaws.com", "AssumeRole",
+                     {"roleArn": f"arn:aws:iam::{r.ACCOUNT}:role/data-admin",
+                      "roleSessionName": "hop"})
+    hop["responseElements"] = {"credentials": {
+        "accessKeyId": chained_key, "expiration": "Nov 21, 2026, 6:21:00 AM"}}
+    out = feed(att,
+               r.pod_identity_assume("2026-11-21T05:20:00Z", RAG_UID,
+                                     "rag-indexer-5c6d7-abcde", "rag", "rag", PI_KEY),
+               hop,
+               r.kms_decrypt("2026-11-21T05:22:00Z", r.assumed_role(chained_key,
+                                                                   role="data-admin")))
+    last = out[-1]
+    assert last.pod is not None and last.pod.uid == RAG_UID
+    assert last.data["attribution"] == {
+        "via": "pod-identity", "status": "attributed", "agent": "rag/Deployment/rag-indexer",
+        "service_account": "rag/rag", "cluster": "prod",
+        "role_arn": f"arn:aws:iam::{r.ACCOUNT}:role/data-admin",
+        "assume_event_id": hop["eventID"], "chained": True}

@@ -70,7 +70,7 @@ def collector(root: Path, pods: PodIndex, sink: MemorySink, cp: Path,
               **kw: Any) -> CloudTrailCollector:
     pipe = CloudTrailPipeline(CloudAttributor(pods), node="cloudtrail")
     return CloudTrailCollector(DirSource(root), pipe, sink, Checkpoint(cp),
-                               retry_backoff_s=(0.001, 0.001), **kw)
+                               **{"retry_backoff_s": (0.001, 0.001), **kw})
 
 
 async def test_directory_end_to_end(tmp_path: Path, pod_index: PodIndex) -> None:
@@ -238,4 +238,33 @@ async def test_cli_once_reads_files_written_a_moment_ago(tmp_path: Path,
     args = cli_args("--dir", str(root), "--once", "--pods-file", str(pods_file))
     sink = MemorySink()
     assert await cli._run(args, sink) == 0
+    assert [e.data["action"] for e in sink.envelopes] == ["CreateAccessKey"]
+
+
+async def test_follow_survives_a_listing_that_fails(tmp_path: Path,
+                                                    pod_index: PodIndex) -> None:
+    """S3 or SQS away for a moment: the collector retries, it does not end."""
+    root = tmp_path / "trail"
+    root.mkdir()
+    sink = MemorySink()
+    col = collector(root, pod_index, sink, tmp_path / "cp.json",
+                    retry_backoff_s=(0.001, 0.01))
+    real = col.source.list_new
+    failures = [OSError("connection reset")] * 2
+
+    def flaky() -> list[Any]:
+        if failures:
+            raise failures.pop()
+        return real()
+
+    col.source.list_new = flaky  # type: ignore[method-assign]
+    write(root / "01.json.gz", [r.iam_create_access_key("2026-11-21T05:21:10Z", r.iam_user())])
+    task = asyncio.create_task(col.run(follow=True, poll_s=0.01))
+    for _ in range(1000):
+        if sink.envelopes:
+            break
+        await asyncio.sleep(0.01)
+    col.stop()
+    await asyncio.wait_for(task, 30)
+    assert col.counts["list_errors"] == 2
     assert [e.data["action"] for e in sink.envelopes] == ["CreateAccessKey"]

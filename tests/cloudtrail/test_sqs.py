@@ -227,3 +227,23 @@ def test_an_empty_sqs_url_means_s3_only() -> None:
 
     args = cli_args("--s3", "s3://trail/prefix", "--sqs", "", "--region", "us-east-1")
     assert isinstance(cli._source(args), S3Source)
+
+
+def test_dedup_is_bounded_in_event_time_and_count() -> None:
+    import doctest
+
+    from collectors.cloudtrail import dedup as dedup_module
+
+    assert doctest.testmod(dedup_module).failed == 0
+    ns = 1_000_000_000
+    d = EventIdDedup(window_s=60, max_ids=3)
+    assert d.first("a", 0) and d.first("b", 10 * ns)
+    assert d.first("c", 100 * ns)  # a and b fall out of the window
+    assert d.counts["expired"] == 2 and len(d) == 1
+    assert d.first("a", 101 * ns)  # a copy later than the window goes out again
+    for i in range(5):
+        d.first(f"x{i}", 102 * ns)
+    assert len(d) == 3 and d.counts["evicted"] == 4
+    again = EventIdDedup(window_s=60, max_ids=3)
+    again.restore(orjson.loads(orjson.dumps(d.snapshot())))
+    assert not again.first("x4", 103 * ns) and again.first("c", 103 * ns)
