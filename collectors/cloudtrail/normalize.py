@@ -348,14 +348,21 @@ def _one(rtype: str, kind: str = "name") -> Any:
     return add
 
 
+def _in_items(rtype: str, field: str) -> Any:
+    """EC2's ``{"items": [{field: id}]}`` sets (instancesSet, snapshotSet)."""
+    def add(res: _Resources, value: Any) -> None:
+        for v in _items(value, field):
+            res.add(rtype, v, "id")
+    return add
+
+
 # requestParameters key → what it names, for every service
 _COMMON: dict[str, Any] = {
     "instanceId": _ec2_instance,
     "instanceIds": _list_of("AWS::EC2::Instance", "id"),
-    "instancesSet": lambda res, v: [_ec2_instance(res, i) for i in _items(v, "instanceId")],
+    "instancesSet": _in_items("AWS::EC2::Instance", "instanceId"),
     "snapshotId": _one("AWS::EC2::Snapshot", "id"),
-    "snapshotSet": lambda res, v: [res.add("AWS::EC2::Snapshot", i, "id")
-                                   for i in _items(v, "snapshotId")],
+    "snapshotSet": _in_items("AWS::EC2::Snapshot", "snapshotId"),
     "volumeId": _one("AWS::EC2::Volume", "id"),
     "imageId": _one("AWS::EC2::Image", "id"),
     "groupId": _one("AWS::EC2::SecurityGroup", "id"),

@@ -102,8 +102,9 @@ def _items_of(doc: Any) -> list[Any]:
     (lookup-events), an array of records, or one record."""
     if isinstance(doc, dict):
         for name in ("Records", "Events"):
-            if isinstance(doc.get(name), list):
-                return doc[name]
+            items = doc.get(name)
+            if isinstance(items, list):
+                return items
         return [doc]
     if isinstance(doc, list):
         return doc
