@@ -81,6 +81,7 @@ class PodInfo:
     service_account: str
     agent: str
     containers: Mapping[str, str] = field(default_factory=dict)  # container id → name
+    ips: tuple[str, ...] = ()  # status.podIPs: settles which pod a cloud call came from
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any]) -> PodInfo:
@@ -104,6 +105,9 @@ class PodInfo:
             service_account=spec.get("serviceAccountName") or "default",
             agent=agent_of(manifest),
             containers=containers,
+            ips=tuple(ip for ip in (
+                [p.get("ip") for p in status.get("podIPs") or [] if isinstance(p, dict)]
+                or [status.get("podIP")]) if isinstance(ip, str) and ip),
         )
 
     def to_pod(self, container_id: str = "") -> Pod:

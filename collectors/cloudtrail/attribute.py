@@ -19,6 +19,14 @@ reason, keyed by its principal (the Tetragon event-cache pattern).
 
 Calls by a node's instance role (session name = EC2 instance id, or a configured node
 role) are attributed to the node, never to a pod on it.
+
+A pod is named only when it is certain: Pod Identity tags carry the pod uid, or an IRSA
+service account has exactly one pod (or the call's ``sourceIPAddress`` is the pod IP of
+exactly one of its pods, as calls through a VPC endpoint show). Otherwise ``pod`` stays
+None and ``data["attribution"]`` says ``status: ambiguous`` with the candidate pods and,
+when they all belong to one, the agent — a responder never isolates a workload on a guess.
+``data["attribution"]["via"]`` says how (``irsa``, ``pod-identity``, ``node-role``,
+``unknown-key``, ``long-term-key``, ``no-key``).
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ _SUBJECT = re.compile(r"^system:serviceaccount:([^:]+):([^:]+)$")
 _INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
 _NS = 1_000_000_000
 _MAX_CANDIDATES = 16
+_VIA = {"irsa": "irsa", "pod_identity": "pod-identity"}
 
 
 def parse_subject(subject: str) -> tuple[str, str] | None:
@@ -161,6 +170,8 @@ class CloudAttributor:
         self.max_roles = max_roles
         self._grace_ns = int(grace_s * _NS)
         self._keys: OrderedDict[str, Identity] = OrderedDict()
+        # keys past expiration + grace: a late call with one is still its holder's
+        self._expired: OrderedDict[str, Identity] = OrderedDict()
         self._expiry: list[tuple[int, str]] = []
         self._held: dict[str, list[_Held]] = {}
         self._held_heap: list[tuple[int, int, _Held]] = []
@@ -168,7 +179,7 @@ class CloudAttributor:
         self._seq = 0
         self._watermark = 0
         self._counts = _Counts()
-        self._sa_cache: dict[tuple[str, str], tuple[Pod | None, list[str]]] = {}
+        self._sa_cache: dict[tuple[str, str], list[PodInfo]] = {}
         # role ARN → the (method, namespace, service account) seen assuming it
         self._roles: OrderedDict[str, list[list[str]]] = OrderedDict()
         if pods is not None and hasattr(pods, "on_change"):
@@ -302,7 +313,13 @@ class CloudAttributor:
             ident = self._keys.get(key)
             if ident is not None:
                 self._keys.move_to_end(key)
+                if ts > ident.expires_ns + self._grace_ns:
+                    return [self._attribute_call(ts, data, ident, expired=True)]
                 return [self._attribute_call(ts, data, ident)]
+            ident = self._expired.get(key)
+            if ident is not None:
+                self._counts.add("expired_key_used")
+                return [self._attribute_call(ts, data, ident, expired=True)]
         node = self._node_of(principal)
         if node is not None:
             data["attribution"] = node
@@ -310,8 +327,9 @@ class CloudAttributor:
             return [Attributed(ts, data, None)]
         if key.startswith("ASIA"):
             return self._hold(ts, data, key)
-        reason = "long_term_key" if key else "no_access_key"
-        return [self._unattributed(ts, data, reason)]
+        if key:
+            return [self._unattributed(ts, data, "long_term_key", via="long-term-key")]
+        return [self._unattributed(ts, data, "no_access_key", via="no-key")]
 
     def _node_of(self, principal: Mapping[str, Any]) -> dict[str, Any] | None:
         if principal.get("type") != "AssumedRole":
@@ -322,7 +340,8 @@ class CloudAttributor:
         is_instance = bool(_INSTANCE_ID.match(session))
         if not (is_instance or role_arn in self.node_roles or role_name in self.node_roles):
             return None
-        out: dict[str, Any] = {"method": "node", "role": role_arn or role_name}
+        out: dict[str, Any] = {"via": "node-role", "status": "node",
+                               "role": role_arn or role_name}
         if is_instance:
             out["instance_id"] = session
         return out
@@ -400,7 +419,10 @@ class CloudAttributor:
             ident = self._keys.get(key)
             if ident is not None and ident.expires_ns == expires:
                 del self._keys[key]
+                self._expired[key] = ident
                 self._counts.add("keys_expired")
+                while len(self._expired) > self.max_keys:
+                    self._expired.popitem(last=False)
 
     # -- when the assume event never came: what the role says ------------------------------
     def _learn_role(self, ident: Identity) -> None:
@@ -419,8 +441,9 @@ class CloudAttributor:
     def _give_up(self, ts: int, data: dict[str, Any], reason: str) -> Attributed:
         """A held call whose assume event did not come. If its role has only ever been
         assumed by one service account (an IRSA session must also carry the OIDC
-        provider in ``webIdFederationData``), attribute it to that service account,
-        marked ``inferred``, and remember the key; else release it unattributed."""
+        provider in ``webIdFederationData``), name that service account and its pods as
+        candidates, marked ``inferred`` — never one pod: another holder of the role may
+        simply not have been seen — and remember the key; else release it unattributed."""
         principal = data["principal"]
         seen = self._roles.get(principal.get("role_arn", ""))
         if seen is not None and len(seen) == 1:
@@ -433,20 +456,22 @@ class CloudAttributor:
                 self._learn(principal["access_key_id"], ident)
                 self._counts.add("inferred_from_role")
                 return self._attribute_call(ts, data, ident)
-        return self._unattributed(ts, data, reason)
+        return self._unattributed(ts, data, reason, via="unknown-key")
 
     # -- building results -------------------------------------------------------------------
     def _attribute_call(
         self, ts: int, data: dict[str, Any], ident: Identity, *, held: bool = False,
+        expired: bool = False,
     ) -> Attributed:
         self._chain(ts, data, ident)
-        return self._attribute(ts, data, ident, held=held)
+        return self._attribute(ts, data, ident, held=held, expired=expired)
 
     def _attribute(
         self, ts: int, data: dict[str, Any], ident: Identity, *, held: bool = False,
+        expired: bool = False,
     ) -> Attributed:
-        pod, candidates, reason = self._resolve(ident)
-        attribution: dict[str, Any] = {"method": ident.method}
+        attribution: dict[str, Any] = {"via": _VIA.get(ident.method, ident.method)}
+        pod = self._resolve(ident, data, attribution)
         if ident.service_account:
             attribution["service_account"] = f"{ident.namespace}/{ident.service_account}"
         for name in ("cluster", "role_arn", "assume_event_id"):
@@ -457,57 +482,80 @@ class CloudAttributor:
             attribution["chained"] = True
         if ident.inferred:
             attribution["inferred"] = ident.inferred
-        if len(candidates) > 1:
-            attribution["candidates"] = candidates
-            self._counts.add("pod_ambiguous")
-        if reason:
-            attribution["reason"] = reason
-            self._counts.add(f"pod_{reason}")
         if held:
             attribution["held"] = True
+        if expired:
+            attribution["expired"] = True  # AWS refuses expired keys: expect a failure
+            self._counts.add("pod_key_expired")
         data["attribution"] = attribution
         self._counts.add(f"attributed_{ident.method}")
+        self._counts.add(f"status_{attribution['status']}")
         return Attributed(ts, data, pod)
 
-    def _unattributed(self, ts: int, data: dict[str, Any], reason: str) -> Attributed:
-        data["attribution"] = {"method": "none", "reason": reason}
+    def _unattributed(self, ts: int, data: dict[str, Any], reason: str, *,
+                      via: str) -> Attributed:
+        data["attribution"] = {"via": via, "status": "unattributed", "reason": reason}
         self._counts.add(f"unattributed_{reason}")
         return Attributed(ts, data, None)
 
-    def _resolve(self, ident: Identity) -> tuple[Pod | None, list[str], str]:
-        """The pod an identity belongs to, the candidates when a service account has
-        several pods (the pick is deterministic: lowest pod uid), and a reason when no
-        pod (or no known pod) could be named."""
-        if ident.pod_uid:
+    def _resolve(self, ident: Identity, data: Mapping[str, Any],
+                 out: dict[str, Any]) -> Pod | None:
+        """The pod an identity belongs to when that is certain, else None; fills
+        ``status``, ``agent``, ``candidates`` and ``reason`` of the attribution."""
+        infos = self._by_sa(ident.namespace, ident.service_account)
+        agents = {p.agent for p in infos}
+        agent = agents.pop() if len(agents) == 1 else ""
+        if ident.pod_uid:  # Pod Identity session tags name the pod: certain
             info = self.pods.get(ident.pod_uid) if self.pods is not None else None
+            out["status"] = "attributed"
             if info is not None:
-                return info.to_pod(), [], ""
-            # Not (or no longer) in the index: the tags still name the pod.
-            _, candidates, agent = self._by_sa(ident.namespace, ident.service_account)
-            return Pod(
-                uid=ident.pod_uid, namespace=ident.namespace, name=ident.pod_name,
-                service_account=ident.service_account, agent=agent,
-            ), [], "not_in_index"
+                out["agent"] = info.agent
+                return info.to_pod()
+            # not (or no longer) in the index: the tags still name the pod
+            out["reason"] = "not_in_index"
+            if agent:
+                out["agent"] = agent
+            return Pod(uid=ident.pod_uid, namespace=ident.namespace, name=ident.pod_name,
+                       service_account=ident.service_account, agent=agent)
         if not ident.service_account:
-            return None, [], "no_session_tags"
-        pod, candidates, _ = self._by_sa(ident.namespace, ident.service_account)
-        if pod is None:
-            return None, [], "no_pod_for_service_account"
-        return pod, candidates, ""
+            out["status"] = "unattributed"
+            out["reason"] = "no_session_tags"
+            return None
+        if not infos:
+            out["status"] = "unattributed"
+            out["reason"] = "no_pod_for_service_account"
+            return None
+        if agent:
+            out["agent"] = agent
+        if len(infos) == 1 and not ident.inferred:
+            out["status"] = "attributed"
+            return infos[0].to_pod()
+        if not ident.inferred:
+            ips = set(_ips_of(data))
+            hits = [p for p in infos if ips.intersection(getattr(p, "ips", ()))]
+            if len(hits) == 1:
+                out["status"] = "attributed"
+                out["settled_by"] = "source_ip"
+                return hits[0].to_pod()
+        out["status"] = "ambiguous"
+        out["reason"] = "inferred_from_role" if ident.inferred else "shared_service_account"
+        out["candidates"] = [p.uid for p in infos[:_MAX_CANDIDATES]]
+        if len(infos) > _MAX_CANDIDATES:
+            out["candidates_total"] = len(infos)
+        return None
 
-    def _by_sa(self, namespace: str, service_account: str) -> tuple[Pod | None, list[str], str]:
+    def _by_sa(self, namespace: str, service_account: str) -> list[PodInfo]:
+        """The service account's pods now, sorted by uid (cached until the index
+        changes)."""
         if self.pods is None or not service_account:
-            return None, [], ""
+            return []
         cache_key = (namespace, service_account)
         cached = self._sa_cache.get(cache_key)
         if cached is None:
-            infos = sorted(self.pods.by_service_account(namespace, service_account),
-                           key=lambda p: p.uid)
-            pod = infos[0].to_pod() if infos else None
-            cached = (pod, [p.uid for p in infos[:_MAX_CANDIDATES]])
+            cached = sorted(self.pods.by_service_account(namespace, service_account),
+                            key=lambda p: p.uid)
             self._sa_cache[cache_key] = cached
-        pod, candidates = cached
-        return pod, candidates, pod.agent if pod is not None else ""
+        return cached
 
     # -- persistence (the checkpoint carries it, so a restart keeps the join) ----------------
     def snapshot(self) -> dict[str, Any]:
@@ -519,6 +567,7 @@ class CloudAttributor:
             "keys": [[k, ident.to_dict()] for k, ident in self._keys.items()],
             "held": [[item.ts, item.key, item.data] for _, _, item in held],
             "roles": [[role, seen] for role, seen in self._roles.items()],
+            "expired": [[k, ident.to_dict()] for k, ident in self._expired.items()],
         }
 
     def restore(self, doc: Mapping[str, Any] | None) -> None:
@@ -543,6 +592,8 @@ class CloudAttributor:
             self._held_n += 1
         heapq.heapify(self._held_heap)
         self._roles = OrderedDict((role, seen) for role, seen in doc.get("roles", []))
+        self._expired = OrderedDict(
+            (key, Identity.from_dict(ident_doc)) for key, ident_doc in doc.get("expired", []))
 
 
 def _tags(value: Any) -> dict[str, str]:
@@ -566,3 +617,11 @@ def _oidc_id(provider: str) -> str:
     OIDC issuer id is what identifies an IRSA cluster in CloudTrail."""
     _, _, rest = str(provider).partition("/id/")
     return f"oidc:{rest}" if rest else ""
+
+
+def _ips_of(data: Mapping[str, Any]) -> list[str]:
+    ips = data.get("source_ips")
+    if isinstance(ips, list):
+        return ips
+    ip = data.get("source_ip")
+    return [ip] if ip else []

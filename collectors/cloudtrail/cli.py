@@ -1,4 +1,4 @@
-"""``agentstory collect cloudtrail``: CloudTrail from S3 or a directory into Kafka.
+"""``agentstory collect cloudtrail``: CloudTrail from S3, SQS or a directory into Kafka.
 
 The top-level CLI adds ``--bootstrap-servers``, ``--node``, ``--pods-file`` and
 ``--log-level``; this module adds the source and attribution options and runs the
@@ -24,8 +24,17 @@ from collectors.pods import PodIndex, PodSource, make_pod_source
 
 from .attribute import CloudAttributor
 from .collector import CloudTrailCollector, KafkaSink, Sink
+from .dedup import EventIdDedup
 from .pipeline import CloudTrailPipeline
-from .sources import Checkpoint, DirSource, LogSource, S3Source, parse_s3_uri
+from .sources import (
+    Checkpoint,
+    DirSource,
+    LogSource,
+    MultiSource,
+    S3Source,
+    SqsSource,
+    parse_s3_uri,
+)
 
 __all__ = ["configure", "main", "run"]
 
@@ -33,14 +42,30 @@ log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    src = parser.add_mutually_exclusive_group(required=True)
+    src = parser.add_mutually_exclusive_group()
     src.add_argument("--dir", type=Path, metavar="PATH",
-                     help="a directory of CloudTrail files (.json, .json.gz, .jsonl), "
-                          "read recursively")
+                     help="a directory of CloudTrail files (.json, .jsonl, .ndjson, .log, "
+                          ".txt, each also .gz; documents, JSON lines or concatenated "
+                          "documents), read recursively; other files are reported")
     src.add_argument("--s3", metavar="s3://BUCKET/PREFIX",
                      help="the trail's bucket and key prefix (AWSLogs/… below it)")
+    parser.add_argument("--sqs", metavar="QUEUE_URL", default=None,
+                        help="near real time: the SQS queue an EventBridge rule "
+                             "(state ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS) sends "
+                             "CloudTrail management events to; alone or with --s3/--dir "
+                             "(events seen twice are dropped by eventID)")
     parser.add_argument("--endpoint-url", default=None,
                         help="S3-compatible endpoint (MinIO, moto, LocalStack)")
+    parser.add_argument("--sqs-endpoint-url", default=None,
+                        help="SQS endpoint (LocalStack, moto); default: AWS")
+    parser.add_argument("--sqs-wait-seconds", type=int, default=20,
+                        help="SQS long-poll wait, 1-20 (default 20)")
+    parser.add_argument("--dedup-window-seconds", type=float, default=6 * 3600.0,
+                        help="with --sqs: event time an eventID is remembered to drop "
+                             "the copy the other source or a redelivery brings "
+                             "(default 21600)")
+    parser.add_argument("--dedup-max", type=int, default=200_000,
+                        help="with --sqs: event ids remembered at most (default 200000)")
     parser.add_argument("--region", default=None, help="AWS region of the S3 client")
     parser.add_argument("--since", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
                         help="S3: list from this day on when a prefix has no checkpoint")
@@ -96,9 +121,12 @@ def _watch(source: PodSource, index: PodIndex) -> None:
         log.warning("pod watch stopped: %s", exc)
 
 
-def _source(args: argparse.Namespace) -> LogSource:
+def _file_source(args: argparse.Namespace) -> LogSource | None:
     if args.dir is not None:
-        return DirSource(args.dir)
+        # one-shot runs read files written a moment ago (after they settle)
+        return DirSource(args.dir, wait_fresh=not args.follow)
+    if args.s3 is None:
+        return None
     import boto3
 
     bucket, prefix = parse_s3_uri(args.s3)
@@ -106,15 +134,48 @@ def _source(args: argparse.Namespace) -> LogSource:
     return S3Source(client, bucket, prefix, since=args.since, lookback_days=args.lookback_days)
 
 
+def _sqs_source(args: argparse.Namespace) -> SqsSource | None:
+    if not args.sqs:
+        return None
+    import boto3
+
+    if not 0 <= args.sqs_wait_seconds <= 20:
+        raise SystemExit("--sqs-wait-seconds must be between 0 and 20")
+    client: Any = boto3.client("sqs", endpoint_url=args.sqs_endpoint_url,
+                               region_name=_queue_region(args.sqs) or args.region)
+    return SqsSource(client, args.sqs, wait_s=args.sqs_wait_seconds)
+
+
+def _queue_region(url: str) -> str | None:
+    """``https://sqs.<region>.amazonaws.com/<acct>/<name>`` → region."""
+    host = url.split("/")[2] if url.count("/") >= 2 else ""
+    parts = host.split(".")
+    return parts[1] if len(parts) > 3 and parts[0] == "sqs" else None
+
+
+def _source(args: argparse.Namespace) -> LogSource:
+    files, sqs = _file_source(args), _sqs_source(args)
+    if files is not None and sqs is not None:
+        return MultiSource(files, sqs, file_poll_s=args.poll_seconds)
+    source = files or sqs
+    if source is None:
+        raise SystemExit("collect cloudtrail needs a source: --dir, --s3 and/or --sqs")
+    return source
+
+
 async def _run(args: argparse.Namespace, sink: Sink | None = None) -> int:
     index, pod_source = _start_pods(args)
     attributor = CloudAttributor(index, grace_s=args.grace_seconds, max_keys=args.max_keys,
                                  max_held=args.max_held, node_roles=args.node_role)
-    pipeline = CloudTrailPipeline(attributor, node=args.node)
+    source = _source(args)
+    dedup = (EventIdDedup(window_s=args.dedup_window_seconds, max_ids=args.dedup_max)
+             if args.sqs else None)
+    pipeline = CloudTrailPipeline(attributor, node=args.node, dedup=dedup)
     sink = sink or KafkaSink(args.bootstrap_servers)
     checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
-    collector = CloudTrailCollector(_source(args), pipeline, sink, checkpoint,
-                                    batch_records=args.batch_records)
+    collector = CloudTrailCollector(
+        source, pipeline, sink, checkpoint, batch_records=args.batch_records,
+        checkpoint_every_s=10.0 if args.sqs else 0.0)
     if collector.restore():
         log.info("resumed from %s (%d keys, %d held)", args.checkpoint,
                  attributor.known_keys, attributor.held)
@@ -123,13 +184,17 @@ async def _run(args: argparse.Namespace, sink: Sink | None = None) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, collector.stop)
     try:
-        await collector.run(follow=args.follow, poll_s=args.poll_seconds)
+        # with SQS the long poll is the wait (the file source keeps its own interval)
+        await collector.run(follow=args.follow, poll_s=0.0 if args.sqs else args.poll_seconds)
     finally:
         await sink.close()
         if pod_source is not None:
             pod_source.stop()
     log.info("cloudtrail done: %s; attribution %s; %s", pipeline.counts, attributor.counts,
              collector.counts)
+    skipped = getattr(collector.source, "skipped", None)
+    if skipped:
+        log.warning("cloudtrail: files not read, by suffix: %s", skipped)
     return 1 if collector.counts["read_errors"] else 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -154,6 +155,8 @@ class CloudTrailCollector:
         *,
         batch_records: int = 5000,
         retry_backoff_s: tuple[float, float] = (0.2, 10.0),
+        checkpoint_every_s: float = 0.0,
+        clock: Any = None,
     ) -> None:
         self.source = source
         self.pipeline = pipeline
@@ -161,7 +164,11 @@ class CloudTrailCollector:
         self.checkpoint = checkpoint
         self.batch_records = batch_records
         self.retry_backoff_s = retry_backoff_s
-        self.counts: dict[str, int] = {"batches": 0, "read_errors": 0, "flush_retries": 0}
+        self.checkpoint_every_s = checkpoint_every_s
+        self._clock = clock or time.monotonic
+        self._saved_at = float("-inf")
+        self.counts: dict[str, int] = {"batches": 0, "read_errors": 0, "flush_retries": 0,
+                                       "list_errors": 0, "checkpoints": 0}
         self._stopping = asyncio.Event()
 
     def restore(self) -> bool:
@@ -177,6 +184,8 @@ class CloudTrailCollector:
                 f"not {self.source.uri!r}; use another --checkpoint")
         self.source.restore(doc.get("files") or {})
         self.pipeline.attributor.restore(doc.get("attributor"))
+        if self.pipeline.dedup is not None:
+            self.pipeline.dedup.restore(doc.get("dedup"))
         return True
 
     def stop(self) -> None:
@@ -196,21 +205,47 @@ class CloudTrailCollector:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.retry_backoff_s[1])
 
-    async def _commit(self, files: Iterable[LogFile]) -> None:
+    async def _commit(self, files: Iterable[LogFile], *, force: bool = False) -> None:
+        """Flush, then mark the files done (an SQS source deletes its messages here),
+        then checkpoint. Items whose state lives elsewhere (SQS messages: the queue)
+        need no checkpoint of their own, so with ``checkpoint_every_s`` a batch of
+        only those saves the attributor's state at most that often."""
+        files = list(files)
         await self._flush()
         self.source.mark_done(files)
         self.counts["batches"] += 1
-        if self.checkpoint is not None:
-            self.checkpoint.save({
-                "v": 1,
-                "source": self.source.uri,
-                "files": self.source.state(),
-                "attributor": self.pipeline.attributor.snapshot(),
-            })
+        if self.checkpoint is None:
+            return
+        needs_file_state = any(not f.transient for f in files)
+        now = self._clock()
+        if not (force or needs_file_state or now - self._saved_at >= self.checkpoint_every_s):
+            return
+        doc: dict[str, Any] = {
+            "v": 1,
+            "source": self.source.uri,
+            "files": self.source.state(),
+            "attributor": self.pipeline.attributor.snapshot(),
+        }
+        if self.pipeline.dedup is not None:
+            doc["dedup"] = self.pipeline.dedup.snapshot()
+        await asyncio.to_thread(self.checkpoint.save, doc)
+        self._saved_at = now
+        self.counts["checkpoints"] += 1
 
-    async def poll(self) -> int:
-        """Process every file the source lists now; returns how many were done."""
-        files = await asyncio.to_thread(self.source.list_new)
+    async def poll(self, *, follow: bool = False) -> int:
+        """Process every file the source lists now; returns how many were done. When
+        following, a listing that fails (S3 or SQS unreachable) is retried after a
+        pause instead of ending the collector."""
+        try:
+            files = await asyncio.to_thread(self.source.list_new)
+        except Exception as exc:
+            if not follow:
+                raise
+            self.counts["list_errors"] += 1
+            log.warning("cannot list %s (%s); retrying", self.source.uri, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.retry_backoff_s[1])
+            return 0
         batch: list[LogFile] = []
         records = 0
         done = 0
@@ -243,18 +278,26 @@ class CloudTrailCollector:
         """End of a one-shot run: release what still waits for an assume event."""
         for envelope in self.pipeline.drain():
             self.sink.submit(envelope)
-        await self._commit([])
+        await self._commit([], force=True)
 
     async def run(self, *, follow: bool, poll_s: float = 30.0) -> None:
         while True:
-            done = await self.poll()
+            done = await self.poll(follow=follow)
             log.info("cloudtrail: %d files this poll; %s; %s", done, self.pipeline.counts,
                      self.pipeline.attributor.counts)
+            if not follow and done and getattr(self.source, "drain_when_once", False):
+                continue  # a queue hands out a bounded batch per poll: read it empty
             if not follow or self._stopping.is_set():
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), poll_s)
+            if poll_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), poll_s)
             if self._stopping.is_set():
                 break
+        if follow and self.checkpoint is not None:
+            try:  # what a throttled save left out
+                await self._commit([], force=True)
+            except Exception as exc:
+                log.warning("final checkpoint not written (%s); the last one stands", exc)
         if not follow:
             await self.finish()

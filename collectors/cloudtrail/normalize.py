@@ -21,6 +21,7 @@ __all__ = [
     "KNOWN_MAJOR_VERSIONS",
     "RecordError",
     "normalize",
+    "outcome_of",
     "parse_event_time",
     "parse_expiration",
     "session_name_of",
@@ -130,7 +131,10 @@ def _text(value: Any) -> str:
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else _EMPTY
+
+
+_EMPTY: Mapping[str, Any] = {}
 
 
 def _principal(ui: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,7 +179,7 @@ def _principal(ui: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# requestParameters that name the thing acted on, by the name we give them.
+# requestParameters that name the thing acted on, by the name we give them (strings).
 _PARAMS = (
     ("bucketName", "bucket"),
     ("key", "key"),
@@ -191,6 +195,11 @@ _PARAMS = (
     ("keyId", "kms_key_id"),
     ("queueUrl", "queue_url"),
     ("topicArn", "topic_arn"),
+    ("instanceId", "instance_id"),
+    ("snapshotId", "snapshot_id"),
+    ("documentName", "document_name"),
+    ("target", "target"),
+    ("trailName", "trail"),
     ("name", "name"),
 )
 _SIZE_FIELDS = (
@@ -206,53 +215,297 @@ _SIZE_FIELDS = (
 _ARNISH = re.compile(r"^arn:aws[a-z-]*:")
 
 
-def _params(request: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for src, dst in _PARAMS:
-        value = request.get(src)
-        if isinstance(value, str) and value and dst not in out:
+def _shared_with(request: Mapping[str, Any]) -> list[str]:
+    """Accounts (or ``all`` = public) a snapshot/AMI is being shared with:
+    ``createVolumePermission`` / ``launchPermission`` ``.add.items[].userId|group``."""
+    out: list[str] = []
+    for name in ("createVolumePermission", "launchPermission"):
+        add = _obj(_obj(request.get(name)).get("add"))
+        items = add.get("items")
+        for item in items if isinstance(items, list) else ():
+            item = _obj(item)
+            who = _text(item.get("userId")) or _text(item.get("group"))
+            if who:
+                out.append(who)
+    return out
+
+
+_PARAM_NAMES: dict[str, str] = {}
+for _src, _dst in _PARAMS:
+    _PARAM_NAMES.setdefault(_src, _dst)
+
+
+def _params(request: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    names = _PARAM_NAMES
+    for src, value in request.items():  # a handful of keys: cheaper than probing all
+        dst = names.get(src)
+        if dst is not None and value and type(value) is str and dst not in out:
             out[dst] = value
     if "role_arn" in out and not _ARNISH.match(out["role_arn"]):
         out.pop("role_arn")
     iam_profile = request.get("iamInstanceProfile")  # ec2 RunInstances passes a role
-    if isinstance(iam_profile, Mapping):
+    if isinstance(iam_profile, dict):
         ref = iam_profile.get("arn") or iam_profile.get("name")
         if isinstance(ref, str) and ref:
             out["instance_profile"] = ref
+    if "createVolumePermission" in request or "launchPermission" in request:
+        shared = _shared_with(request)
+        if shared:
+            out["shared_with"] = shared
     return out
 
 
-def _resources(record: Mapping[str, Any], params: Mapping[str, str]) -> list[dict[str, str]]:
-    """ARNs CloudTrail lists, plus what requestParameters name (bucket/key, table…)."""
-    out: list[dict[str, str]] = []
-    seen: set[str] = set()
+# -- resources ------------------------------------------------------------------------------
+# Each resource is typed (CloudFormation type names) and carries ``arn`` only when the
+# value is an ARN, else ``name`` (chosen by a person: a user, a bucket, an alias) or
+# ``id`` (issued by AWS: i-…, snap-…, a key id). A responder can then pivot on it.
 
-    def add(rtype: str, ident: str) -> None:
-        if ident and ident not in seen:
-            seen.add(ident)
-            out.append({"type": rtype, "arn": ident})
+_Res = dict[str, str]
 
+
+class _Resources:
+    """Collects typed resources, dropping repeats (and a name/id that an ARN listed by
+    CloudTrail already names)."""
+
+    __slots__ = ("out", "seen")
+
+    def __init__(self) -> None:
+        self.out: list[_Res] = []
+        self.seen: set[str] = set()
+
+    def add(self, rtype: str, value: Any, kind: str = "name") -> None:
+        if not isinstance(value, str) or not value:
+            return
+        if _ARNISH.match(value):
+            kind = "arn"
+        elif any(r.get("arn", "").endswith(("/" + value, ":" + value)) for r in self.out):
+            return
+        mark = f"{kind}:{value}"
+        if mark in self.seen:
+            return
+        self.seen.add(mark)
+        self.out.append({"type": rtype, kind: value})
+
+
+def _ec2_instance(res: _Resources, value: Any) -> None:
+    res.add("AWS::EC2::Instance", value, "id")
+
+
+def _items(value: Any, field: str) -> list[Any]:
+    """``{"items": [{field: …}]}`` (EC2's request shape) → the values."""
+    items = _obj(value).get("items")
+    return [_obj(i).get(field) for i in items] if isinstance(items, list) else []
+
+
+def _ssm_targets(res: _Resources, value: Any) -> None:
+    """SendCommand ``targets``: ``[{"key": "InstanceIds"|"tag:Env"|…, "values": [...]}]``."""
+    for target in value if isinstance(value, list) else ():
+        target = _obj(target)
+        key = _text(target.get("key") or target.get("Key"))
+        values = target.get("values") or target.get("Values")
+        for v in values if isinstance(values, list) else ():
+            if key == "InstanceIds":
+                _ec2_instance(res, v)
+            elif isinstance(v, str):
+                res.add("AWS::SSM::Target", f"{key}={v}")
+
+
+def _ssm_target(res: _Resources, value: Any) -> None:
+    """StartSession ``target``: an instance id, a managed instance ``mi-…``, or an ECS
+    ``ecs:<cluster>_<task>_<container>`` target."""
+    if isinstance(value, str) and value.startswith("i-"):
+        _ec2_instance(res, value)
+    elif isinstance(value, str) and value.startswith("mi-"):
+        res.add("AWS::SSM::ManagedInstance", value, "id")
+    else:
+        res.add("AWS::SSM::Target", value)
+
+
+def _kms_key(res: _Resources, value: Any) -> None:
+    if not isinstance(value, str):
+        return
+    if value.startswith("alias/") or ":alias/" in value:
+        res.add("AWS::KMS::Alias", value)
+    else:
+        res.add("AWS::KMS::Key", value, "id")
+
+
+def _sqs_queue(res: _Resources, value: Any) -> None:
+    res.add("AWS::SQS::Queue", value, "id")  # the queue URL
+
+
+def _list_of(rtype: str, kind: str = "name") -> Any:
+    def add(res: _Resources, value: Any) -> None:
+        for v in value if isinstance(value, list) else (value,):
+            res.add(rtype, v, kind)
+    return add
+
+
+def _one(rtype: str, kind: str = "name") -> Any:
+    def add(res: _Resources, value: Any) -> None:
+        res.add(rtype, value, kind)
+    return add
+
+
+def _in_items(rtype: str, field: str) -> Any:
+    """EC2's ``{"items": [{field: id}]}`` sets (instancesSet, snapshotSet)."""
+    def add(res: _Resources, value: Any) -> None:
+        for v in _items(value, field):
+            res.add(rtype, v, "id")
+    return add
+
+
+# requestParameters key → what it names, for every service
+_COMMON: dict[str, Any] = {
+    "instanceId": _ec2_instance,
+    "instanceIds": _list_of("AWS::EC2::Instance", "id"),
+    "instancesSet": _in_items("AWS::EC2::Instance", "instanceId"),
+    "snapshotId": _one("AWS::EC2::Snapshot", "id"),
+    "snapshotSet": _in_items("AWS::EC2::Snapshot", "snapshotId"),
+    "volumeId": _one("AWS::EC2::Volume", "id"),
+    "imageId": _one("AWS::EC2::Image", "id"),
+    "groupId": _one("AWS::EC2::SecurityGroup", "id"),
+    "keyName": _one("AWS::EC2::KeyPair"),
+    "documentName": _one("AWS::SSM::Document"),
+    "targets": _ssm_targets,
+    "tableName": _one("AWS::DynamoDB::Table"),
+    "roleArn": _one("AWS::IAM::Role"),
+    "role": _one("AWS::IAM::Role"),
+    "roleName": _one("AWS::IAM::Role"),
+    "policyArn": _one("AWS::IAM::ManagedPolicy"),
+    "userName": _one("AWS::IAM::User"),
+    "groupName": _one("AWS::IAM::Group"),
+    "instanceProfileName": _one("AWS::IAM::InstanceProfile"),
+    "functionName": _one("AWS::Lambda::Function"),
+    "modelId": _one("AWS::Bedrock::Model", "id"),
+    "agentId": _one("AWS::Bedrock::Agent", "id"),
+    "knowledgeBaseId": _one("AWS::Bedrock::KnowledgeBase", "id"),
+    "secretId": _one("AWS::SecretsManager::Secret"),
+    "keyId": _kms_key,
+    "queueUrl": _sqs_queue,
+    "topicArn": _one("AWS::SNS::Topic"),
+    "trailName": _one("AWS::CloudTrail::Trail"),
+}
+# what ``name`` / ``names`` mean depends on the service
+_NAME_BY_SERVICE = {
+    "cloudtrail.amazonaws.com": "AWS::CloudTrail::Trail",
+    "ssm.amazonaws.com": "AWS::SSM::Parameter",
+    "secretsmanager.amazonaws.com": "AWS::SecretsManager::Secret",
+    "eks.amazonaws.com": "AWS::EKS::Cluster",
+}
+# calls whose ``userName`` is not an IAM user (sign-in, Identity Center)
+_NOT_IAM_USER = frozenset({"signin.amazonaws.com", "sso.amazonaws.com",
+                           "sso-directory.amazonaws.com", "identitystore.amazonaws.com"})
+
+
+def _resources(record: Mapping[str, Any], source: str,
+               request: Mapping[str, Any] | None) -> list[_Res]:
+    """What CloudTrail lists in ``resources``, plus what ``requestParameters`` name."""
+    res = _Resources()
     listed = record.get("resources")
-    for res in listed if isinstance(listed, list) else ():
-        if isinstance(res, Mapping):
-            add(str(res.get("type") or ""), str(res.get("ARN") or res.get("arn") or ""))
-    bucket = params.get("bucket")
-    if bucket:
-        key = params.get("key")
-        if key:
-            add("AWS::S3::Object", f"arn:aws:s3:::{bucket}/{key}")
+    for item in listed if isinstance(listed, list) else ():
+        if isinstance(item, dict):
+            rtype = _text(item.get("type"))
+            res.add(rtype, item.get("ARN") or item.get("arn"), "id")
+    if not request:
+        return res.out
+    bucket = request.get("bucketName")
+    if isinstance(bucket, str) and bucket:
+        key = request.get("key")
+        if isinstance(key, str) and key:
+            res.add("AWS::S3::Object", f"arn:aws:s3:::{bucket}/{key}")
         else:
-            add("AWS::S3::Bucket", f"arn:aws:s3:::{bucket}")
-    for name, rtype in (
-        ("table", "AWS::DynamoDB::Table"), ("role_arn", "AWS::IAM::Role"),
-        ("policy_arn", "AWS::IAM::Policy"), ("model_id", "AWS::Bedrock::Model"),
-        ("function", "AWS::Lambda::Function"), ("secret_id", "AWS::SecretsManager::Secret"),
-        ("kms_key_id", "AWS::KMS::Key"), ("queue_url", "AWS::SQS::Queue"),
-        ("topic_arn", "AWS::SNS::Topic"), ("user_name", "AWS::IAM::User"),
-    ):
-        if name in params:
-            add(rtype, params[name])
-    return out
+            res.add("AWS::S3::Bucket", f"arn:aws:s3:::{bucket}")
+    for name, value in request.items():
+        handler = _COMMON.get(name)
+        if handler is not None:
+            if name == "userName" and source in _NOT_IAM_USER:
+                continue
+            handler(res, value)
+    name_type = _NAME_BY_SERVICE.get(source)
+    if name_type is not None:
+        res.add(name_type, request.get("name"))
+        names = request.get("names")
+        for v in names if isinstance(names, list) else ():
+            res.add(name_type, v)
+    if source == "ssm.amazonaws.com":
+        _ssm_target(res, request.get("target"))
+    return res.out
+
+
+# -- outcome --------------------------------------------------------------------------------
+# Sign-in and MFA events record their result in responseElements (and Identity Center in
+# serviceEventDetails), with no errorCode on failure: {"ConsoleLogin": "Failure"}.
+_RESULT_FIELDS = ("ConsoleLogin", "CheckMfa", "SwitchRole", "ExitRole", "RenewRole",
+                  "CredentialVerification", "CredentialChallenge", "UserAuthentication",
+                  "PasswordUpdated", "ConsoleSignin")
+_RESULT_EVENT_TYPES = frozenset({"AwsConsoleSignIn", "AwsServiceEvent", "AwsConsoleAction"})
+# errorCodes some services log for calls that worked (an HTTP status, "OK"…)
+_NOT_AN_ERROR = re.compile(r"^(?:2\d\d|OK|Success|NoError|None)$", re.IGNORECASE)
+
+
+def _result_field(record: Mapping[str, Any]) -> str:
+    """The ``Success``/``Failure`` a sign-in style event reports, lower-cased, else ""."""
+    for section in ("responseElements", "serviceEventDetails", "additionalEventData"):
+        obj = record.get(section)
+        if not isinstance(obj, Mapping):
+            continue
+        for name in _RESULT_FIELDS:
+            value = obj.get(name)
+            if isinstance(value, str) and value:
+                return value.lower()
+    return ""
+
+
+def outcome_of(record: Mapping[str, Any]) -> tuple[str, dict[str, str] | None]:
+    """``("success"|"failure", error)`` from wherever the record says it.
+
+    >>> outcome_of({"errorCode": "AccessDenied", "errorMessage": "Access Denied"})
+    ('failure', {'code': 'AccessDenied', 'message': 'Access Denied'})
+    >>> outcome_of({"eventType": "AwsConsoleSignIn", "errorMessage": "Failed authentication",
+    ...             "responseElements": {"ConsoleLogin": "Failure"}})
+    ('failure', {'code': 'ConsoleLogin.Failure', 'message': 'Failed authentication'})
+    >>> outcome_of({"errorCode": "200"})
+    ('success', None)
+    """
+    code = record.get("errorCode")
+    code = str(code).strip() if code not in (None, "", False) else ""
+    message = record.get("errorMessage")
+    message = message if isinstance(message, str) else ("" if message is None else str(message))
+    # only sign-in style events state their result in a response field
+    result = (_result_field(record) if _text(record.get("eventType")) in _RESULT_EVENT_TYPES
+              else "")
+    if code and not _NOT_AN_ERROR.match(code):
+        return "failure", {"code": code, "message": message}
+    if result in ("failure", "failed"):
+        name = next(n for n in _RESULT_FIELDS if _is_failure(record, n))
+        return "failure", {"code": f"{name}.Failure", "message": message}
+    if result:  # "success" (a stated result outranks a stray message)
+        return "success", None
+    if message and not code:  # a message and no code: CloudTrail only writes it on errors
+        return "failure", {"code": "", "message": message}
+    return "success", None
+
+
+def _is_failure(record: Mapping[str, Any], name: str) -> bool:
+    for section in ("responseElements", "serviceEventDetails", "additionalEventData"):
+        value = _obj(record.get(section)).get(name)
+        if isinstance(value, str) and value.lower() in ("failure", "failed"):
+            return True
+    return False
+
+
+def _source_ips(value: Any) -> list[str]:
+    """``sourceIPAddress`` is one address, a service name, or (behind proxies and some
+    services) several addresses joined by commas."""
+    if isinstance(value, list):
+        return [v.strip() for v in value if isinstance(v, str) and v.strip()]
+    if not isinstance(value, str):
+        return []
+    if "," not in value:
+        return [value.strip()] if value.strip() else []
+    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def _number(value: Any) -> int | None:
@@ -272,7 +525,7 @@ def _sizes(record: Mapping[str, Any]) -> dict[str, int]:
     out: dict[str, int] = {}
     for section in ("additionalEventData", "requestParameters", "responseElements"):
         obj = record.get(section)
-        if not isinstance(obj, Mapping):
+        if not obj or not isinstance(obj, dict):
             continue
         for src, dst in _SIZE_FIELDS:
             if src in obj and dst not in out:
@@ -317,17 +570,19 @@ def normalize(record: Any) -> tuple[int, dict[str, Any]]:
     ts = parse_event_time(record["eventTime"])
 
     request = record.get("requestParameters")
-    params = _params(request) if isinstance(request, Mapping) else {}
-    error_code = record.get("errorCode")
+    request = request if isinstance(request, dict) else None
+    params = _params(request) if request else {}
+    outcome, error = outcome_of(record)
+    ips = _source_ips(record.get("sourceIPAddress"))
     data: dict[str, Any] = {
         "service": source.removesuffix(".amazonaws.com"),
         "action": action,
-        "outcome": "failure" if error_code else "success",
+        "outcome": outcome,
         "principal": _principal(ui),
-        "source_ip": _text(record.get("sourceIPAddress")),
+        "source_ip": ips[0] if ips else "",
         "user_agent": _text(record.get("userAgent")),
         "region": _text(record.get("awsRegion")),
-        "resources": _resources(record, params),
+        "resources": _resources(record, source, request),
         "params": params,
         "read_only": _read_only(record.get("readOnly")),
         "event_id": _text(record.get("eventID")),
@@ -337,8 +592,10 @@ def normalize(record: Any) -> tuple[int, dict[str, Any]]:
         "account": _text(record.get("recipientAccountId")),
         "record": record,
     }
-    if error_code:
-        data["error"] = {"code": str(error_code), "message": str(record.get("errorMessage") or "")}
+    if len(ips) > 1:
+        data["source_ips"] = ips
+    if error is not None:
+        data["error"] = error
     sizes = _sizes(record)
     if sizes:
         data["size"] = sizes

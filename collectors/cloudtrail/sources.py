@@ -34,13 +34,22 @@ __all__ = [
     "DirSource",
     "LogFile",
     "LogSource",
+    "MultiSource",
     "S3Source",
+    "SqsSource",
     "parse_s3_uri",
 ]
 
 log = logging.getLogger(__name__)
 
-DIR_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+# What a directory may hold: CloudTrail files, exports (JSON lines), logs shipped by
+# other tools (.log, .txt, .json.txt), each possibly gzipped; the content decides how
+# it is parsed (see pipeline.read_file), so the suffix only says "this is a log".
+DIR_SUFFIXES = tuple(
+    base + gz for base in (".json", ".jsonl", ".ndjson", ".log", ".txt", ".json.txt")
+    for gz in ("", ".gz"))
+# CloudTrail's integrity digests and the like sit beside the logs: not event records.
+_NOT_LOGS = re.compile(r"_CloudTrail-Digest_|-Digest/|/CloudTrail-Digest/")
 S3_SUFFIXES = (".json.gz", ".json")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _ORG = re.compile(r"^o-[a-z0-9]{10,32}$")
@@ -59,6 +68,7 @@ class LogFile:
     group: str = ""
     size: int = 0
     order: str = ""  # sort key across groups (delivery time from the file name)
+    transient: bool = False  # its state lives elsewhere (an SQS message: the queue)
 
 
 class LogSource(Protocol):
@@ -104,34 +114,76 @@ class Checkpoint:
 
 
 class DirSource:
-    """Log files under a directory (recursively), in path order. Files changed less
-    than ``settle_s`` ago are left for the next poll: they may still be being written."""
+    """Log files under a directory (recursively), in path order.
 
-    def __init__(self, root: str | Path, *, settle_s: float = 1.0) -> None:
+    Files changed less than ``settle_s`` ago may still be being written: in follow
+    mode they are left for the next poll; with ``wait_fresh`` (one-shot runs) the
+    listing waits for them to settle instead of skipping them. Files this collector
+    will not read are reported once per suffix (log warning and ``skipped``)."""
+
+    def __init__(self, root: str | Path, *, settle_s: float = 1.0,
+                 wait_fresh: bool = False) -> None:
         self.root = Path(root)
         self.uri = str(self.root.resolve())
         self.settle_s = settle_s
+        self.wait_fresh = wait_fresh
         self._done: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}  # suffix → files not read
+        self._reported: set[str] = set()
+        self._seen_skipped: set[str] = set()
 
-    def list_new(self) -> list[LogFile]:
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.root}: no such directory")
-        now = time.time()
+    def _skip(self, name: str, rel: str, why: str) -> None:
+        """Count a file not read; warn once per suffix and reason."""
+        if rel in self._seen_skipped:
+            return
+        self._seen_skipped.add(rel)
+        suffix = "".join(Path(name).suffixes[-2:]) or name
+        self.skipped[suffix] = self.skipped.get(suffix, 0) + 1
+        key = f"{why}:{suffix}"
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning("%s: not reading %s (%s); reported once per suffix",
+                        self.root, rel, why)
+
+    def _scan(self, now: float) -> tuple[list[LogFile], int]:
         out: list[LogFile] = []
+        fresh = 0
         for folder, dirs, files in os.walk(self.root):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
-                if name.startswith(".") or not name.endswith(DIR_SUFFIXES):
+                if name.startswith("."):
                     continue
                 path = Path(folder) / name
                 rel = path.relative_to(self.root).as_posix()
                 if rel in self._done:
                     continue
+                if not name.lower().endswith(DIR_SUFFIXES):
+                    self._skip(name, rel, "not a log suffix: "
+                               f"{' '.join(DIR_SUFFIXES)}")
+                    continue
+                if _NOT_LOGS.search(rel):
+                    self._skip(name, rel, "a CloudTrail digest file, not event records")
+                    continue
                 st = path.stat()
                 if now - st.st_mtime < self.settle_s:
+                    fresh += 1
                     continue
                 out.append(LogFile(uri=str(path), name=rel, size=st.st_size, order=rel))
         out.sort(key=lambda f: f.order)
+        return out, fresh
+
+    def list_new(self) -> list[LogFile]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root}: no such directory")
+        out, fresh = self._scan(time.time())
+        if fresh and self.wait_fresh:
+            log.info("%s: %d file(s) changed in the last %.1fs; waiting for them to settle",
+                     self.root, fresh, self.settle_s)
+            time.sleep(self.settle_s)
+            # one-shot: read them now even if something still touches them
+            out, _ = self._scan(time.time() + self.settle_s)
+        elif fresh:
+            log.debug("%s: %d file(s) still settling; next poll", self.root, fresh)
         return out
 
     def read(self, item: LogFile) -> bytes:
@@ -303,3 +355,152 @@ class S3Source:
             g: _Group(floor=s.get("floor", ""), done=set(s.get("done", ())))
             for g, s in state.get("groups", {}).items()
         }
+
+
+class SqsSource:
+    """CloudTrail events a few seconds after the call: an EventBridge rule on the
+    default bus sends them to an SQS queue, and this source long-polls it.
+
+    Each message (an EventBridge event whose ``detail`` is the CloudTrail record) is
+    one item; :meth:`mark_done` — called only once the envelopes it produced were
+    acked by Kafka — deletes it. A message not deleted (crash, broker away) comes back
+    after the queue's visibility timeout and is read again (at-least-once; the
+    pipeline drops repeats by ``eventID``); after the redrive policy's
+    ``maxReceiveCount`` receives SQS moves it to the queue's own dead-letter queue.
+
+    The EventBridge rule must be in state ``ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS``
+    or read-only calls (``GetSecretValue``, ``AssumeRole*``, ``List*``) never arrive, and
+    EventBridge carries only management events (S3 object reads, Lambda invokes and
+    other data events only reach the trail's S3 files).
+    """
+
+    drain_when_once = True
+
+    def __init__(self, client: Any, queue_url: str, *, wait_s: int = 20,
+                 max_messages: int = 100, visibility_timeout_s: int | None = None) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.uri = queue_url
+        self.wait_s = wait_s
+        self.max_messages = max_messages
+        self.visibility_timeout_s = visibility_timeout_s
+        self._bodies: dict[str, bytes] = {}  # receipt handle → body
+        self.counts: dict[str, int] = {"received": 0, "deleted": 0, "delete_failed": 0,
+                                       "receives": 0}
+        self.lag_s: list[float] = []  # SentTimestamp → received, last poll's messages
+
+    def _receive(self, wait_s: int) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "QueueUrl": self.queue_url, "MaxNumberOfMessages": 10,
+            "WaitTimeSeconds": wait_s, "MessageSystemAttributeNames": ["SentTimestamp"],
+        }
+        if self.visibility_timeout_s is not None:
+            kwargs["VisibilityTimeout"] = self.visibility_timeout_s
+        self.counts["receives"] += 1
+        return list(self.client.receive_message(**kwargs).get("Messages", []))
+
+    def list_new(self) -> list[LogFile]:
+        """Long-poll once (up to ``wait_s``), then drain what is ready without waiting,
+        up to ``max_messages``."""
+        out: list[LogFile] = []
+        self.lag_s = []
+        self._bodies.clear()  # the last poll's messages were deleted or abandoned
+        wait = self.wait_s
+        while len(out) < self.max_messages:
+            messages = self._receive(wait)
+            now = time.time()
+            for msg in messages:
+                handle = msg["ReceiptHandle"]
+                body = msg.get("Body") or ""
+                self._bodies[handle] = body.encode() if isinstance(body, str) else body
+                sent = (msg.get("Attributes") or {}).get("SentTimestamp")
+                if sent is not None:
+                    self.lag_s.append(max(0.0, now - int(sent) / 1000))
+                out.append(LogFile(uri=f"{self.queue_url}#{msg.get('MessageId', '')}",
+                                   name=handle, size=len(self._bodies[handle]),
+                                   transient=True))
+            self.counts["received"] += len(messages)
+            if len(messages) < 10:
+                break
+            wait = 0
+        return out
+
+    def read(self, item: LogFile) -> bytes:
+        return self._bodies[item.name]
+
+    def mark_done(self, items: Iterable[LogFile]) -> None:
+        handles = [item.name for item in items]
+        for start in range(0, len(handles), 10):
+            chunk = handles[start:start + 10]
+            response = self.client.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk)])
+            failed = response.get("Failed") or []
+            self.counts["deleted"] += len(chunk) - len(failed)
+            self.counts["delete_failed"] += len(failed)
+            for failure in failed:  # it comes back after the visibility timeout
+                log.warning("sqs: delete failed (%s); the message will be read again",
+                            failure.get("Message") or failure.get("Code"))
+            for h in chunk:
+                self._bodies.pop(h, None)
+
+    def state(self) -> dict[str, Any]:
+        return {}  # the queue is the state: what is not deleted comes back
+
+    def restore(self, state: dict[str, Any]) -> None:
+        return None
+
+
+class MultiSource:
+    """A file source (S3 or a directory) and the SQS source in one collector, so one
+    attributor and one ``eventID`` de-duplication see both. SQS is polled every time
+    (its long poll is the wait); the file source at most every ``file_poll_s``. The
+    checkpoint is the file source's (the SQS state lives in the queue), so adding
+    ``--sqs`` to a running ``--s3`` deployment keeps its checkpoint."""
+
+    drain_when_once = True
+
+    def __init__(self, files: LogSource, sqs: SqsSource, *, file_poll_s: float = 30.0,
+                 clock: Any = time.monotonic) -> None:
+        self.files = files
+        self.sqs = sqs
+        self.uri = files.uri
+        self.file_poll_s = file_poll_s
+        self._clock = clock
+        self._next_files = 0.0
+        self._owner: dict[LogFile, LogSource] = {}
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        return dict(getattr(self.files, "skipped", {}))
+
+    def list_new(self) -> list[LogFile]:
+        out: list[LogFile] = []
+        self._owner.clear()  # the last poll's items were committed or abandoned
+        now = self._clock()
+        if now >= self._next_files:
+            self._next_files = now + self.file_poll_s
+            for item in self.files.list_new():
+                self._owner[item] = self.files
+                out.append(item)
+        for item in self.sqs.list_new():
+            self._owner[item] = self.sqs
+            out.append(item)
+        return out
+
+    def read(self, item: LogFile) -> bytes:
+        return self._owner[item].read(item)
+
+    def mark_done(self, items: Iterable[LogFile]) -> None:
+        by: dict[int, tuple[LogSource, list[LogFile]]] = {}
+        for item in items:
+            owner = self._owner.pop(item, self.files)
+            by.setdefault(id(owner), (owner, []))[1].append(item)
+        for owner, batch in by.values():
+            owner.mark_done(batch)
+
+    def state(self) -> dict[str, Any]:
+        return self.files.state()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.files.restore(state)

@@ -1,18 +1,21 @@
 """Pods of a small cluster, as manifests: two replicas of an IRSA agent sharing one
-service account, one Pod Identity agent, and a bare pod."""
+service account, an IRSA agent with one pod, and a Pod Identity agent."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from moto.server import ThreadedMotoServer
 
 from collectors.pods import PodIndex, PodInfo
 
 SUPPORT_UID_A = "6f1c2a9e-0000-4000-8000-00000000000a"
 SUPPORT_UID_B = "6f1c2a9e-0000-4000-8000-00000000000b"
 RAG_UID = "9b7e4d21-0000-4000-8000-000000000001"
+RESEARCH_UID = "3c5a7e90-0000-4000-8000-000000000001"
 
 MANIFESTS = f"""
 apiVersion: v1
@@ -68,6 +71,26 @@ spec:
 status:
   containerStatuses:
   - {{name: indexer, containerID: "containerd://{"c" * 64}"}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: research-agent-6b8d9-k2v7p
+  namespace: research
+  uid: {RESEARCH_UID}
+  labels: {{pod-template-hash: 6b8d9}}
+  ownerReferences:
+  - {{apiVersion: apps/v1, kind: ReplicaSet, name: research-agent-6b8d9, controller: true,
+     uid: 77777777-2222-3333-4444-555555555555}}
+spec:
+  nodeName: node-b
+  serviceAccountName: research-agent
+  containers: [{{name: agent, image: research:3}}]
+status:
+  podIP: 10.0.8.21
+  podIPs: [{{ip: 10.0.8.21}}]
+  containerStatuses:
+  - {{name: agent, containerID: "containerd://{"d" * 64}"}}
 """
 
 
@@ -84,3 +107,14 @@ def pods_file(tmp_path: Path) -> Path:
     path = tmp_path / "pods.yaml"
     path.write_text(MANIFESTS)
     return path
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A local AWS API endpoint (moto's server) on loopback: S3 and SQS wire protocol,
+    boto3 unchanged."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

@@ -240,3 +240,143 @@ def with_(record: dict[str, Any], **changes: Any) -> dict[str, Any]:
     out = copy.deepcopy(record)
     out.update(changes)
     return out
+
+
+def console_login(event_time: str, result: str = "Failure", *, user: str = "alice",
+                  mfa_used: str = "No") -> dict[str, Any]:
+    """signin:ConsoleLogin as CloudTrail writes it: the result is in responseElements,
+    a failure carries ``errorMessage`` and no ``errorCode``."""
+    identity = {"type": "IAMUser", "principalId": "AIDAEXAMPLEUSERID123",
+                "accountId": ACCOUNT, "accessKeyId": "", "userName": user}
+    if result == "Success":
+        identity["arn"] = f"arn:aws:iam::{ACCOUNT}:user/{user}"
+    rec = _base(event_time, "signin.amazonaws.com", "ConsoleLogin", identity,
+                seed=f"login{event_time}{user}{result}", read_only=False, region="us-east-1")
+    rec["userAgent"] = ("Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 "
+                        "Firefox/120.0")
+    rec["responseElements"] = {"ConsoleLogin": result}
+    rec["additionalEventData"] = {
+        "LoginTo": "https://console.aws.amazon.com/console/home?state=hashArgs%23&isauthcode=true",
+        "MobileVersion": "No", "MFAUsed": mfa_used}
+    if result == "Failure":
+        rec["errorMessage"] = "Failed authentication"
+    rec["eventType"] = "AwsConsoleSignIn"
+    del rec["tlsDetails"]
+    return rec
+
+
+def check_mfa(event_time: str, result: str = "Failure") -> dict[str, Any]:
+    """signin:CheckMfa (the MFA step of a console sign-in)."""
+    identity = {"type": "IAMUser", "principalId": "AIDAEXAMPLEUSERID123",
+                "accountId": ACCOUNT, "accessKeyId": "", "userName": "alice"}
+    rec = _base(event_time, "signin.amazonaws.com", "CheckMfa", identity,
+                seed=f"mfa{event_time}{result}", read_only=False, region="us-east-1")
+    rec["responseElements"] = {"CheckMfa": result}
+    rec["additionalEventData"] = {"MfaType": "Virtual MFA"}
+    rec["eventType"] = "AwsConsoleSignIn"
+    return rec
+
+
+def ec2_get_password_data(event_time: str, identity: dict[str, Any],
+                          instance: str = "i-0a1b2c3d4e5f60718") -> dict[str, Any]:
+    rec = _base(event_time, "ec2.amazonaws.com", "GetPasswordData", identity,
+                seed=f"gpd{event_time}{instance}", read_only=True)
+    rec["requestParameters"] = {"instanceId": instance}
+    rec["responseElements"] = None
+    return rec
+
+
+def ssm_send_command(event_time: str, identity: dict[str, Any], *,
+                     instances: tuple[str, ...] = ("i-0a1b2c3d4e5f60718",),
+                     tag_target: bool = False) -> dict[str, Any]:
+    """ssm:SendCommand: ``instanceIds`` (or ``targets``), the document, hidden params."""
+    rec = _base(event_time, "ssm.amazonaws.com", "SendCommand", identity,
+                seed=f"ssm{event_time}{instances}{tag_target}", read_only=False)
+    request: dict[str, Any] = {
+        "documentName": "AWS-RunShellScript",
+        "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS",
+        "interactive": False,
+    }
+    if tag_target:
+        request["targets"] = [{"key": "tag:Environment", "values": ["prod"]},
+                              {"key": "InstanceIds", "values": list(instances)}]
+    else:
+        request["instanceIds"] = list(instances)
+    rec["requestParameters"] = request
+    rec["responseElements"] = {"command": {
+        "commandId": "2f8d9e4a-1111-4222-8333-444455556666",
+        "documentName": "AWS-RunShellScript", "documentVersion": "$DEFAULT",
+        "instanceIds": list(instances), "status": "Pending",
+        "parameters": "HIDDEN_DUE_TO_SECURITY_REASONS"}}
+    return rec
+
+
+def ssm_start_session(event_time: str, identity: dict[str, Any],
+                      target: str = "i-0a1b2c3d4e5f60718") -> dict[str, Any]:
+    rec = _base(event_time, "ssm.amazonaws.com", "StartSession", identity,
+                seed=f"sess{event_time}{target}", read_only=False)
+    rec["requestParameters"] = {"target": target}
+    rec["responseElements"] = {
+        "sessionId": "agent-session-0a1b2c3d4e5f60718",
+        "tokenValue": "Value hidden due to security reasons.",
+        "streamUrl": f"wss://ssmmessages.{REGION}.amazonaws.com/v1/data-channel/"
+                     "agent-session-0a1b2c3d4e5f60718?role=publish_subscribe"}
+    return rec
+
+
+def cloudtrail_stop_logging(event_time: str, identity: dict[str, Any], *,
+                            trail: str = "management-events") -> dict[str, Any]:
+    """cloudtrail:StopLogging; ``name`` is the trail's name or ARN."""
+    rec = _base(event_time, "cloudtrail.amazonaws.com", "StopLogging", identity,
+                seed=f"stop{event_time}{trail}", read_only=False)
+    rec["requestParameters"] = {"name": trail}
+    rec["responseElements"] = None
+    return rec
+
+
+def ec2_share_snapshot(event_time: str, identity: dict[str, Any], *,
+                       snapshot: str = "snap-0123456789abcdef0",
+                       account: str = "999988887777") -> dict[str, Any]:
+    """ec2:ModifySnapshotAttribute adding createVolumePermission for another account."""
+    rec = _base(event_time, "ec2.amazonaws.com", "ModifySnapshotAttribute", identity,
+                seed=f"snap{event_time}{snapshot}", read_only=False)
+    rec["requestParameters"] = {
+        "snapshotId": snapshot,
+        "createVolumePermission": {"add": {"items": [{"userId": account}]}},
+        "attributeType": "CREATE_VOLUME_PERMISSION",
+    }
+    rec["responseElements"] = {"requestId": "b1c2d3e4-0000-4000-8000-000000000001",
+                               "_return": True}
+    return rec
+
+
+def kms_decrypt(event_time: str, identity: dict[str, Any], *,
+                key_id: str = "alias/prod-data") -> dict[str, Any]:
+    """kms:Decrypt: CloudTrail lists the key's ARN in ``resources``; the request may
+    name it by alias."""
+    rec = _base(event_time, "kms.amazonaws.com", "Decrypt", identity,
+                seed=f"kms{event_time}{key_id}", read_only=True)
+    rec["requestParameters"] = {"keyId": key_id,
+                                "encryptionAlgorithm": "SYMMETRIC_DEFAULT"}
+    rec["resources"] = [{"accountId": ACCOUNT, "type": "AWS::KMS::Key",
+                         "ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/"
+                                "1234abcd-12ab-34cd-56ef-1234567890ab"}]
+    return rec
+
+
+def eventbridge(record: dict[str, Any]) -> dict[str, Any]:
+    """The EventBridge event a CloudTrail record becomes on the default bus (what the
+    rule's SQS target receives as the message body)."""
+    sign_in = record.get("eventType") == "AwsConsoleSignIn"
+    return {
+        "version": "0",
+        "id": _event_id("eb" + str(record.get("eventID"))),
+        "detail-type": ("AWS Console Sign In via CloudTrail" if sign_in
+                        else "AWS API Call via CloudTrail"),
+        "source": "aws." + str(record["eventSource"]).split(".")[0],
+        "account": ACCOUNT,
+        "time": record["eventTime"],
+        "region": record.get("awsRegion", REGION),
+        "resources": [],
+        "detail": record,
+    }

@@ -4,14 +4,15 @@ import doctest
 from typing import Any
 
 import orjson
+import yaml
 
 from collectors.cloudtrail import attribute as attribute_module
 from collectors.cloudtrail.attribute import Attributed, CloudAttributor
 from collectors.cloudtrail.normalize import normalize
-from collectors.pods import PodIndex
+from collectors.pods import PodIndex, PodInfo
 
 from . import records as r
-from .conftest import RAG_UID, SUPPORT_UID_A, SUPPORT_UID_B
+from .conftest import MANIFESTS, RAG_UID, SUPPORT_UID_A, SUPPORT_UID_B
 
 IRSA_KEY = "ASIAEXAMPLEIRSAKEY01"
 PI_KEY = "ASIAPODIDENTITYKEY01"
@@ -33,7 +34,7 @@ def test_doctests() -> None:
     assert doctest.testmod(attribute_module).failed == 0
 
 
-def test_irsa_key_attributes_later_calls_to_sa_and_pod(pod_index: PodIndex) -> None:
+def test_irsa_shared_service_account_is_ambiguous_never_a_pick(pod_index: PodIndex) -> None:
     att = CloudAttributor(pod_index)
     out = feed(
         att,
@@ -47,13 +48,13 @@ def test_irsa_key_attributes_later_calls_to_sa_and_pod(pod_index: PodIndex) -> N
         "AssumeRoleWithWebIdentity", "GetObject", "InvokeModel", "CreateAccessKey",
         "CreateFunction20150331"]
     for item in out:
-        assert item.pod is not None
-        # two replicas share the SA: same agent, deterministic pick (lowest uid), recorded
-        assert item.pod.uid == SUPPORT_UID_A
-        assert item.pod.agent == AGENT
-        assert item.pod.service_account == "support-bot"
+        # two replicas share the SA: no pod, both candidates, their one agent
+        assert item.pod is None
         attribution = item.data["attribution"]
-        assert attribution["method"] == "irsa"
+        assert attribution["via"] == "irsa"
+        assert attribution["status"] == "ambiguous"
+        assert attribution["reason"] == "shared_service_account"
+        assert attribution["agent"] == AGENT
         assert attribution["service_account"] == "support/support-bot"
         assert attribution["candidates"] == [SUPPORT_UID_A, SUPPORT_UID_B]
         assert attribution["cluster"] == f"oidc:{r.OIDC_ID}"
@@ -61,6 +62,40 @@ def test_irsa_key_attributes_later_calls_to_sa_and_pod(pod_index: PodIndex) -> N
     ident = att.identity_of(IRSA_KEY)
     assert ident is not None and ident.expires_ns == 1795242139 * 10**9
     assert att.counts["attributed_irsa"] == 5
+    assert att.counts["status_ambiguous"] == 5
+
+
+def test_irsa_service_account_with_one_pod_names_it(pod_index: PodIndex) -> None:
+    att = CloudAttributor(pod_index)
+    out = feed(att, r.irsa_assume("2026-11-21T05:20:00Z", "rag", "rag", IRSA_KEY),
+               r.s3_get_object("2026-11-21T05:21:00Z", r.assumed_role(IRSA_KEY), "c", "k"))
+    for item in out:
+        assert item.pod is not None and item.pod.uid == RAG_UID
+        assert item.data["attribution"]["via"] == "irsa"
+        assert item.data["attribution"]["status"] == "attributed"
+        assert item.data["attribution"]["agent"] == "rag/Deployment/rag-indexer"
+        assert "candidates" not in item.data["attribution"]
+
+
+def test_source_ip_equal_to_one_candidates_pod_ip_settles_it() -> None:
+    index = PodIndex()
+    for doc in yaml.safe_load_all(MANIFESTS):
+        if doc["metadata"]["namespace"] == "support":
+            last = doc["metadata"]["uid"][-1]
+            doc["status"]["podIP"] = f"10.0.7.{ord(last)}"
+            doc["status"]["podIPs"] = [{"ip": f"10.0.7.{ord(last)}"}]
+        index.apply("ADDED", PodInfo.from_manifest(doc))
+    att = CloudAttributor(index)
+    feed(att, r.irsa_assume("2026-11-21T05:20:00Z", "support", "support-bot", IRSA_KEY))
+    via_endpoint = r.with_(
+        r.s3_get_object("2026-11-21T05:21:00Z", r.assumed_role(IRSA_KEY), "c", "k"),
+        sourceIPAddress=f"10.0.7.{ord('b')}", vpcEndpointId="vpce-0a1b2c3d4e5f60718")
+    elsewhere = r.with_(via_endpoint, sourceIPAddress="10.0.9.9", eventID="other")
+    settled, unsettled = feed(att, via_endpoint, elsewhere)
+    assert settled.pod is not None and settled.pod.uid == SUPPORT_UID_B
+    assert settled.data["attribution"]["settled_by"] == "source_ip"
+    assert unsettled.pod is None
+    assert unsettled.data["attribution"]["candidates"] == [SUPPORT_UID_A, SUPPORT_UID_B]
 
 
 def test_pod_identity_tags_name_the_pod(pod_index: PodIndex) -> None:
@@ -77,7 +112,9 @@ def test_pod_identity_tags_name_the_pod(pod_index: PodIndex) -> None:
         assert item.pod is not None and item.pod.uid == RAG_UID
         assert item.pod.agent == "rag/Deployment/rag-indexer"
         assert item.pod.container == "indexer"
-        assert item.data["attribution"]["method"] == "pod_identity"
+        assert item.data["attribution"]["via"] == "pod-identity"
+        assert item.data["attribution"]["status"] == "attributed"
+        assert item.data["attribution"]["agent"] == "rag/Deployment/rag-indexer"
         assert item.data["attribution"]["cluster"] == "prod"
         assert "candidates" not in item.data["attribution"]
 
@@ -105,7 +142,8 @@ def test_pod_identity_without_session_tags_falls_back(pod_index: PodIndex) -> No
     call = out[1]
     assert call.pod is None
     assert call.data["attribution"] == {
-        "method": "pod_identity", "role_arn": f"arn:aws:iam::{r.ACCOUNT}:role/pi-role",
+        "via": "pod-identity", "status": "unattributed",
+        "role_arn": f"arn:aws:iam::{r.ACCOUNT}:role/pi-role",
         "assume_event_id": out[0].data["event_id"], "reason": "no_session_tags"}
 
 
@@ -114,7 +152,8 @@ def test_node_role_call_goes_to_the_node(pod_index: PodIndex) -> None:
     (item,) = feed(att, r.node_role_call("2026-11-21T05:20:00Z"))
     assert item.pod is None
     assert item.data["attribution"] == {
-        "method": "node", "role": f"arn:aws:iam::{r.ACCOUNT}:role/eks-node-role",
+        "via": "node-role", "status": "node",
+        "role": f"arn:aws:iam::{r.ACCOUNT}:role/eks-node-role",
         "instance_id": "i-0abc1234def567890"}
     assert att.held == 0
 
@@ -122,7 +161,7 @@ def test_node_role_call_goes_to_the_node(pod_index: PodIndex) -> None:
 def test_configured_node_role_without_instance_session(pod_index: PodIndex) -> None:
     att = CloudAttributor(pod_index, node_roles=["eks-node-role"])
     (item,) = feed(att, r.node_role_call("2026-11-21T05:20:00Z", instance_id="kubelet-x"))
-    assert item.data["attribution"]["method"] == "node"
+    assert item.data["attribution"]["via"] == "node-role"
     assert "instance_id" not in item.data["attribution"]
 
 
@@ -130,7 +169,8 @@ def test_unknown_principals_are_unattributed_and_keyed_by_arn(pod_index: PodInde
     att = CloudAttributor(pod_index)
     (user,) = feed(att, r.iam_create_access_key("2026-11-21T05:20:00Z", r.iam_user()))
     assert user.pod is None
-    assert user.data["attribution"] == {"method": "none", "reason": "long_term_key"}
+    assert user.data["attribution"] == {
+        "via": "long-term-key", "status": "unattributed", "reason": "long_term_key"}
     assert user.data["principal"]["arn"] == f"arn:aws:iam::{r.ACCOUNT}:user/alice"
 
 
@@ -141,12 +181,13 @@ def test_unknown_temporary_key_waits_then_goes_out_unattributed(pod_index: PodIn
     assert att.held == 1
     # 9 minutes later in event time: still waiting
     assert feed(att, r.node_role_call("2026-11-21T05:29:00Z"))[0].data["attribution"][
-        "method"] == "node"
+        "via"] == "node-role"
     assert att.held == 1
     out = feed(att, r.node_role_call("2026-11-21T05:30:01Z"))
     released = [i for i in out if i.data["action"] == "GetObject"]
     assert len(released) == 1 and released[0].pod is None
-    assert released[0].data["attribution"] == {"method": "none", "reason": "assume_not_seen"}
+    assert released[0].data["attribution"] == {
+        "via": "unknown-key", "status": "unattributed", "reason": "assume_not_seen"}
     assert att.counts["unattributed_assume_not_seen"] == 1
     assert att.held == 0
 
@@ -163,7 +204,7 @@ def test_out_of_order_assume_within_grace_attributes_held_calls(pod_index: PodIn
     assert [i.data["action"] for i in out] == [
         "AssumeRoleWithWebIdentity", "GetObject", "GetObject"]
     for item in out[1:]:
-        assert item.pod is not None and item.pod.uid == SUPPORT_UID_A
+        assert item.pod is None and item.data["attribution"]["agent"] == AGENT
         assert item.data["attribution"]["held"] is True
     assert att.held == 0
     assert att.counts["released_after_assume"] == 2
@@ -210,10 +251,51 @@ def test_keys_expire_with_credentials(pod_index: PodIndex) -> None:
     # a call just inside expiration + grace still finds it
     (late,) = feed(att, r.s3_get_object("2026-11-21T06:20:30Z", r.assumed_role(IRSA_KEY),
                                         "b", "k"))
-    assert late.data["attribution"]["method"] == "irsa"
+    assert late.data["attribution"]["via"] == "irsa"
+    assert "expired" not in late.data["attribution"]
     feed(att, r.node_role_call("2026-11-21T06:21:01Z"))
     assert att.identity_of(IRSA_KEY) is None
     assert att.counts["keys_expired"] == 1
+    # a call with it after that: still that identity's, and said to be expired
+    (after,) = feed(att, r.with_(
+        r.s3_get_object("2026-11-21T06:30:00Z", r.assumed_role(IRSA_KEY), "b", "k2"),
+        errorCode="ExpiredToken", errorMessage="The provided token has expired."))
+    assert after.data["attribution"]["service_account"] == "support/support-bot"
+    assert after.data["attribution"]["expired"] is True
+    assert after.data["outcome"] == "failure"
+    assert att.held == 0
+
+
+def test_wrong_pod_never_after_expiry_or_with_an_unknown_key() -> None:
+    """The issue's case: pods app1 and app2 (app2 has the lower uid) of one service
+    account on EKS Pod Identity. app1's key outlives the map; an unknown key of the
+    role shows up. Neither call may be blamed on app2."""
+    index = PodIndex()
+    uids = {"app1": "f0000000-0000-4000-8000-000000000001",
+            "app2": "00000000-0000-4000-8000-000000000002"}
+    for name, uid in uids.items():
+        index.apply("ADDED", PodInfo(uid=uid, namespace="shop", name=name, node="n",
+                                     service_account="app", agent="shop/Deployment/app"))
+    att = CloudAttributor(index, grace_s=60)
+    app1_key, stranger = "ASIAAPP1KEY000000001", "ASIAUNKNOWNKEY000001"
+    feed(att, r.pod_identity_assume("2026-11-21T05:00:00Z", uids["app1"], "app1", "shop",
+                                    "app", app1_key,
+                                    expiration="Nov 21, 2026, 5:15:00 AM"))
+    feed(att, r.node_role_call("2026-11-21T05:30:00Z"))  # event time moves past expiry
+    assert att.identity_of(app1_key) is None
+    (late,) = feed(att, r.s3_get_object("2026-11-21T05:31:00Z",
+                                        r.assumed_role(app1_key, role="pi-role"), "b", "k"))
+    assert late.pod is not None and late.pod.uid == uids["app1"]
+    assert late.data["attribution"]["expired"] is True
+    feed(att, r.s3_get_object("2026-11-21T05:32:00Z", r.assumed_role(stranger, role="pi-role"),
+                              "b", "k2"))
+    out = feed(att, r.node_role_call("2026-11-21T05:40:00Z"))
+    (unknown,) = [i for i in out if i.data["action"] == "GetObject"]
+    assert unknown.pod is None
+    assert unknown.data["attribution"]["status"] == "ambiguous"
+    assert unknown.data["attribution"]["reason"] == "inferred_from_role"
+    assert unknown.data["attribution"]["agent"] == "shop/Deployment/app"
+    assert sorted(unknown.data["attribution"]["candidates"]) == sorted(uids.values())
 
 
 def test_key_map_is_bounded_and_evictions_counted(pod_index: PodIndex) -> None:
@@ -238,7 +320,9 @@ def test_role_chaining_inherits_the_pod(pod_index: PodIndex) -> None:
                r.s3_get_object("2026-11-21T05:22:00Z", r.assumed_role(chained_key,
                                role="data-admin"), "secrets", "k"))
     last = out[-1]
-    assert last.pod is not None and last.pod.uid == SUPPORT_UID_A
+    assert last.pod is None  # the chain inherits the ambiguity, never resolves it
+    assert last.data["attribution"]["agent"] == AGENT
+    assert last.data["attribution"]["candidates"] == [SUPPORT_UID_A, SUPPORT_UID_B]
     assert last.data["attribution"]["chained"] is True
     assert last.data["attribution"]["role_arn"].endswith(":role/data-admin")
 
@@ -260,7 +344,9 @@ def test_pod_index_changes_are_seen(pod_index: PodIndex) -> None:
     pod_index.apply("DELETED", info)
     (call,) = feed(att, r.s3_get_object("2026-11-21T05:21:00Z", r.assumed_role(IRSA_KEY),
                                         "b", "k"))
+    # one pod left on the service account: now certain
     assert call.pod is not None and call.pod.uid == SUPPORT_UID_B
+    assert call.data["attribution"]["status"] == "attributed"
 
 
 def test_snapshot_restore_keeps_keys_and_held_calls(pod_index: PodIndex) -> None:
@@ -275,7 +361,7 @@ def test_snapshot_restore_keeps_keys_and_held_calls(pod_index: PodIndex) -> None
         [f"arn:aws:iam::{r.ACCOUNT}:role/agent-role", [["irsa", "support", "support-bot"]]]]
     (call,) = feed(again, r.s3_get_object("2026-11-21T05:22:00Z", r.assumed_role(IRSA_KEY),
                                           "b", "k"))
-    assert call.data["attribution"]["method"] == "irsa"
+    assert call.data["attribution"]["via"] == "irsa"
     out = feed(again, r.pod_identity_assume("2026-11-21T05:20:30Z", RAG_UID, "n", "rag",
                                             "rag", PI_KEY))
     assert [i.data["params"].get("key") for i in out] == [None, "held"]
@@ -301,7 +387,9 @@ def test_missing_assume_falls_back_to_the_roles_only_service_account(
     assert held == []
     out = feed(att, r.node_role_call("2026-11-21T05:23:00Z"))
     get = next(i for i in out if i.data["action"] == "GetObject")
-    assert get.pod is not None and get.pod.uid == SUPPORT_UID_A
+    assert get.pod is None  # a role's one known service account is a lead, not proof
+    assert get.data["attribution"]["agent"] == AGENT
+    assert get.data["attribution"]["status"] == "ambiguous"
     assert get.data["attribution"]["inferred"] == "role"
     assert get.data["attribution"]["service_account"] == "support/support-bot"
     # the key is now known: the next call is not held
@@ -328,3 +416,28 @@ def test_no_inference_for_shared_roles_or_non_web_identity_sessions(
     assert len(gets) == 2
     assert all(i.pod is None and i.data["attribution"]["reason"] == "assume_not_seen"
                for i in gets)
+
+
+def test_role_chaining_from_a_pod_identity_key_keeps_the_certain_pod(
+        pod_index: PodIndex) -> None:
+    att = CloudAttributor(pod_index)
+    chained_key = "ASIACHAINEDKEY000002"
+    hop = r.api_call("2026-11-21T05:21:00Z", r.assumed_role(PI_KEY, role="pi-role"),
+                     "sts.amazonaws.com", "AssumeRole",
+                     {"roleArn": f"arn:aws:iam::{r.ACCOUNT}:role/data-admin",
+                      "roleSessionName": "hop"})
+    hop["responseElements"] = {"credentials": {
+        "accessKeyId": chained_key, "expiration": "Nov 21, 2026, 6:21:00 AM"}}
+    out = feed(att,
+               r.pod_identity_assume("2026-11-21T05:20:00Z", RAG_UID,
+                                     "rag-indexer-5c6d7-abcde", "rag", "rag", PI_KEY),
+               hop,
+               r.kms_decrypt("2026-11-21T05:22:00Z", r.assumed_role(chained_key,
+                                                                   role="data-admin")))
+    last = out[-1]
+    assert last.pod is not None and last.pod.uid == RAG_UID
+    assert last.data["attribution"] == {
+        "via": "pod-identity", "status": "attributed", "agent": "rag/Deployment/rag-indexer",
+        "service_account": "rag/rag", "cluster": "prod",
+        "role_arn": f"arn:aws:iam::{r.ACCOUNT}:role/data-admin",
+        "assume_event_id": hop["eventID"], "chained": True}

@@ -21,7 +21,7 @@ from collectors.cloudtrail.sources import Checkpoint, DirSource
 from collectors.pods import PodIndex
 
 from . import records as r
-from .conftest import RAG_UID, SUPPORT_UID_A
+from .conftest import RAG_UID, RESEARCH_UID
 
 IRSA_KEY = "ASIAEXAMPLEIRSAKEY01"
 PI_KEY = "ASIAPODIDENTITYKEY01"
@@ -50,7 +50,7 @@ def trail_dir(root: Path) -> Path:
         r.iam_create_access_key("2026-11-21T05:21:50Z", r.iam_user()),
     ])
     write(root / "02-assumes.jsonl", [
-        r.irsa_assume("2026-11-21T05:20:00Z", "support", "support-bot", IRSA_KEY),
+        r.irsa_assume("2026-11-21T05:20:00Z", "research", "research-agent", IRSA_KEY),
         r.pod_identity_assume("2026-11-21T05:20:10Z", RAG_UID, "rag-indexer-5c6d7-abcde",
                               "rag", "rag", PI_KEY),
     ], how="jsonl")
@@ -70,7 +70,7 @@ def collector(root: Path, pods: PodIndex, sink: MemorySink, cp: Path,
               **kw: Any) -> CloudTrailCollector:
     pipe = CloudTrailPipeline(CloudAttributor(pods), node="cloudtrail")
     return CloudTrailCollector(DirSource(root), pipe, sink, Checkpoint(cp),
-                               retry_backoff_s=(0.001, 0.001), **kw)
+                               **{"retry_backoff_s": (0.001, 0.001), **kw})
 
 
 async def test_directory_end_to_end(tmp_path: Path, pod_index: PodIndex) -> None:
@@ -79,11 +79,11 @@ async def test_directory_end_to_end(tmp_path: Path, pod_index: PodIndex) -> None
     col = collector(root, pod_index, sink, tmp_path / "cp.json")
     await col.run(follow=False)
     by = {(e.data["action"], e.data["params"].get("key")): e for e in sink.envelopes}
-    assert by[("GetObject", "a.csv")].key == SUPPORT_UID_A  # held, then attributed
+    assert by[("GetObject", "a.csv")].key == RESEARCH_UID  # held, then attributed
     assert by[("GetObject", "a.csv")].data["attribution"]["held"] is True
-    assert by[("GetObject", "b.csv")].key == SUPPORT_UID_A
+    assert by[("GetObject", "b.csv")].key == RESEARCH_UID
     assert by[("InvokeModel", None)].key == RAG_UID
-    assert by[("DescribeInstances", None)].data["attribution"]["method"] == "node"
+    assert by[("DescribeInstances", None)].data["attribution"]["via"] == "node-role"
     assert by[("CreateAccessKey", None)].key == f"arn:aws:iam::{r.ACCOUNT}:user/alice"
     assert len(sink.envelopes) == 7
     letters = [(k.decode(), orjson.loads(m)) for k, m in sink.dead_letters]
@@ -115,7 +115,7 @@ async def test_restart_resumes_without_reread_or_skip(tmp_path: Path,
         r.s3_get_object("2026-11-21T05:30:00Z", r.assumed_role(IRSA_KEY), "corp", "d.csv")])
     await second.poll()
     (env,) = sink2.envelopes
-    assert env.key == SUPPORT_UID_A and env.data["attribution"]["method"] == "irsa"
+    assert env.key == RESEARCH_UID and env.data["attribution"]["via"] == "irsa"
     assert env.data["event_id"] not in published
 
 
@@ -129,14 +129,14 @@ async def test_held_calls_survive_a_restart(tmp_path: Path, pod_index: PodIndex)
     assert sink.envelopes == []  # held: waits for its assume event, in the checkpoint
     assert orjson.loads(cp.read_bytes())["attributor"]["held"][0][1] == IRSA_KEY
     write(root / "02.json.gz", [
-        r.irsa_assume("2026-11-21T05:20:00Z", "support", "support-bot", IRSA_KEY)])
+        r.irsa_assume("2026-11-21T05:20:00Z", "research", "research-agent", IRSA_KEY)])
     sink2 = MemorySink()
     again = collector(root, pod_index, sink2, cp)
     again.restore()
     await again.poll()
     assert sorted(e.data["action"] for e in sink2.envelopes) == [
         "AssumeRoleWithWebIdentity", "GetObject"]
-    assert all(e.key == SUPPORT_UID_A for e in sink2.envelopes)
+    assert all(e.key == RESEARCH_UID for e in sink2.envelopes)
 
 
 async def test_checkpoint_waits_for_a_successful_flush(tmp_path: Path,
@@ -200,7 +200,7 @@ async def test_cli_run_on_a_directory(tmp_path: Path, pods_file: Path) -> None:
     assert len(sink.envelopes) == 7 and len(sink.dead_letters) == 2
     assert {e.node for e in sink.envelopes} == {"cloudtrail-test"}
     keys = {e.data["params"].get("key"): e.key for e in sink.envelopes}
-    assert keys["a.csv"] == SUPPORT_UID_A
+    assert keys["a.csv"] == RESEARCH_UID
     # run again: the checkpoint says everything is done
     sink2 = MemorySink()
     assert await cli._run(args, sink2) == 0
@@ -227,3 +227,44 @@ async def test_follow_picks_up_new_files_and_keeps_held_calls(
     # the IAM user's call went out; the held one stays held (saved, not drained)
     assert [e.data["action"] for e in sink.envelopes] == ["CreateAccessKey"]
     assert len(orjson.loads(cp.read_bytes())["attributor"]["held"]) == 1
+
+
+async def test_cli_once_reads_files_written_a_moment_ago(tmp_path: Path,
+                                                         pods_file: Path) -> None:
+    root = tmp_path / "trail"
+    root.mkdir()
+    (root / "now.log").write_bytes(orjson.dumps({"Records": [
+        r.iam_create_access_key("2026-11-21T05:21:50Z", r.iam_user())]}))
+    args = cli_args("--dir", str(root), "--once", "--pods-file", str(pods_file))
+    sink = MemorySink()
+    assert await cli._run(args, sink) == 0
+    assert [e.data["action"] for e in sink.envelopes] == ["CreateAccessKey"]
+
+
+async def test_follow_survives_a_listing_that_fails(tmp_path: Path,
+                                                    pod_index: PodIndex) -> None:
+    """S3 or SQS away for a moment: the collector retries, it does not end."""
+    root = tmp_path / "trail"
+    root.mkdir()
+    sink = MemorySink()
+    col = collector(root, pod_index, sink, tmp_path / "cp.json",
+                    retry_backoff_s=(0.001, 0.01))
+    real = col.source.list_new
+    failures = [OSError("connection reset")] * 2
+
+    def flaky() -> list[Any]:
+        if failures:
+            raise failures.pop()
+        return real()
+
+    col.source.list_new = flaky  # type: ignore[method-assign]
+    write(root / "01.json.gz", [r.iam_create_access_key("2026-11-21T05:21:10Z", r.iam_user())])
+    task = asyncio.create_task(col.run(follow=True, poll_s=0.01))
+    for _ in range(1000):
+        if sink.envelopes:
+            break
+        await asyncio.sleep(0.01)
+    col.stop()
+    await asyncio.wait_for(task, 30)
+    assert col.counts["list_errors"] == 2
+    assert [e.data["action"] for e in sink.envelopes] == ["CreateAccessKey"]

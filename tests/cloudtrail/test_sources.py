@@ -6,7 +6,6 @@ from __future__ import annotations
 import doctest
 import gzip
 import os
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import boto3
 import orjson
 import pytest
-from moto.server import ThreadedMotoServer
 
 from collectors.cloudtrail import sources as sources_module
 from collectors.cloudtrail.sources import Checkpoint, DirSource, S3Source, parse_s3_uri
@@ -28,14 +26,35 @@ def _old(path: Path) -> None:
     os.utime(path, (1_700_000_000, 1_700_000_000))
 
 
-def test_dir_lists_log_files_in_path_order_and_skips_others(tmp_path: Path) -> None:
+def test_dir_lists_log_files_in_path_order_and_skips_others(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "b").mkdir()
-    for name in ("b/2.json.gz", "a.json", "c.jsonl", "notes.txt", ".hidden.json"):
+    names = ("b/2.json.gz", "a.json", "c.jsonl", "d.log", "e.ndjson", "f.json.txt",
+             "g.log.gz", "notes.md", "img.png", "old.md", ".hidden.json",
+             f"b/{r.ACCOUNT}_CloudTrail-Digest_us-west-2_t_us-west-2_20261121T0520Z.json.gz")
+    for name in names:
         (tmp_path / name).write_bytes(b"{}")
         _old(tmp_path / name)
     (tmp_path / "fresh.json").write_bytes(b"{}")  # still being written: next poll
     src = DirSource(tmp_path)
-    assert [f.name for f in src.list_new()] == ["a.json", "b/2.json.gz", "c.jsonl"]
+    with caplog.at_level("WARNING", logger="collectors.cloudtrail.sources"):
+        assert [f.name for f in src.list_new()] == [
+            "a.json", "b/2.json.gz", "c.jsonl", "d.log", "e.ndjson", "f.json.txt", "g.log.gz"]
+        src.list_new()  # the next poll does not say it again
+    warned = [rec.getMessage() for rec in caplog.records]
+    # once per suffix and reason: .md twice on disk, one word; .png; the digest
+    assert len(warned) == 3, warned
+    assert any("not reading notes.md" in w or "not reading old.md" in w for w in warned)
+    assert any("img.png" in w for w in warned)
+    assert any("digest" in w for w in warned)
+    assert src.skipped == {".md": 2, ".png": 1, ".json.gz": 1}
+
+
+def test_one_shot_waits_for_fresh_files_instead_of_skipping_them(tmp_path: Path) -> None:
+    (tmp_path / "just-written.json").write_bytes(b"{}")
+    assert DirSource(tmp_path, settle_s=0.2).list_new() == []  # follow: next poll
+    once = DirSource(tmp_path, settle_s=0.2, wait_fresh=True)
+    assert [f.name for f in once.list_new()] == ["just-written.json"]
 
 
 def test_dir_done_state_round_trips(tmp_path: Path) -> None:
@@ -74,15 +93,6 @@ def test_parse_s3_uri() -> None:
 
 
 # -- S3 --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
 
 @pytest.fixture
 def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -211,12 +221,12 @@ async def test_cli_s3_run_and_resume(s3: Any, moto_endpoint: str, tmp_path: Path
     from collectors.cloudtrail import cli
     from collectors.cloudtrail.collector import MemorySink
 
-    from .conftest import SUPPORT_UID_A
+    from .conftest import RESEARCH_UID
     from .test_collector import cli_args
 
     bucket = make_bucket(s3, "trail-cli")
     put_log(s3, bucket, trail_key("trail/", r.ACCOUNT, "us-west-2", "2026-11-21", "0520", 1),
-            [r.irsa_assume("2026-11-21T05:20:00Z", "support", "support-bot", KEY)])
+            [r.irsa_assume("2026-11-21T05:20:00Z", "research", "research-agent", KEY)])
     put_log(s3, bucket, trail_key("trail/", r.ACCOUNT, "us-west-2", "2026-11-21", "0525", 2),
             one_record("2026-11-21T05:21:00Z"))
     args = cli_args("--s3", f"s3://{bucket}/trail", "--endpoint-url", moto_endpoint,
@@ -234,7 +244,7 @@ async def test_cli_s3_run_and_resume(s3: Any, moto_endpoint: str, tmp_path: Path
     assert await cli._run(args, sink2) == 0
     (env,) = sink2.envelopes
     assert env.data["record"]["eventTime"] == "2026-11-21T05:29:00Z"
-    assert env.key == SUPPORT_UID_A
+    assert env.key == RESEARCH_UID
     sink3 = MemorySink()
     assert await cli._run(args, sink3) == 0
     assert sink3.envelopes == []
