@@ -1,0 +1,3 @@
+"""Held-out scenarios: placeholder until recorded (see catalog)."""
+
+SCENARIOS: dict = {}
