@@ -353,6 +353,8 @@ class Recording:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 class OutsideAws:
@@ -364,15 +366,17 @@ class OutsideAws:
 
     def client(self, service: str, *, unsigned: bool = False, **creds: str) -> Any:
         import boto3
+        import urllib3
         from botocore import UNSIGNED
         from botocore.config import Config
 
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         session = boto3.session.Session(region_name="us-west-2", **creds)
         config = Config(retries={"max_attempts": 1},
                         **({"signature_version": UNSIGNED} if unsigned else {}))
         return session.client(service, verify=False,  # by IP: no name to verify
                               config=config,
-                              endpoint_url=f"https://{self.rec.world.address_of(_endpoint(service))}")
+                              endpoint_url=f"https://{self.rec.world.host(_endpoint(service))}")
 
 
 def _endpoint(service: str) -> str:

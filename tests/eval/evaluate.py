@@ -143,24 +143,48 @@ class Variant:
     note: str = ""
 
 
-def build_variants(settings_overrides: dict[str, Any] | None = None) -> list[Variant]:
+def _engine_module() -> Any:
+    """streams.engine (the brain), or streams.detect before it landed."""
+    try:
+        import streams.engine as module
+    except ImportError:
+        import streams.detect as module  # type: ignore[no-redef]
+    return module
+
+
+def load_eval_content(threshold: int | None = None) -> Any:
+    """The detection content as shipped; ``threshold`` replaces the incident threshold
+    (the sweep), when the content has one."""
+    from streams.content import load_content
+
+    content = load_content()
+    rules = getattr(content, "incidents", None)
+    if threshold is not None and rules is not None and hasattr(rules, "threshold"):
+        content = dataclasses.replace(content, incidents=dataclasses.replace(
+            rules, threshold=threshold))
+    return content
+
+
+def build_variants(settings_overrides: dict[str, Any] | None = None, *,
+                   threshold: int | None = None) -> list[Variant]:
     """Every engine the evaluation compares, built in ONE place.
 
     ``full``: the engine on all three layers. ``kernel-only`` / ``l7-only`` /
     ``cloud-only``: the same engine fed one layer. ``frozen-allowlist``: the static
     baseline (node-agent / seccomp / TracingPolicy style: same generalization, same
-    learning span, same story aggregation, then frozen) from models.frozen when present.
+    learning span, same story aggregation, then frozen), see :func:`_frozen_variant`.
+    ``settings_overrides`` sets EngineSettings fields; ``threshold`` the incident
+    threshold of the content.
     """
-    from streams.content import load_content
-    from streams.detect import EngineSettings, StoryEngine
     from streams.replay import Replayer
 
+    module = _engine_module()
     overrides = dict(settings_overrides or {})
-    known = {f.name for f in dataclasses.fields(EngineSettings)}
-    settings = EngineSettings(**{k: v for k, v in overrides.items() if k in known})
+    known = {f.name for f in dataclasses.fields(module.EngineSettings)}
+    settings = module.EngineSettings(**{k: v for k, v in overrides.items() if k in known})
 
     def full() -> Any:
-        return Replayer(StoryEngine(load_content(), settings))
+        return Replayer(module.StoryEngine(load_eval_content(threshold), settings))
 
     variants = [Variant("full", full)]
     for layer in ("kernel", "l7", "cloud"):
@@ -170,31 +194,37 @@ def build_variants(settings_overrides: dict[str, Any] | None = None) -> list[Var
 
 
 def _frozen_variant(settings: Any) -> Variant:
-    """The frozen allowlist, when models.frozen provides one. Wire it here: the engine
-    with a FrozenAllowlist baseline in place of the adaptive one, same settings."""
+    """The frozen allowlist: the same engine whose per-agent baseline is
+    ``models.frozen.FrozenAllowlist`` instead of the adaptive profile.
+
+    The engine must offer a way to choose the baseline: a ``baseline`` (or
+    ``baseline_factory`` / ``profile_factory``) parameter of StoryEngine taking a
+    class/factory ``(agent, ...) -> baseline``. Until it does, this variant reports why
+    it is missing instead of guessing.
+    """
+    import inspect
+
     try:
         from models.frozen import FrozenAllowlist
     except ImportError as exc:
         return Variant("frozen-allowlist", None, note=f"not available: {exc}")
-    import inspect
-
-    from streams.detect import StoryEngine
-
-    params = inspect.signature(StoryEngine).parameters
+    module = _engine_module()
+    params = inspect.signature(module.StoryEngine).parameters
     for name in ("baseline", "baseline_factory", "profile_factory"):
         if name in params:
-            return Variant("frozen-allowlist", _frozen_factory(name, FrozenAllowlist, settings))
+            return Variant("frozen-allowlist",
+                           _frozen_factory(module, name, FrozenAllowlist, settings))
     return Variant("frozen-allowlist", None,
                    note="models.frozen exists but StoryEngine takes no baseline parameter: "
                         "wire it in tests/eval/evaluate.py:_frozen_variant")
 
 
-def _frozen_factory(param: str, baseline: Any, settings: Any) -> Callable[[], Any]:
-    from streams.content import load_content
-    from streams.detect import StoryEngine
+def _frozen_factory(module: Any, param: str, baseline: Any, settings: Any
+                    ) -> Callable[[], Any]:
     from streams.replay import Replayer
 
-    return lambda: Replayer(StoryEngine(load_content(), settings, **{param: baseline}))
+    return lambda: Replayer(module.StoryEngine(load_eval_content(), settings,
+                                               **{param: baseline}))
 
 
 # -- scoring -------------------------------------------------------------------------------
@@ -220,6 +250,13 @@ class BenignResult:
     agent: str
     hours: float
     false_stories: int
+
+
+def _causal(link: Any) -> bool:
+    """A step's link is causal: ``"causal"`` or ``{"causal": true, ...}``."""
+    if isinstance(link, dict):
+        return bool(link.get("causal")) or link.get("type") == "causal"
+    return link == "causal"
 
 
 def _uid(story: Any) -> str:
@@ -266,12 +303,12 @@ def score_recording(rec: Recording, versions: list[Any]) -> tuple[list[AttackRes
         recall = (sum(bool(resolved[i] & found_keys) for i in live) / len(live)
                   if live and ours else (0.0 if live else None))
         causal_total = causal_ok = 0
-        has_links = any(hasattr(st, "link") for st in story_steps)
+        has_links = any(hasattr(st, "link") for st in story_steps) or not story_steps
         for i, step in enumerate(attack["steps"]):
             if step.get("link") != "causal":
                 continue
             causal_total += 1
-            if any(_step_key(st) in resolved[i] and getattr(st, "link", None) == "causal"
+            if any(_step_key(st) in resolved[i] and _causal(getattr(st, "link", None))
                    for st in story_steps):
                 causal_ok += 1
         causal = (f"{causal_ok}/{causal_total}" if has_links else
@@ -295,7 +332,11 @@ def score_recording(rec: Recording, versions: list[Any]) -> tuple[list[AttackRes
 def replay(variant: Variant, rec: Recording) -> list[Any]:
     assert variant.make is not None
     replayer = variant.make()
-    return list(replayer.feed(e for e in rec.events if e.source in variant.sources))
+    versions = list(replayer.feed(e for e in rec.events if e.source in variant.sources))
+    finish = getattr(replayer, "finish", None)  # watermarks past the end: final versions
+    if finish is not None:
+        versions += list(finish())
+    return versions
 
 
 def evaluate(recordings: list[Recording], variants: list[Variant]
@@ -314,14 +355,11 @@ def evaluate(recordings: list[Recording], variants: list[Variant]
     return out
 
 
-def sweep_field() -> str | None:
-    """A threshold-like EngineSettings field to sweep, if the engine has one."""
-    from streams.detect import EngineSettings
-
-    for f in dataclasses.fields(EngineSettings):
-        if "threshold" in f.name:
-            return f.name
-    return None
+def sweep_default() -> int | None:
+    """The content's incident threshold (what the sweep varies), if it has one."""
+    rules = getattr(load_eval_content(), "incidents", None)
+    value = getattr(rules, "threshold", None)
+    return int(value) if isinstance(value, int | float) else None
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -400,8 +438,8 @@ def render(results: dict[str, tuple[list[AttackResult], list[BenignResult]]],
                      f"{_fmt(b.false_stories / b.hours if b.hours else None, '.3f')} |")
     lines += ["", "## Threshold sweep", ""]
     if not sweep:
-        lines.append("The engine exposes no threshold setting (no `EngineSettings` field "
-                     "named `*threshold*`): no sweep; one operating point only.")
+        lines.append("The detection content exposes no incident threshold: no sweep; one "
+                     "operating point only.")
     else:
         lines += ["| setting | value | split | detected | false stories per agent-hour |",
                   "|---|---|---|---|---|"]
@@ -433,23 +471,18 @@ def main(argv: list[str] | None = None) -> int:
     variants = build_variants()
     results = evaluate(recordings, variants)
     sweep: list[tuple[str, Any, dict[str, Any]]] = []
-    name = None if args.no_sweep else sweep_field()
-    if name:
-        from streams.detect import EngineSettings
-
-        default = getattr(EngineSettings(), name)
+    default = None if args.no_sweep else sweep_default()
+    if default:
         for factor in (0.5, 0.75, 1.0, 1.5, 2.0):
-            value = type(default)(default * factor)
-            variant = build_variants({name: value})[0]
+            value = int(default * factor)
+            variant = build_variants(threshold=value)[0]
             a, b = evaluate(recordings, [variant])["full"]
-            sweep.append((name, value, {split: summary(
+            sweep.append(("incident threshold", value, {split: summary(
                 [x for x in a if x.split == split], [x for x in b if x.split == split])
                 for split in ("dev", "heldout")}))
-    from streams.detect import EngineSettings
-
     meta = {"recordings": f"{sum(r.split == 'dev' for r in recordings)} development, "
                           f"{sum(r.split == 'heldout' for r in recordings)} held out",
-            "settings": dataclasses.asdict(EngineSettings()),
+            "settings": dataclasses.asdict(_engine_module().EngineSettings()),
             "seconds": time.monotonic() - started}
     Path(args.out).write_text(render(results, variants, sweep, meta))
     print(f"wrote {args.out}", file=sys.stderr)

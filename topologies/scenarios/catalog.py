@@ -17,6 +17,7 @@ from topologies.scenarios.agents import (
     AGENTS,
     CRM,
     CRM_V2,
+    AgentKind,
     support_activities,
     support_pod,
     support_setup,
@@ -31,16 +32,22 @@ LEARN_S = 1.6 * HOUR  # benign history before an attack
 AFTER_S = 0.5 * HOUR  # benign activity after it
 
 
-def _agent_ref(kind: str) -> dict[str, str]:
-    return {"pod": kind, "agent": AGENTS[kind].agent}
+def _kind(kind: str | AgentKind) -> AgentKind:
+    return kind if isinstance(kind, AgentKind) else AGENTS[kind]
 
 
-def benign(kind: str, seed: int, hours: float = BENIGN_HOURS) -> Scenario:
-    a = AGENTS[kind]
+def _agent_ref(kind: str | AgentKind) -> dict[str, str]:
+    a = _kind(kind)
+    return {"pod": a.key, "agent": a.agent}
+
+
+def benign(kind: str | AgentKind, seed: int, hours: float = BENIGN_HOURS,
+           split: str = "dev") -> Scenario:
+    a = _kind(kind)
     rng = random.Random(seed)
     acts = a.activities(rng, 0, hours * HOUR)
-    return Scenario(f"benign-{kind}", "dev", f"benign {kind} agent, {hours:g} agent-hours",
-                    seed, [a.make_pod()], acts, {"attacks": [], "benign": [_agent_ref(kind)]},
+    return Scenario(f"benign-{a.key}", split, f"benign {a.key} agent, {hours:g} agent-hours",
+                    seed, [a.make_pod()], acts, {"attacks": [], "benign": [_agent_ref(a)]},
                     setup=lambda rec: a.setup(rec, random.Random(seed + 1)), mcp=a.mcp())
 
 
@@ -75,14 +82,14 @@ def drift(seed: int = 106) -> Scenario:
                     mcp={CRM: crm_mcp(), CRM_V2: crm_mcp(extra_tools=True)})
 
 
-def attack(name: str, kind: str, seed: int, category: str, description: str,
+def attack(name: str, kind: str | AgentKind, seed: int, category: str, description: str,
            make: Callable[[random.Random, float], list[Activity]],
            steps: list[dict[str, Any]], *, extra_pods: list[Any] | None = None,
            extra_setup: Callable[[Recording], None] | None = None,
            victim: str | None = None, mcp: dict[str, Any] | None = None,
-           benign_victim: bool = True) -> Scenario:
+           benign_victim: bool = True, split: str = "dev") -> Scenario:
     """The victim agent's benign history, the attack at LEARN_S, benign activity after."""
-    a = AGENTS[kind]
+    a = _kind(kind)
     rng = random.Random(seed)
     at = LEARN_S + rng.uniform(0, 300)
     acts = [x for x in a.activities(rng, 0, LEARN_S)]
@@ -96,10 +103,10 @@ def attack(name: str, kind: str, seed: int, category: str, description: str,
         if extra_setup is not None:
             extra_setup(rec)
 
-    labels = {"attacks": [{"id": name, "category": category, "pod": victim or kind,
+    labels = {"attacks": [{"id": name, "category": category, "pod": victim or a.key,
                            "description": description, "steps": steps}],
-              "benign": [_agent_ref(kind)] if benign_victim else []}
-    return Scenario(name, "dev", description, seed, pods, acts, labels, setup=setup,
+              "benign": [_agent_ref(a)] if benign_victim else []}
+    return Scenario(name, split, description, seed, pods, acts, labels, setup=setup,
                     mcp={**a.mcp(), **(mcp or {})})
 
 
@@ -182,7 +189,7 @@ def a_cred_theft(rng: random.Random, at: float) -> list[Activity]:
         try:
             creds = outside.client("sts", unsigned=True).assume_role_with_web_identity(
                 RoleArn="arn:aws:iam::111122223333:role/etl-pipeline",
-                RoleSessionName="x", WebIdentityToken=token)["Credentials"]
+                RoleSessionName="aws-cli-1767", WebIdentityToken=token)["Credentials"]
             keys = {"aws_access_key_id": creds["AccessKeyId"],
                     "aws_secret_access_key": creds["SecretAccessKey"],
                     "aws_session_token": creds["SessionToken"]}
@@ -299,7 +306,8 @@ def _scenarios() -> dict[str, Callable[[], Scenario]]:
         "attack-mass-s3-download", "pipeline", 204, "mass-s3-download",
         "the pipeline's IRSA credentials download 400 customer exports", a_mass_s3, [
             S("exports listed", "cloud.api", "cloud",
-              {"data.action": "ListObjects", "data.params": {"contains": "customer-exports"}}),
+              {"data.action": {"startswith": "ListObjects"},
+               "data.params": {"contains": "customer-exports"}}),
             S("mass object reads", "cloud.api", "cloud",
               {"data.action": "GetObject", "data.params": {"contains": "customer-exports"}}),
             S("archive made", "process.exec", "kernel", {"data.argv": {"contains": "tar"}})])

@@ -511,6 +511,8 @@ class World:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+            if not self._thread.is_alive():
+                self._loop.close()
 
     def _call(self, coro: Awaitable[Any], timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
