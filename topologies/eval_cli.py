@@ -42,9 +42,16 @@ def cmd_record(args: argparse.Namespace) -> int:
             failed += 1
             print(f"record {name}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
             continue
+        lost = int(meta["collectors"]["kernel"].get("lost", 0)) + int(
+            (meta["collectors"]["l7"].get("kernel") or {}).get("lost", 0))
         print(f"record {name}: {meta['activities']} activities, {meta['event_span_s'] / 3600:.2f}"
               f" h of event time in {meta['wall_seconds']} s; {sum(meta['events'].values())} "
-              f"events; agent errors {len(meta['agent_errors'])} -> {out}", flush=True)
+              f"events; agent errors {len(meta['agent_errors'])}; lost in the kernel {lost}"
+              f" -> {out}", flush=True)
+        if lost or meta["agent_errors"]:
+            failed += 1
+            print(f"record {name}: INCOMPLETE (records lost or agent errors): record it "
+                  "again on a quieter machine", file=sys.stderr)
     return 1 if failed else 0
 
 

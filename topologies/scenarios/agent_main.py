@@ -297,9 +297,27 @@ TOOLS: dict[str, dict[str, Any]] = {
 }
 
 
+def _read_line_unbuffered() -> str:
+    """One line from stdin without reading past it (the next process inherits the rest)."""
+    out = b""
+    while not out.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            break
+        out += byte
+    return out.decode().strip()
+
+
 def main(argv: list[str]) -> int:
     cfg = json.loads(Path(argv[1]).read_text())
     _mount_pod_run(cfg.get("files", {}))
+    if cfg.get("runtime") == "node":  # a Node CLI: exec it inside the pod, same protocol
+        print("setup", flush=True)
+        if _read_line_unbuffered() != "go":
+            return 3
+        os.chdir(cfg["workdir"])
+        script = str(Path(__file__).with_name("node_agent") / "agent.js")
+        os.execv(cfg["node"], [cfg["node"], script, argv[1]])
     agent = Agent(cfg)
     if agent.provider == "anthropic":
         import anthropic  # noqa: F401  (map libssl and the SDK before the pod starts)

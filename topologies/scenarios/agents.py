@@ -258,6 +258,29 @@ def research_activities(rng: random.Random, start: float, end: float) -> list[Ac
     return out
 
 
+# -- a coding-agent CLI on Node ------------------------------------------------------------
+def node_coder_pod() -> PodDef:
+    return pod("nodecoder", "dev", "node-coding-cli", "7e8f9a", "r2t4y", "node-coding-cli",
+               provider="openai", runtime="node",
+               tools=["read_file", "write_file", "run", "http"],
+               system="You are a coding agent working in the repository.")
+
+
+def node_coder_setup(rec: Recording, rng: random.Random) -> None:
+    src = rec.home["nodecoder"] / "src"
+    src.mkdir()
+    (src / "app.py").write_text("def add(a, b):\n    return a + b\n")
+
+
+def node_coder_activities(rng: random.Random, start: float, end: float) -> list[Activity]:
+    acts = coder_activities(rng, start, end)
+    for act in acts:
+        act.pod = "nodecoder"
+        act.turns = [t for t in act.turns if not (t.get("tool_calls") and "pip install" in
+                                                   str(t["tool_calls"][0]["args"]))]
+    return acts
+
+
 def _crm() -> dict[str, Any]:
     return {CRM: crm_mcp()}
 
@@ -269,6 +292,8 @@ AGENTS: dict[str, AgentKind] = {
     "coder": AgentKind("coder", coder_pod, coder_activities, coder_setup),
     "pipeline": AgentKind("pipeline", pipeline_pod, pipeline_activities, pipeline_setup),
     "research": AgentKind("research", research_pod, research_activities, research_setup),
+    "nodecoder": AgentKind("nodecoder", node_coder_pod, node_coder_activities,
+                           node_coder_setup),
 }
 
 

@@ -42,12 +42,12 @@ def _agent_ref(kind: str | AgentKind) -> dict[str, str]:
 
 
 def benign(kind: str | AgentKind, seed: int, hours: float = BENIGN_HOURS,
-           split: str = "dev") -> Scenario:
+           split: str = "dev", name: str = "") -> Scenario:
     a = _kind(kind)
     rng = random.Random(seed)
     acts = a.activities(rng, 0, hours * HOUR)
-    return Scenario(f"benign-{a.key}", split, f"benign {a.key} agent, {hours:g} agent-hours",
-                    seed, [a.make_pod()], acts, {"attacks": [], "benign": [_agent_ref(a)]},
+    return Scenario(name or f"benign-{a.key}", split,
+                    f"benign {a.key} agent, {hours:g} agent-hours", seed, [a.make_pod()], acts, {"attacks": [], "benign": [_agent_ref(a)]},
                     setup=lambda rec: a.setup(rec, random.Random(seed + 1)), mcp=a.mcp())
 
 
@@ -266,7 +266,7 @@ def _scenarios() -> dict[str, Callable[[], Scenario]]:
     out: dict[str, Callable[[], Scenario]] = {
         f"benign-{k}": (lambda k=k, s=s: benign(k, s))
         for k, s in (("support", 101), ("rag", 102), ("coder", 103), ("pipeline", 104),
-                     ("research", 105))}
+                     ("research", 105), ("nodecoder", 107))}
     out["benign-drift-support-rollout"] = drift
     out["attack-injection-pii-exfil"] = lambda: attack(
         "attack-injection-pii-exfil", "support", 201, "indirect-prompt-injection-exfiltration",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import hashlib
 import io
@@ -124,7 +125,7 @@ class Authority:
             alt = x509.DNSName(host)
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(self._oid.COMMON_NAME, host)]))
+            .subject_name(x509.Name([x509.NameAttribute(self._oid.COMMON_NAME, host[:64])]))
             .issuer_name(self.cert.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
@@ -578,7 +579,8 @@ class World:
             name = question.name.to_text().rstrip(".").lower()
             if question.rdtype == dns.rdatatype.A:
                 ip = self.address_of(name)
-                await self._ensure_https(ip)
+                with contextlib.suppress(OSError, ValueError):  # still answer: it resolves
+                    await self._ensure_https(ip)
                 reply.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", ip))
         if self._transport is not None:
             self._transport.sendto(reply.to_wire(), addr)
