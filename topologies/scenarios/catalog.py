@@ -47,7 +47,8 @@ def benign(kind: str | AgentKind, seed: int, hours: float = BENIGN_HOURS,
     rng = random.Random(seed)
     acts = a.activities(rng, 0, hours * HOUR)
     return Scenario(name or f"benign-{a.key}", split,
-                    f"benign {a.key} agent, {hours:g} agent-hours", seed, [a.make_pod()], acts, {"attacks": [], "benign": [_agent_ref(a)]},
+                    f"benign {a.key} agent, {hours:g} agent-hours", seed, [a.make_pod()],
+                    acts, {"attacks": [], "benign": [_agent_ref(a)]},
                     setup=lambda rec: a.setup(rec, random.Random(seed + 1)), mcp=a.mcp())
 
 
