@@ -81,3 +81,18 @@ def test_a_recording_moves_through_a_cluster_unchanged(kafka_bootstrap: str, tmp
                               idle_timeout_s=2.0))
     back = list(read_lines([out]))
     assert _strip(back) == _strip(original)
+
+
+def test_cli_import_then_export_a_time_range(kafka_bootstrap: str, tmp_path: Path) -> None:
+    from topologies.cli import main
+
+    topic = f"eval-cli-{uuid.uuid4().hex[:8]}"
+    src = tmp_path / "in.jsonl"
+    write_jsonl(src, _lines("agentstory.raw.kernel.v1", 6))
+    assert main(["import", str(src), "--bootstrap-servers", kafka_bootstrap, "--quiet",
+                 "--rename", f"agentstory.raw.kernel.v1={topic}"]) == 0
+    out = tmp_path / "out.jsonl.gz"
+    assert main(["export", "--bootstrap-servers", kafka_bootstrap, "--quiet", "--out", str(out),
+                 "--topic", topic, "--since", "2026-01-01T00:00:02Z",
+                 "--idle-timeout", "2"]) == 0
+    assert sorted(m["frame"][0]["data"]["i"] for m in read_lines([out])) == [2, 3, 4, 5]
