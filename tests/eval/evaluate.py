@@ -388,8 +388,18 @@ def render(results: dict[str, tuple[list[AttackResult], list[BenignResult]]],
              "and nobody tuning reads them.", "",
              f"Recordings: {meta['recordings']}; engine `{meta['engine']}`, settings: "
              f"{meta['settings']}; run took {meta['seconds']:.0f} s.", "",
-             "Events are identified by (kind, event time) on the labelled pod; CloudTrail's "
-             "one-second precision makes calls of the same second one event.", ""]
+             "How to read: an attack is *detected* when a story on the labelled pod holds "
+             "at least one labelled step; *stories* counts such stories (the target is one); "
+             "*time to detect* is event time from the first labelled event to the first "
+             "story version holding one; *step precision* is the share of those stories' "
+             "steps that are labelled events, *step recall* the share of labelled steps "
+             "found in them; *causal links right* counts labelled `link: causal` steps whose "
+             "story step carries a causal link. A *false story* is a story on a benign "
+             "agent's pod (including an attacked pod's own history) that holds no labelled "
+             "step; agent-hours are the event-time span of the pod's events. Events are "
+             "identified by (kind, event time) on the pod; CloudTrail's one-second precision "
+             "makes calls of the same second one event. Each layer alone is the same engine "
+             "fed only that layer's events.", ""]
     lines += ["## Summary", "",
               "| variant | split | attacks detected | as one story | false stories | "
               "benign agent-hours | false stories per agent-hour |",
