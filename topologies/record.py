@@ -505,11 +505,22 @@ def _cloud_envelopes(rec: Recording, index: Any, records: list[dict[str, Any]]
 def record(scenario: Scenario, out_dir: Path, *, node: str | None = None,
            keep_workdir: bool = False, progress: bool = True) -> dict[str, Any]:
     """Play ``scenario`` and write the recording to ``out_dir``; returns its meta."""
-    from collectors.kernel.sandbox import FakePod
-
     node = node or "node-rec-1"
     out_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"agentstory-rec-{scenario.name}-"))
+    try:
+        return _record(scenario, out_dir, node, workdir, progress)
+    finally:
+        if not keep_workdir:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _record(scenario: Scenario, out_dir: Path, node: str, workdir: Path,
+            progress: bool) -> dict[str, Any]:
+    from collectors.kernel.sandbox import FakePod
+
     rec = Recording(scenario, workdir, node)
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
@@ -581,10 +592,6 @@ def record(scenario: Scenario, out_dir: Path, *, node: str | None = None,
             "cloudtrail_records": len(records), "cloudtrail_dead_letters": cloud_dead,
             "agent_errors": rec.errors[:50], "collectors": _small(stats)}
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
-    if not keep_workdir:
-        import shutil
-
-        shutil.rmtree(workdir, ignore_errors=True)
     return meta
 
 
