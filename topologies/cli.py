@@ -265,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=90.0,
                    help="seconds to wait for the story")
     p.set_defaults(func=cmd_demo)
+    importlib.import_module("topologies.eval_cli").add_subcommands(sub)  # record/export/import
     return parser
 
 
