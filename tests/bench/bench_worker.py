@@ -13,6 +13,7 @@ topic (wall clock: both ends are on this machine).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import statistics
@@ -20,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -177,20 +179,28 @@ async def latency(bootstrap: str, log_dir: Path, rate: float) -> list[float]:
     return sorted(got[ts] - sent[ts] for ts in sent if ts in got)
 
 
+@contextlib.asynccontextmanager
+async def fresh_broker(log_dir: Path) -> AsyncIterator[str]:
+    """A broker of its own per variant: a new consumer group reads the raw topics from
+    the beginning, so a shared broker would replay the previous variants' input too."""
+    broker = EmbeddedBroker(port=free_port(), log_path=log_dir / "tansu.log").start()
+    try:
+        await ensure_topics(broker.bootstrap_servers, [*CATALOGUE, *worker_topics()])
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
-        broker = EmbeddedBroker(port=free_port(), log_path=log_dir / "tansu.log").start()
-        try:
-            bootstrap = broker.bootstrap_servers
-            await ensure_topics(bootstrap, [*CATALOGUE, *worker_topics()])
-            results = {}
-            for label, size in (("frames of 1", 1), ("frames of 10", 10),
-                                ("frames of 100", 100), ("realistic mix", None)):
+        results = {}
+        for label, size in (("frames of 1", 1), ("frames of 10", 10),
+                            ("frames of 100", 100), ("realistic mix", None)):
+            async with fresh_broker(log_dir) as bootstrap:
                 results[label] = await drain(bootstrap, log_dir, size, label.split()[0])
+        async with fresh_broker(log_dir) as bootstrap:
             lat = await latency(bootstrap, log_dir, results["realistic mix"]["rate"] / 2)
-        finally:
-            broker.stop()
     print("### Worker: sustained raw-event rate and event → story latency\n")
     print(f"Command: `{COMMAND}` ({AGENTS} agents, {TICKETS} tickets each; "
           f"BENCH_WORKER_AGENTS / _TICKETS to change)\n")
@@ -202,7 +212,7 @@ async def main() -> None:
     half = results["realistic mix"]["rate"] / 2
     if lat:
         p50 = statistics.median(lat)
-        p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
+        p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
         print(f"\nLatency at half the realistic rate ({half:,.0f} events/s), produce → story of "
               f"a reverse shell, {len(lat)} probes: p50 {p50 * 1000:.0f} ms, p99 "
               f"{p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms.")
