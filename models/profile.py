@@ -168,6 +168,11 @@ class AgentProfile:
             return self.paths.apply(o.value)
         return o.value
 
+    def knows(self, o: Observation) -> bool:
+        """Whether the (generalized) value is already part of the baseline."""
+        nov = self.dims.get(o.dimension)
+        return nov is not None and nov.known(self._value(o))
+
     def score_observation(self, o: Observation, ts: int) -> NoveltyScore:
         value = self._value(o)
         nov = self.dims.get(o.dimension)

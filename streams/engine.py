@@ -39,6 +39,7 @@ class EngineSettings:
     min_events: int = 20  # observations a dimension needs before it judges
     lateness_ns: dict[str, int] = field(default_factory=lambda: {
         "kernel": 5 * SECOND_NS, "l7": 5 * SECOND_NS, "cloud": 20 * 60 * SECOND_NS})
+    source_idle_ns: int = 40 * 60 * SECOND_NS  # a source this far behind the fastest is idle
     max_pending: int = 4096  # events waiting to be learned per agent
     max_pods: int = 256  # pod contexts kept per agent
     pod_idle_ns: int = 3600 * SECOND_NS  # a pod context with no event this long is dropped
@@ -219,11 +220,25 @@ class StoryEngine:
         queued = self._queue_learning(state, pod_state, event.ts, scores.observations)
         return pod_state, hits, facts, queued
 
+    def watermark(self, state: AgentState) -> int | None:
+        """The slowest source's watermark, among the sources that are not idle: a source
+        whose newest event is ``source_idle_ns`` behind the fastest one (a CloudTrail
+        collector with nothing to deliver, a node without L7 traffic) stops holding the
+        others back, as Flink's idleness does; its late events are still scored."""
+        if not state.wm:
+            return None
+        late = self.settings.lateness_ns
+        newest = {s: wm + late.get(s, 0) for s, wm in state.wm.items()}
+        fastest = max(newest.values())
+        active = [state.wm[s] for s, ts in newest.items()
+                  if ts >= fastest - self.settings.source_idle_ns]
+        return min(active)
+
     def advance(self, state: AgentState) -> list[Story]:
         """Learn what fell behind the slowest watermark, close quiet incidents."""
-        if not state.wm:
+        watermark = self.watermark(state)
+        if watermark is None:
             return []
-        watermark = min(state.wm.values())
         self._learn_until(state, watermark)
         state.profile.advance(watermark)
         stories: list[Story] = []
@@ -324,22 +339,26 @@ class StoryEngine:
             self._learn_one(state, heapq.heappop(state.pending))
 
     def _learn_one(self, state: AgentState, item: list[Any]) -> None:
-        """Learn one queued event, unless a story holds it (then only a benign verdict
-        teaches it) or it was flagged (then it is held: learned after recurring on K days
-        with no story, or by a verdict)."""
+        """Learn one queued event. A flagged one is held (learned after recurring on K
+        days with no story, or by a verdict). While a story is open on its pod, only what
+        the baseline already knows is learned: nothing new is taught during an incident
+        (the rest is held), yet the pod's ordinary work keeps the baseline current."""
         ts, _seq, pod_uid, pairs = item[:4]
-        pod_state = state.pods.get(pod_uid)
-        if pod_state is not None and any(
-                i.opened and i.first_ts <= ts <= i.last_ts
-                for i in pod_state.incidents):
-            state.count("not_learned_in_story")
-            return
+        profile = state.profile
         observations = [Observation(d, v) for d, v in pairs]
         if len(item) > 4:
-            state.profile.hold_observations(observations, ts)
-            state.count("held")
+            profile.hold_observations(observations, ts)
+            state.count("held_flagged")
             return
-        state.profile.learn_observations(observations, ts)
+        pod_state = state.pods.get(pod_uid)
+        if pod_state is not None and any(i.opened and i.first_ts <= ts <= i.last_ts
+                                         for i in pod_state.incidents):
+            new = [o for o in observations if not profile.knows(o)]
+            if new:
+                profile.hold_observations(new, ts)
+                state.count("held_in_story")
+                observations = [o for o in observations if profile.knows(o)]
+        profile.learn_observations(observations, ts)
         state.count("learned")
 
     def _incident_for(self, pod_state: PodState, ts: int) -> Incident:
