@@ -14,6 +14,7 @@ from typing import Any
 from models.features import Observation, observations
 from models.novelty import NoveltyScore
 from models.profile import Scores
+from models.risk import RiskClass
 from streams.events import Envelope
 
 __all__ = ["FrozenAllowlist"]
@@ -37,6 +38,7 @@ class FrozenAllowlist:
         self.agent = agent
         self.learning_ns = learning_ns
         self.first_ts = -1
+        self.now = -1  # the watermark the engine advanced to
         self.seen: dict[str, set[str]] = {}
 
     def frozen(self, ts: int) -> bool:
@@ -44,7 +46,37 @@ class FrozenAllowlist:
 
     @property
     def phase(self) -> str:
-        return "learning" if self.first_ts < 0 else "frozen"
+        return "enforce" if self.frozen(self.now) else "learning"
+
+    @property
+    def judging(self) -> bool:
+        return self.frozen(self.now)
+
+    # What the engine asks of any baseline; an allowlist has no rates, holds nothing and
+    # knows no risk: an analyst's verdict adds the value, as an operator edits the list.
+    def protect(self, ts: int) -> None:
+        pass
+
+    def advance(self, ts: int) -> None:
+        self.now = max(self.now, ts)
+
+    def knows(self, o: Observation) -> bool:
+        return o.value in self.seen.get(o.dimension, ())
+
+    def hold_observations(self, obs: Iterable[Observation], ts: int) -> list[Observation]:
+        return []
+
+    def accept(self, dimension: str, value: str, ts: int) -> None:
+        self.seen.setdefault(dimension, set()).add(value)
+
+    def risk(self) -> RiskClass:
+        return RiskClass("low", ("a frozen allowlist classifies no risk",))
+
+    def summary(self) -> dict[str, Any]:
+        return {"agent": self.agent, "phase": self.phase, "baseline": "frozen allowlist",
+                "dimensions": {d: {"distinct": len(v), "top": [{"value": x, "count": 1}
+                                                             for x in sorted(v)[:10]]}
+                               for d, v in sorted(self.seen.items())}}
 
     def score(self, event: Envelope) -> Scores:
         judged = self.frozen(event.ts)
@@ -70,12 +102,14 @@ class FrozenAllowlist:
             self.seen.setdefault(o.dimension, set()).add(o.value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent, "learning_ns": self.learning_ns, "first": self.first_ts,
+        return {"kind": "frozen", "agent": self.agent, "learning_ns": self.learning_ns,
+                "first": self.first_ts, "now": self.now,
                 "seen": {d: sorted(v) for d, v in self.seen.items()}}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> FrozenAllowlist:
         f = cls(str(doc["agent"]), int(doc["learning_ns"]))
         f.first_ts = int(doc["first"])
+        f.now = int(doc.get("now", -1))
         f.seen = {d: set(v) for d, v in doc["seen"].items()}
         return f

@@ -274,6 +274,12 @@ class AgentProfile:
     def phase(self) -> str:
         return self.phases.phase
 
+    @property
+    def judging(self) -> bool:
+        """Whether novelty and rates are judged: not in the agent's first learning (a
+        dimension that drifted relearns alone, its scores say so)."""
+        return self.phases.phase != "learning" or bool(self.phases.relearning)
+
     def risk(self) -> RiskClass:
         return classify({d: {v: c[0] for v, c in n.values.items()} for d, n in self.dims.items()})
 

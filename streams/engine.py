@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.features import Observation
+from models.frozen import FrozenAllowlist
 from models.novelty import NoveltySettings
 from models.phases import PhaseSettings
 from models.profile import AgentProfile, ProfileSettings
@@ -44,10 +45,12 @@ class EngineSettings:
     max_pods: int = 256  # pod contexts kept per agent
     pod_idle_ns: int = 3600 * SECOND_NS  # a pod context with no event this long is dropped
     evidence_policy: str = "keep"  # tool arguments/results in evidence: keep | hash | drop
+    baseline: str = "adaptive"  # or "frozen": the exact-set allowlist, for comparison
 
     def key(self) -> str:
         """What of the settings a story depends on (stories carry it with the content)."""
-        return f"l{self.learning_ns // SECOND_NS}m{self.min_events}e{self.evidence_policy}"
+        return (f"l{self.learning_ns // SECOND_NS}m{self.min_events}e{self.evidence_policy}"
+                + ("" if self.baseline == "adaptive" else f"b{self.baseline}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +81,19 @@ class PodState:
                    [Incident.from_dict(i) for i in doc["incidents"]], doc["sources"])
 
 
+Baseline = AgentProfile | FrozenAllowlist
+
+
+def baseline_from_dict(doc: dict[str, Any]) -> Baseline:
+    if doc.get("kind") == "frozen":
+        return FrozenAllowlist.from_dict(doc)
+    return AgentProfile.from_dict(doc)
+
+
 @dataclass
 class AgentState:
     agent: str
-    profile: AgentProfile
+    profile: Baseline
     pods: dict[str, PodState] = field(default_factory=dict)
     # heap of [ts, seq, pod uid, [[dimension, value], …]]: observations waiting to be learned
     pending: list[list[Any]] = field(default_factory=list)
@@ -101,7 +113,7 @@ class AgentState:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> AgentState:
-        return cls(doc["agent"], AgentProfile.from_dict(doc["profile"]),
+        return cls(doc["agent"], baseline_from_dict(doc["profile"]),
                    {k: PodState.from_dict(p) for k, p in doc["pods"].items()},
                    doc["pending"], doc["hwm"], doc["wm"], doc["losses"], doc["stats"])
 
@@ -146,6 +158,8 @@ class StoryEngine:
         return event.kind == "collector.stats" or agent_of_event(event) is not None
 
     def new_state(self, agent: str) -> AgentState:
+        if self.settings.baseline == "frozen":
+            return AgentState(agent, FrozenAllowlist(agent, self.settings.learning_ns))
         return AgentState(agent, AgentProfile(agent, self.profile_settings))
 
     def phase(self, state: AgentState) -> str:
@@ -208,11 +222,9 @@ class StoryEngine:
             pod_state.sources.append(event.source)
         profile = state.profile
         scores = profile.score(event)
-        # Judging stops only in the agent's first learning; a dimension that drifted
-        # relearns alone (its scores say so) while the others keep judging.
-        judging = profile.phase != "learning" or bool(profile.phases.relearning)
         hits, marks = self.evaluator.evaluate(
-            event, scores, judging=judging, marks=pod_state.ctx.marks, agent=state.agent)
+            event, scores, judging=profile.judging, marks=pod_state.ctx.marks,
+            agent=state.agent)
         facts = link_facts(event, pod_state.ctx)  # before observe: the event's own context
         pod_state.ctx.observe(event)
         for mark in marks:

@@ -194,37 +194,14 @@ def build_variants(settings_overrides: dict[str, Any] | None = None, *,
 
 
 def _frozen_variant(settings: Any) -> Variant:
-    """The frozen allowlist: the same engine whose per-agent baseline is
-    ``models.frozen.FrozenAllowlist`` instead of the adaptive profile.
-
-    The engine must offer a way to choose the baseline: a ``baseline`` (or
-    ``baseline_factory`` / ``profile_factory``) parameter of StoryEngine taking a
-    class/factory ``(agent, ...) -> baseline``. Until it does, this variant reports why
-    it is missing instead of guessing.
-    """
-    import inspect
-
-    try:
-        from models.frozen import FrozenAllowlist
-    except ImportError as exc:
-        return Variant("frozen-allowlist", None, note=f"not available: {exc}")
-    module = _engine_module()
-    params = inspect.signature(module.StoryEngine).parameters
-    for name in ("baseline", "baseline_factory", "profile_factory"):
-        if name in params:
-            return Variant("frozen-allowlist",
-                           _frozen_factory(module, name, FrozenAllowlist, settings))
-    return Variant("frozen-allowlist", None,
-                   note="models.frozen exists but StoryEngine takes no baseline parameter: "
-                        "wire it in tests/eval/evaluate.py:_frozen_variant")
-
-
-def _frozen_factory(module: Any, param: str, baseline: Any, settings: Any
-                    ) -> Callable[[], Any]:
+    """The frozen allowlist: the same engine, content and story aggregation, whose
+    per-agent baseline is ``models.frozen.FrozenAllowlist`` (EngineSettings.baseline)."""
     from streams.replay import Replayer
 
-    return lambda: Replayer(module.StoryEngine(load_eval_content(), settings,
-                                               **{param: baseline}))
+    module = _engine_module()
+    frozen = dataclasses.replace(settings, baseline="frozen")
+    return Variant("frozen-allowlist",
+                   lambda: Replayer(module.StoryEngine(load_eval_content(), frozen)))
 
 
 # -- scoring -------------------------------------------------------------------------------

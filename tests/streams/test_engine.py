@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import orjson
@@ -201,3 +202,17 @@ def test_a_malicious_disposition_keeps_the_values_unlearned(attacked: list[Envel
     curl = next(e for e in attacked if e.kind == "process.exec" and e.proc.pid == 6001)
     assert state.profile.score(curl).get("process.exe").novel
     assert engine.dispose(state, "as-unknown", "benign", attacked[-1].ts) == []
+
+
+def test_the_frozen_allowlist_runs_in_the_same_engine(attacked: list[Envelope]) -> None:
+    """The comparison baseline: same content and aggregation, an exact set frozen after
+    the learning span (EngineSettings.baseline), and its state round-trips too."""
+    frozen = dataclasses.replace(SETTINGS, baseline="frozen")
+    engine = StoryEngine(load_content(), frozen)
+    replayer = Replayer(engine)
+    stories = Replayer.latest(replayer.feed(attacked) + replayer.finish())
+    assert stories and all(s.content_version.endswith("bfrozen") for s in stories)
+    state = replayer.states[BOT.agent]
+    assert state.profile.phase == "enforce"
+    again = AgentState.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
+    assert type(again.profile) is type(state.profile)
