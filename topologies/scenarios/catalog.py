@@ -361,6 +361,9 @@ def _scenarios() -> dict[str, Callable[[], Scenario]]:
               {"data.host": "pricing-insights.ai", "data.method": "POST"}),
             S("tool call for the upload", "llm.tool_call", "l7",
               {"data.tool": "http", "data.arguments.method": "POST"})])
+    from topologies.scenarios.demo import DEMO, demo_scenario
+
+    out[DEMO] = demo_scenario
     return out
 
 
