@@ -21,6 +21,7 @@ __all__ = [
     "result_text",
     "summarize_call",
     "summarize_result",
+    "tool_definitions",
     "tool_descriptions",
 ]
 
@@ -140,6 +141,12 @@ def summarize_result(msg: RpcMessage, method: str) -> dict[str, Any]:
         info = result.get("serverInfo") or {}
         data["server"] = {"name": info.get("name", ""), "version": info.get("version", "")}
     return data
+
+
+def tool_definitions(msg: RpcMessage) -> list[dict[str, Any]]:
+    """The tool objects of a tools/list result (name, description, schemas)."""
+    result = msg.result if isinstance(msg.result, dict) else {}
+    return [t for t in result.get("tools") or [] if isinstance(t, dict)]
 
 
 def tool_descriptions(msg: RpcMessage) -> str:

@@ -40,6 +40,7 @@ Contents follow the :class:`ContentPolicy` (``prompts``: messages and response t
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from typing import Any
 
 import orjson
 
-from collectors.l7 import llm, mcp
+from collectors.l7 import inputs, llm, mcp
 from collectors.l7.http import HttpError, HttpMessage, HttpStream
 from collectors.l7.injection import InjectionScorer, default_scorer
 from collectors.l7.policy import ContentPolicy
@@ -62,12 +63,27 @@ KINDS = frozenset(
         "llm.request",
         "llm.response",
         "llm.tool_call",
+        "llm.count_tokens",
         "mcp.call",
         "mcp.result",
     }
 )
-# Roles whose text flows into the model from outside the developer's control.
-_INBOUND_ROLES = frozenset({"user", "tool", "function", "ipython"})
+_NO_INJECTION: dict[str, Any] = {"score": 0.0, "indicators": [], "techniques": [], "flagged": False}
+# Wrappers that agents and RAG frameworks put around external text quoted in a user turn.
+_EXTERNAL = re.compile(
+    r"<(documents?|search_results?|web_?page|fetched[\w-]*|retrieved[\w-]*|email|attachment)"
+    r"\b[^>]{0,200}>(.*?)</\1\s*>",
+    re.S | re.I,
+)
+
+
+def external_spans(text: str) -> list[str]:
+    """External content quoted in a user turn (``<document>…</document>`` and kin)."""
+    if "<" not in text:
+        return []
+    return [m.group(2) for m in _EXTERNAL.finditer(text) if m.group(2).strip()]
+
+
 _JSON_TYPES = ("application/json", "text/json")
 
 
@@ -121,8 +137,10 @@ class L7Parser:
         max_conns: int = 4096,
         max_pending: int = 64,
         scorer: InjectionScorer | None = None,
+        score_user_turns: bool = False,
     ) -> None:
         self.policy = policy or ContentPolicy()
+        self.score_user_turns = score_user_turns
         self.max_body = max_body
         self.max_conns = max_conns
         self.max_pending = max_pending
@@ -337,7 +355,19 @@ class L7Parser:
         self.stats["llm_calls"] += 1
         parsed = llm.parse_request(call, obj)
         messages = parsed["messages"]
-        injection = self._score_messages(messages, parsed["tool_descriptions"])
+        if call.count_tokens:
+            data: dict[str, Any] = {
+                "provider": call.provider,
+                "api": call.api,
+                "wire": call.wire,
+                "model": call.model,
+                "messages_total": len(messages),
+                "tools": parsed["tools"],
+                "host": host,
+                "path": path,
+            }
+            return self._emit("llm.count_tokens", ts, data)
+        injection = self._score_messages(messages)
         kept = []
         recent = messages[-self.policy.max_messages :]
         if len(recent) < len(messages):
@@ -346,7 +376,7 @@ class L7Parser:
             m = dict(m)
             m["content"] = self.redactor.content("prompts", m.get("content", ""))
             kept.append(m)
-        data: dict[str, Any] = {
+        data = {
             "provider": call.provider,
             "api": call.api,
             "wire": call.wire,
@@ -358,32 +388,47 @@ class L7Parser:
             "path": path,
             "injection": injection,
         }
+        for key in ("system_prompt_hash", "tools_hash", "mcp_servers"):
+            if key in parsed:
+                data[key] = parsed[key]
         if obj.get("_partial"):
             data["partial"] = True
         if len(recent) < len(messages):
             data["messages_total"] = len(messages)
         return self._emit("llm.request", ts, data)
 
-    def _score_messages(
-        self, messages: list[dict[str, Any]], tool_descriptions: dict[str, str]
-    ) -> dict[str, Any]:
-        """Worst injection score over text that flows in from users, tools and tool specs."""
-        best: dict[str, Any] = {"score": 0.0, "indicators": [], "techniques": [], "flagged": False}
-        sources: list[tuple[str, str]] = [
-            (f"messages[{i}]", str(m.get("content") or ""))
-            for i, m in enumerate(messages)
-            if m.get("role") in _INBOUND_ROLES
-        ]
-        sources += [(f"tools.{name}", text) for name, text in tool_descriptions.items()]
-        for where, text in sources:
+    def _score_messages(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Worst injection score over what an attacker can write: tool and MCP results,
+        retrieved content, and external content quoted inside user turns (every user turn
+        when ``score_user_turns``). The system prompt and tool definitions are the
+        agent's own words and are never scored (their hashes are reported instead)."""
+        sources: list[tuple[str, str, str]] = []
+        for i, m in enumerate(messages):
+            channel = m.get("channel", "")
+            text = str(m.get("content") or "")
+            if channel in inputs.UNTRUSTED:
+                sources.append((f"messages[{i}]", channel, text))
+            elif channel == "user":
+                if self.score_user_turns:
+                    sources.append((f"messages[{i}]", "user", text))
+                else:
+                    sources += [(f"messages[{i}]", "retrieved", t) for t in external_spans(text)]
+        return self._worst(sources)
+
+    def _worst(self, sources: list[tuple[str, str, str]]) -> dict[str, Any]:
+        best: dict[str, Any] = {**_NO_INJECTION, "source": "", "channel": ""}
+        for where, channel, text in sources:
             result = self.scorer.score(text)
             if result.score > best["score"]:
-                best = {**result.to_dict(), "source": where}
+                best = {**result.to_dict(), "source": where, "channel": channel}
+        best["scored"] = len(sources)
         return best
 
     def _llm_response(self, req: _Pending, ctype: str, msg: HttpMessage) -> list[L7Event]:
         call = req.llm
         assert call is not None
+        if call.count_tokens:
+            return []
         result = llm.parse_response(call, ctype, msg.body)
         if result is None:
             return []
@@ -403,23 +448,28 @@ class L7Parser:
         }
         if result.error is not None:
             data["error"] = result.error
+        if result.server_results:
+            # Provider-run tools (web search, provider-side MCP) fed this text to the model
+            # within this turn: score it here, it never passes through a request of ours.
+            data["injection"] = self._worst(
+                [(f"server_results[{i}]", ch, t) for i, (ch, t) in enumerate(result.server_results)]
+            )
         events = [self._emit("llm.response", msg.ts, data)]
         for tc in result.tool_calls:
-            events.append(
-                self._emit(
-                    "llm.tool_call",
-                    msg.ts,
-                    {
-                        "provider": call.provider,
-                        "api": call.api,
-                        "model": model,
-                        "tool": tc.tool,
-                        "arguments": self.redactor.content("tool_arguments", tc.arguments),
-                        "call_id": tc.call_id,
-                        "host": req.host,
-                    },
-                )
-            )
+            call_data: dict[str, Any] = {
+                "provider": call.provider,
+                "api": call.api,
+                "model": model,
+                "tool": tc.tool,
+                "arguments": self.redactor.content("tool_arguments", tc.arguments),
+                "call_id": tc.call_id,
+                "host": req.host,
+            }
+            if tc.mcp_server:
+                call_data["mcp_server"] = tc.mcp_server
+            if tc.server_tool:
+                call_data["server_tool"] = True
+            events.append(self._emit("llm.tool_call", msg.ts, call_data))
         return events
 
     # -- MCP ----------------------------------------------------------------------------
@@ -455,13 +505,19 @@ class L7Parser:
                 data["tool"] = tool
                 text = mcp.result_text(m.result)
                 if method == "tools/list":
-                    text = "\n".join(filter(None, (text, mcp.tool_descriptions(m))))
-                scored = self.scorer.score(text) if text else None
-                data["injection"] = (
-                    scored.to_dict()
-                    if scored
-                    else {"score": 0.0, "indicators": [], "techniques": [], "flagged": False}
-                )
+                    # Tool definitions are imperative by nature: they never count as
+                    # injection. Their hash tells the baseline when a server swaps a
+                    # description; their score is kept apart for whoever wants it.
+                    text = ""
+                    if m.result is not None:
+                        data["tools_hash"] = inputs.digest(
+                            sorted(inputs.digest(t) for t in mcp.tool_definitions(m))
+                        )
+                        described = mcp.tool_descriptions(m)
+                        data["tool_definitions_injection"] = self._worst(
+                            [("tools", "tool_definitions", described)] if described else []
+                        )
+                data["injection"] = self._worst([("content", "mcp_result", text)] if text else [])
                 data["content"] = self.redactor.content("tool_results", mcp.result_text(m.result))
                 data["host"], data["path"] = host, path
                 events.append(self._emit("mcp.result", ts, data))

@@ -31,8 +31,12 @@ def test_openai_chat_request_fields() -> None:
         False,
     )
     assert d["messages"] == [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "What's the weather like in Boston today?"},
+        {"role": "system", "channel": "system", "content": "You are a helpful assistant."},
+        {
+            "role": "user",
+            "channel": "user",
+            "content": "What's the weather like in Boston today?",
+        },
     ]
     assert d["tools"] == ["get_weather"]
     assert (d["host"], d["path"]) == ("api.openai.com", "/v1/chat/completions")
@@ -414,7 +418,9 @@ def test_ollama_generate_not_streamed() -> None:
         ),
     )
     (r,) = only(ev, "llm.request")
-    assert r.data["messages"] == [{"role": "user", "content": "Why is the sky blue?"}]
+    assert r.data["messages"] == [
+        {"role": "user", "channel": "user", "content": "Why is the sky blue?"}
+    ]
     (resp,) = only(ev, "llm.response")
     assert resp.data["text"] == "Rayleigh scattering."
 

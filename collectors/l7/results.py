@@ -1,0 +1,45 @@
+"""What a model answered, provider-neutral (shared by the provider parsers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["LlmResult", "ToolCall", "args", "as_dict"]
+
+
+@dataclass(slots=True)
+class ToolCall:
+    tool: str
+    arguments: Any
+    call_id: str = ""
+    mcp_server: str = ""  # provider-side MCP: the server the provider called
+    server_tool: bool = False  # executed by the provider, not by the agent
+
+
+@dataclass(slots=True)
+class LlmResult:
+    model: str = ""
+    text: str = ""
+    finish_reason: str = ""
+    usage: dict[str, Any] = field(default_factory=dict)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    error: Any = None
+    # (channel, text) of results a provider-executed tool fed to the model in this turn.
+    server_results: list[tuple[str, str]] = field(default_factory=list)
+
+
+def args(value: Any) -> Any:
+    """Tool arguments: parsed JSON when the string is valid JSON, else the string."""
+    if isinstance(value, str):
+        try:
+            return orjson.loads(value) if value.strip() else {}
+        except orjson.JSONDecodeError:
+            return value
+    return value if value is not None else {}
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
