@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from collectors.l7 import bedrock, inputs
+from collectors.l7 import bedrock, caps, inputs
 from collectors.l7.results import LlmResult, ToolCall
 from collectors.l7.results import args as _args
 from collectors.l7.results import as_dict as _dict
@@ -155,51 +155,48 @@ def detect_call(host: str, path: str, obj: Any, headers: dict[str, str]) -> LlmC
 
 # -- requests ---------------------------------------------------------------------------
 
-_SALVAGE_SCALARS = re.compile(r'"(model|stream)"\s*:\s*("(?:[^"\\]|\\.){0,200}"|true|false)')
+_TAIL_SCALARS = re.compile(r'"(model|stream)"\s*:\s*("(?:[^"\\]|\\.){0,200}"|true|false)')
+_TAIL_TOOL_NAMES = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
 _DECODER = json.JSONDecoder()
 
 
-def salvage_request(body: bytes) -> dict[str, Any] | None:
-    """The complete leading parts of a JSON request body cut short by a capture cap.
+def salvage_request(body: bytes, tail: bytes = b"") -> dict[str, Any] | None:
+    """What a JSON request body cut short (by a capture or body cap) still says.
 
-    A long conversation can exceed the per-call capture or the per-message body cap;
-    rather than lose the whole ``llm.request``, keep ``model``/``stream`` and every
-    *complete* element of the ``messages``/``input``/``contents``/``tools`` arrays that
-    made it. The result carries ``"_partial": True``.
+    The kept head is closed by :func:`caps.complete_json`, so every message that began
+    before the cut is kept, the last one cut in its text, never in its keys. ``tail``
+    (the body's last bytes, when the cap kept them) gives back what clients put after
+    the messages: ``model``, ``stream`` and the tools. The result carries
+    ``"_partial": True``; None when this is not a JSON object.
     """
     text = body.decode("utf-8", "replace")
     if not text.lstrip().startswith("{"):
         return None
-    out: dict[str, Any] = {"_partial": True}
-    for key, value in _SALVAGE_SCALARS.findall(text[: 1 << 16]):
-        if key not in out:
-            try:
-                out[key] = json.loads(value)
-            except ValueError:
-                continue
-    for key in ("messages", "input", "contents", "tools", "system"):
-        found = re.search(r'"' + key + r'"\s*:\s*', text)
-        if not found:
-            continue
-        pos = found.end()
-        if text[pos : pos + 1] != "[":
+    try:
+        obj = orjson.loads(caps.complete_json(text))
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    obj["_partial"] = True
+    if tail:
+        _from_tail(obj, tail.decode("utf-8", "replace"))
+    keys = ("messages", "input", "contents", "request", "model")
+    return obj if any(k in obj for k in keys) else None
+
+
+def _from_tail(obj: dict[str, Any], tail: str) -> None:
+    for key, value in _TAIL_SCALARS.findall(tail):
+        if key not in obj:
             with contextlib.suppress(ValueError):
-                out[key], _ = _DECODER.raw_decode(text, pos)
-            continue
-        items: list[Any] = []
-        pos += 1
-        while True:
-            while pos < len(text) and text[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(text) or text[pos] == "]":
-                break
-            try:
-                item, pos = _DECODER.raw_decode(text, pos)
-            except ValueError:
-                break
-            items.append(item)
-        out[key] = items
-    return out if any(k in out for k in ("messages", "input", "contents")) else None
+                obj[key] = json.loads(value)
+    found = re.search(r'"tools"\s*:\s*\[', tail)
+    if found and "tools" not in obj:
+        try:
+            obj["tools"], _ = _DECODER.raw_decode(tail, found.end() - 1)
+        except ValueError:  # cut as well: the names are what matters
+            names = _TAIL_TOOL_NAMES.findall(tail, found.end())
+            obj["tools"] = [{"name": n.replace('\\"', '"')} for n in names]
 
 
 def parse_request(call: LlmCall, obj: dict[str, Any]) -> dict[str, Any]:

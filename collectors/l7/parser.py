@@ -292,7 +292,7 @@ class L7Parser:
         if obj is None and msg.body and (msg.truncated or ctype in _JSON_TYPES):
             # Cut by a capture/body cap (or filled where capture lost bytes): keep what
             # is complete rather than lose the llm.request.
-            obj = llm.salvage_request(msg.body)
+            obj = llm.salvage_request(msg.body, msg.tail)
             if obj is not None:
                 self.stats["salvaged"] += 1
         if obj is not None:
@@ -374,7 +374,9 @@ class L7Parser:
             self.stats["messages_elided"] += len(messages) - len(recent)
         for m in recent:
             m = dict(m)
-            m["content"] = self.redactor.content("prompts", m.get("content", ""))
+            m["content"], cut = self.redactor.content_cut("prompts", m.get("content", ""))
+            if cut:
+                m["truncated"] = True
             kept.append(m)
         data = {
             "provider": call.provider,
@@ -391,8 +393,8 @@ class L7Parser:
         for key in ("system_prompt_hash", "tools_hash", "mcp_servers"):
             if key in parsed:
                 data[key] = parsed[key]
-        if obj.get("_partial"):
-            data["partial"] = True
+        if obj.get("_partial"):  # the body was cut: what it kept, values cut, keys whole
+            data["partial"] = data["truncated"] = True
         if len(recent) < len(messages):
             data["messages_total"] = len(messages)
         return self._emit("llm.request", ts, data)
@@ -439,13 +441,16 @@ class L7Parser:
             "model": model,
             "stream": call.stream,
             "status": msg.status,
-            "text": self.redactor.content("prompts", result.text),
+            "text": "",
             "finish_reason": result.finish_reason,
             "usage": result.usage,
             "tool_calls": [tc.tool for tc in result.tool_calls],
             "host": req.host,
             "path": req.path,
         }
+        data["text"], cut = self.redactor.content_cut("prompts", result.text)
+        if cut:
+            data["truncated"] = True
         if result.error is not None:
             data["error"] = result.error
         if result.server_results:
@@ -461,10 +466,13 @@ class L7Parser:
                 "api": call.api,
                 "model": model,
                 "tool": tc.tool,
-                "arguments": self.redactor.content("tool_arguments", tc.arguments),
+                "arguments": None,
                 "call_id": tc.call_id,
                 "host": req.host,
             }
+            call_data["arguments"], cut = self.redactor.content_cut("tool_arguments", tc.arguments)
+            if cut:
+                call_data["truncated"] = True
             if tc.mcp_server:
                 call_data["mcp_server"] = tc.mcp_server
             if tc.server_tool:
@@ -490,7 +498,11 @@ class L7Parser:
             if m.kind in ("request", "notification"):
                 data = mcp.summarize_call(m)
                 if "arguments" in data:
-                    data["arguments"] = self.redactor.content("tool_arguments", data["arguments"])
+                    data["arguments"], cut = self.redactor.content_cut(
+                        "tool_arguments", data["arguments"]
+                    )
+                    if cut:
+                        data["truncated"] = True
                 data["host"], data["path"] = host, path
                 data["direction"] = "client" if origin == "c" else "server"
                 if m.kind == "request":
@@ -518,7 +530,11 @@ class L7Parser:
                             [("tools", "tool_definitions", described)] if described else []
                         )
                 data["injection"] = self._worst([("content", "mcp_result", text)] if text else [])
-                data["content"] = self.redactor.content("tool_results", mcp.result_text(m.result))
+                data["content"], cut = self.redactor.content_cut(
+                    "tool_results", mcp.result_text(m.result)
+                )
+                if cut:
+                    data["truncated"] = True
                 data["host"], data["path"] = host, path
                 events.append(self._emit("mcp.result", ts, data))
         return events

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import io
 import json
 import ssl
 import struct
@@ -103,7 +104,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._in = bytearray()
         self._out = bytearray()
         self.rfile = _Tee(self.rfile, self._in)  # type: ignore[assignment]
-        self.wfile = _Tee(self.wfile, self._out)  # type: ignore[assignment]
 
     def handle_one_request(self) -> None:
         self._in.clear()
@@ -130,13 +130,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
+        # The answer is composed in memory and the exchange recorded before any byte of
+        # it leaves: a client that returns at once must find its exchange recorded.
+        real, self.wfile = self.wfile, _Tee(io.BytesIO(), self._out)  # type: ignore[assignment]
         try:
             self.server.provider.route(self, self.path, body)
         finally:
-            self.wfile.flush()
+            self.wfile = real
             self.server.provider.exchanges.append(
                 Exchange(bytes(self._in), bytes(self._out), self.path, body)
             )
+            self.wfile.write(bytes(self._out))
+            self.wfile.flush()
 
     # -- answers ------------------------------------------------------------------------
     def send_json(self, doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:

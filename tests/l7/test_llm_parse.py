@@ -341,7 +341,9 @@ def test_capture_gap_filled_with_spaces_is_salvaged() -> None:
     p = L7Parser()
     (r,) = only(p.feed("c", "egress", head + filled, 1), "llm.request")
     assert r.data["partial"] is True
-    assert [m["role"] for m in r.data["messages"]] == ["user", "assistant"]
+    # The last message was cut in its text: kept up to the cut (the filler stripped).
+    assert [m["role"] for m in r.data["messages"]] == ["user", "assistant", "tool"]
+    assert r.data["messages"][2]["content"] == "Ticket 4711: printer"
     # The next request on the connection still parses.
     ev = p.feed("c", "egress", wire.request("GET", "/v1/models"), 2)
     assert ev[0].data["path"] == "/v1/models"
