@@ -18,21 +18,38 @@ Event data (``L7Event.data``; ``ts`` is the time of the chunk that completed the
 - ``http.response``: status, content_type, body_size, wire_body_size, truncated,
   headers, and method/host/path of the request it answers (FIFO per connection).
 - ``llm.request``: provider, api (chat.completions | responses | messages |
-  generate_content | ollama.chat | ollama.generate), wire, model, stream, messages
-  [{role, content, tool_calls?, tool_call_id?}] (tool results as role ``tool``), tools
-  (offered names), host, path, injection {score, indicators, techniques, flagged,
-  source}, partial (only when salvaged from a cut body), messages_total (only when
+  generate_content | ollama.chat | ollama.generate | converse | converse-stream |
+  invoke-model | invoke-model-with-response-stream), wire, model (Bedrock: from the
+  path), stream, messages [{role, channel, content, tool_calls?, tool_call_id?,
+  mcp_server?, is_error?, truncated?}], tools (offered names; provider-side MCP as
+  ``mcp:<server>``), host, path, injection {score, indicators, techniques, flagged, source,
+  channel, scored}, system_prompt_hash / tools_hash (16 hex of sha256; absent when there
+  is none), mcp_servers [{name, url}] (provider-side MCP offered), partial and truncated
+  (a body cut by a cap: what it kept, values cut, keys whole), messages_total (only when
   older messages were elided by ``ContentPolicy.max_messages``).
+  ``channel`` is one of system | user | assistant | tool_result | mcp_result | retrieved
+  (see :mod:`collectors.l7.inputs`); only tool_result, mcp_result, retrieved and
+  ``<document>``-style external text quoted in user turns are scored (every user turn
+  with ``score_user_turns``). The system prompt and tool definitions never are.
+- ``llm.count_tokens``: provider, api, wire, model, messages_total, tools, host, path
+  (token-counting calls: Anthropic count_tokens, Gemini countTokens, OpenAI
+  responses/input_tokens, Bedrock count-tokens).
 - ``llm.response``: provider, api, model, stream, status, text, finish_reason, usage,
-  tool_calls (names), host, path, error (when the provider sent one).
+  tool_calls (names), host, path, error (when the provider sent one), truncated,
+  injection (only when provider-run tools — web search/fetch, provider-side MCP — fed
+  text to the model within this turn; channel mcp_result | retrieved | tool_result).
 - ``llm.tool_call``: provider, api, model, tool, arguments (parsed JSON when valid, else
-  the string), call_id, host. One per call, streamed deltas already joined.
+  the string; capped by structure), call_id, host, mcp_server (provider-side MCP),
+  server_tool (true when the provider ran it), truncated. One per call, streamed deltas
+  already joined.
 - ``mcp.call``: method, id, tool/arguments (tools/call), prompt (prompts/get), uri,
   client/protocol_version (initialize), notification, direction (client | server), host,
-  path.
+  path, truncated.
 - ``mcp.result``: id, method, tool (matched by JSON-RPC id), is_error, error, content
-  (text the tool returned, per policy), tools (tools/list), server (initialize),
-  injection {score, indicators, techniques, flagged}, host, path.
+  (text the tool returned, per policy), tools (tools/list), tools_hash and
+  tool_definitions_injection (tools/list: descriptions are hashed and scored apart, never
+  as ``injection``), server (initialize), injection {…, channel "mcp_result"}, host,
+  path, truncated.
 
 Contents follow the :class:`ContentPolicy` (``prompts``: messages and response text;
 ``tool_arguments``; ``tool_results``), after injection scoring saw the original text.

@@ -125,3 +125,12 @@ def test_request_over_the_body_cap_keeps_model_tools_and_roles() -> None:
     assert [m["role"] for m in req["messages"]] == ["system", "user"]
     assert req["messages"][1]["content"].startswith("Refactor this file:")
     assert req["messages"][1]["truncated"] is True
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import collectors.l7.caps as module
+
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0
