@@ -194,8 +194,8 @@ def complete_json(text: str) -> str:
         if tok.startswith('"') and not closed:  # cut inside a string: the text ends here
             if top is not None and top[1] == "key":
                 break  # half a key: drop it
-            body = re.sub(r"\\(u[0-9a-fA-F]{0,3})?$", "", tok)
-            body = body.rstrip()  # capture gaps are filled with spaces
+            # Capture gaps are filled with spaces; a half escape at the cut is dropped.
+            body = _drop_half_escape(tok.rstrip())
             out_end, pending = m.start(), body + '"'
             _after_value(stack)
             break
@@ -214,6 +214,17 @@ def complete_json(text: str) -> str:
     if not pending:
         head = head.rstrip().rstrip(",")
     return (head + pending + closers) or "null"
+
+
+_ESCAPE_TAIL = re.compile(r"(\\+)(u[0-9a-fA-F]{0,3})?$")
+
+
+def _drop_half_escape(tok: str) -> str:
+    """An open string's text without an escape cut in half (``\\`` or ``\\u12``)."""
+    m = _ESCAPE_TAIL.search(tok)
+    if m is None or len(m.group(1)) % 2 == 0:
+        return tok
+    return tok[: m.start()] + m.group(1)[:-1]
 
 
 def _odd_tail(tok: str) -> bool:

@@ -201,7 +201,8 @@ def _chat(b: _Builder, obj: dict[str, Any]) -> None:
         b.add(role, channel, m.get("content"), tool_calls=calls)
     for t in obj.get("tools") or []:
         if isinstance(t, dict):
-            fn = t.get("function") if isinstance(t.get("function"), dict) else t
+            inner = t.get("function")
+            fn: dict[str, Any] = inner if isinstance(inner, dict) else t
             b.tool(fn.get("name") or t.get("type"), fn.get("description"), t)
     for fn in obj.get("functions") or []:
         if isinstance(fn, dict):
@@ -453,7 +454,7 @@ def _converse(b: _Builder, obj: dict[str, Any]) -> None:
                 doc = block["document"]
                 source = doc.get("source") or {}
                 text = (
-                    source.get("text")
+                    str(source["text"])
                     if isinstance(source.get("text"), str)
                     else text_of(source.get("content"))
                 )

@@ -107,8 +107,9 @@ def detect_call(host: str, path: str, obj: Any, headers: dict[str, str]) -> LlmC
     if m := _CODE_ASSIST_PATH.search(route):
         api, wire, wrapped = "generate_content", "google", True
         stream = m.group(1) == "streamGenerateContent"
-        inner = obj.get("request") if isinstance(obj.get("request"), dict) else {}
-        model = model or str(inner.get("model") or "")
+        inner = obj.get("request")
+        if isinstance(inner, dict):
+            model = model or str(inner.get("model") or "")
         if m.group(1) == "countTokens":
             api, shape = "count_tokens", "generate_content"
     elif route.endswith("/messages/count_tokens"):
@@ -210,8 +211,9 @@ def parse_request(call: LlmCall, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unwrap_request(call: LlmCall, obj: dict[str, Any]) -> dict[str, Any]:
-    if call.wrapped and isinstance(obj.get("request"), dict):  # Gemini Code Assist
-        return obj["request"]
+    inner = obj.get("request")
+    if call.wrapped and isinstance(inner, dict):  # Gemini Code Assist
+        return inner
     if call.wire == "bedrock" and call.count_tokens:
         return bedrock.count_tokens_body(obj)
     return obj
