@@ -31,6 +31,7 @@ __all__ = [
     "digest",
     "parse_request",
     "text_of",
+    "tools_digest",
 ]
 
 CHANNELS = frozenset(
@@ -59,7 +60,10 @@ Request = dict[str, Any]
 
 
 def digest(value: Any) -> str:
-    """16 hex chars of the sha256 of a text or of a JSON value's canonical form."""
+    """16 hex chars of the sha256 of a text or of a JSON value's canonical form.
+
+    Callers hash text whose credentials were already scrubbed (a hash must never
+    fingerprint a secret)."""
     if not isinstance(value, str):
         value = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
     return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:16]
@@ -145,18 +149,22 @@ class _Builder:
             "messages": self.messages,
             "tools": self.tools,
             "tool_descriptions": self.descriptions,
+            "system_text": system,
+            "tool_definitions": self.definitions,
         }
-        if system:
-            out["system_prompt_hash"] = digest(system)
-        if self.definitions:
-            out["tools_hash"] = digest(sorted(digest(d) for d in self.definitions))
         if self.mcp_servers:
             out["mcp_servers"] = self.mcp_servers
         return out
 
 
+def tools_digest(definitions: list[Any]) -> str:
+    """Order-free digest of tool definitions (names, descriptions, schemas)."""
+    return digest(sorted(digest(d) for d in definitions))
+
+
 def parse_request(api: str, obj: dict[str, Any]) -> Request:
-    """Messages (role, channel, text), offered tools and hashes of a request body.
+    """Messages (role, channel, text), offered tools, tool definitions and the system
+    prompt's text of a request body (hash them after scrubbing).
 
     ``api`` names the wire shape: chat.completions | ollama.chat | ollama.generate |
     responses | messages | generate_content | converse.
@@ -254,8 +262,9 @@ def _responses(b: _Builder, obj: dict[str, Any]) -> None:
     for t in obj.get("tools") or []:
         if not isinstance(t, dict):
             continue
-        if t.get("type") == "mcp":
-            b.tool(f"mcp:{t.get('server_label', '')}", t.get("server_description"), t)
+        if t.get("type") == "mcp":  # credentials of the server are not its definition
+            definition = {k: v for k, v in t.items() if k not in ("headers", "authorization")}
+            b.tool(f"mcp:{t.get('server_label', '')}", t.get("server_description"), definition)
             b.mcp_server(t.get("server_label"), t.get("server_url") or t.get("connector_id"))
         else:
             b.tool(t.get("name") or t.get("type"), t.get("description"), t)

@@ -407,9 +407,15 @@ class L7Parser:
             "path": path,
             "injection": injection,
         }
-        for key in ("system_prompt_hash", "tools_hash", "mcp_servers"):
-            if key in parsed:
-                data[key] = parsed[key]
+        # Hashes of the agent's own text, taken after credentials were scrubbed.
+        if parsed["system_text"]:
+            data["system_prompt_hash"] = inputs.digest(self.redactor.scrub(parsed["system_text"]))
+        if parsed["tool_definitions"]:
+            data["tools_hash"] = inputs.tools_digest(
+                self.redactor.scrub_tree(parsed["tool_definitions"])
+            )
+        if "mcp_servers" in parsed:
+            data["mcp_servers"] = parsed["mcp_servers"]
         if obj.get("_partial"):  # the body was cut: what it kept, values cut, keys whole
             data["partial"] = data["truncated"] = True
         if len(recent) < len(messages):
@@ -539,8 +545,8 @@ class L7Parser:
                     # description; their score is kept apart for whoever wants it.
                     text = ""
                     if m.result is not None:
-                        data["tools_hash"] = inputs.digest(
-                            sorted(inputs.digest(t) for t in mcp.tool_definitions(m))
+                        data["tools_hash"] = inputs.tools_digest(
+                            self.redactor.scrub_tree(mcp.tool_definitions(m))
                         )
                         described = mcp.tool_descriptions(m)
                         data["tool_definitions_injection"] = self._worst(

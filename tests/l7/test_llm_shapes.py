@@ -506,3 +506,40 @@ def test_bedrock_invoke_stream_nova_and_count_tokens() -> None:
     )
     (ct,) = only(ev, "llm.count_tokens")
     assert (ct["provider"], ct["tools"], ct["messages_total"]) == ("bedrock", ["t"], 1)
+
+
+def test_hashes_never_fingerprint_a_secret() -> None:
+    """Two system prompts / MCP tool configs differing only in a credential hash alike."""
+
+    def request(key: str) -> dict[str, Any]:
+        (r,) = only(
+            exchange(
+                wire.request(
+                    "POST",
+                    "/v1/responses",
+                    {
+                        "model": "gpt-4.1",
+                        "input": "hi",
+                        "instructions": f"Use the deploy key {key} for releases.",
+                        "tools": [
+                            {
+                                "type": "mcp",
+                                "server_label": "git",
+                                "server_url": "https://mcp.git/",
+                                "headers": {"Authorization": f"Bearer {key}"},
+                            }
+                        ],
+                    },
+                )
+            ),
+            "llm.request",
+        )
+        return r
+
+    a = request("sk-proj-" + "A1b2C3d4" * 6)
+    b = request("sk-proj-" + "Z9y8X7w6" * 6)
+    assert a["system_prompt_hash"] == b["system_prompt_hash"]
+    assert a["tools_hash"] == b["tools_hash"]
+    c = request("sk-proj-" + "A1b2C3d4" * 6)
+    assert c["system_prompt_hash"] == a["system_prompt_hash"]
+    assert "sk-proj-" not in json.dumps(a)
