@@ -2,7 +2,8 @@
 imperative descriptions (as coding agents write them), a system prompt that quotes an
 injection phrase to warn against it, and optionally an MCP toolset.
 
-Run as ``python -m tests.l7.agent_app BASE_URL CAFILE API_KEY MODE MCP_URL``; it prints
+Run as ``python -m tests.l7.agent_app BASE_URL CAFILE API_KEY MODE MCP_URL [MODEL]``
+(MODEL: openai-chat, openai-responses, anthropic, bedrock); it prints
 ``ready``, waits for ``go`` on stdin (so a test can move it into a pod cgroup first),
 runs one agent turn and prints the agent's output. MODE ``benign`` makes every tool
 return plain data; ``tool-injection`` makes ``lookup_order`` return :data:`INJECTION`.
@@ -44,25 +45,70 @@ BENIGN_ORDER = '{"order": 4711, "status": "shipped", "carrier": "DHL", "eta": "M
 BENIGN_ARTICLE = "Returns: items can be returned within 30 days with the receipt."
 
 
-def build(base_url: str, cafile: str, api_key: str, mode: str, mcp_url: str) -> object:
+def _model(kind: str, base_url: str, cafile: str, api_key: str) -> object:
+    """The pydantic-ai model for ``kind``, its SDK client pointed at ``base_url``."""
+    verify = ssl.create_default_context(cafile=cafile) if cafile != "-" else True
+    if kind == "anthropic":
+        import anthropic
+        from pydantic_ai.models.anthropic import AnthropicModel
+        from pydantic_ai.providers.anthropic import AnthropicProvider
+
+        client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            http_client=anthropic.DefaultAsyncHttpxClient(verify=verify),
+        )
+        return AnthropicModel(
+            "claude-test-model", provider=AnthropicProvider(anthropic_client=client)
+        )
+    if kind == "bedrock":
+        import boto3
+        from pydantic_ai.models.bedrock import BedrockConverseModel
+        from pydantic_ai.providers.bedrock import BedrockProvider
+
+        client = boto3.client(
+            "bedrock-runtime",
+            endpoint_url=base_url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+            aws_secret_access_key=api_key,
+            verify=cafile if cafile != "-" else None,
+        )
+        return BedrockConverseModel(
+            "anthropic.claude-3-5-sonnet-20240620-v1:0",
+            provider=BedrockProvider(bedrock_client=client),
+        )
     import openai
-    from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
-    verify = ssl.create_default_context(cafile=cafile) if cafile != "-" else True
     provider = OpenAIProvider(
         base_url=base_url + "/v1",
         api_key=api_key,
         http_client=openai.DefaultAsyncHttpxClient(verify=verify),
     )
+    if kind == "openai-responses":
+        return OpenAIResponsesModel("gpt-4.1", provider=provider)
+    return OpenAIChatModel("gpt-4o", provider=provider)
+
+
+def build(
+    base_url: str,
+    cafile: str,
+    api_key: str,
+    mode: str,
+    mcp_url: str,
+    model: str = "openai-chat",
+) -> object:
+    from pydantic_ai import Agent
+
     toolsets = []
     if mcp_url != "-":
         from pydantic_ai.mcp import MCPToolset
 
         toolsets.append(MCPToolset(mcp_url))
     agent = Agent(
-        OpenAIChatModel("gpt-4o", provider=provider),
+        _model(model, base_url, cafile, api_key),
         system_prompt=SYSTEM_PROMPT,
         toolsets=toolsets,
     )
@@ -80,17 +126,17 @@ def build(base_url: str, cafile: str, api_key: str, mode: str, mcp_url: str) -> 
     return agent
 
 
-async def _run(agent: object) -> str:
+async def run(agent: object) -> str:
     result = await agent.run("Where is my order 4711, and how do returns work?")  # type: ignore[attr-defined]
     return str(result.output)
 
 
 def main(argv: list[str]) -> int:
-    agent = build(*argv[:5])
+    agent = build(*argv[:6])
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         return 3
-    print(asyncio.run(_run(agent)), flush=True)
+    print(asyncio.run(run(agent)), flush=True)
     return 0
 
 
