@@ -20,7 +20,7 @@ from urllib.parse import unquote
 import orjson
 from botocore.eventstream import EventStreamBuffer, ParserError
 
-from collectors.l7.results import LlmResult, ToolCall, args, as_dict
+from collectors.l7.results import LlmResult, ToolCall, args, as_dict, as_int, as_list
 
 __all__ = [
     "EVENTSTREAM",
@@ -68,7 +68,7 @@ def body_shape(op: str, obj: dict[str, Any]) -> str:
         and any(
             isinstance(m, dict)
             and isinstance(m.get("content"), str | list)
-            and any(isinstance(b, dict) and "type" in b for b in _as_list(m.get("content")))
+            and any(isinstance(b, dict) and "type" in b for b in as_list(m.get("content")))
             for m in obj["messages"]
         )
     ):
@@ -78,10 +78,6 @@ def body_shape(op: str, obj: dict[str, Any]) -> str:
             return "chat.completions"  # OpenAI-shaped bodies (gpt-oss, Mistral chat)
         return "converse"  # Nova messages-v1: same content blocks as Converse
     return "ollama.generate" if "prompt" in obj else "converse"
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
 
 
 def count_tokens_body(obj: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +125,7 @@ def converse_result(obj: dict[str, Any]) -> LlmResult:
     res = LlmResult(finish_reason=str(obj.get("stopReason") or ""), usage=as_dict(obj.get("usage")))
     message = as_dict(as_dict(obj.get("output")).get("message"))
     texts: list[str] = []
-    for block in _as_list(message.get("content")):
+    for block in as_list(message.get("content")):
         if not isinstance(block, dict):
             continue
         if isinstance(block.get("text"), str):
@@ -158,7 +154,7 @@ def converse_stream_result(frames: list[tuple[dict[str, Any], bytes]]) -> LlmRes
             res.error = {"type": headers.get(":exception-type", ""), **ev}
             continue
         kind = headers.get(":event-type", "")
-        index = int(ev.get("contentBlockIndex") or 0)
+        index = as_int(ev.get("contentBlockIndex"))
         if kind == "contentBlockStart":
             tu = as_dict(as_dict(ev.get("start")).get("toolUse"))
             if tu:

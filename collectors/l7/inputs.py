@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from collectors.l7.results import as_dict, as_list
+
 __all__ = [
     "CHANNELS",
     "UNTRUSTED",
@@ -191,7 +193,7 @@ def parse_request(api: str, obj: dict[str, Any]) -> Request:
 
 
 def _chat(b: _Builder, obj: dict[str, Any]) -> None:
-    for m in obj.get("messages") or []:
+    for m in as_list(obj.get("messages")):
         if not isinstance(m, dict):
             continue
         role = str(m.get("role", ""))
@@ -199,20 +201,20 @@ def _chat(b: _Builder, obj: dict[str, Any]) -> None:
             b.add("tool", "tool_result", m.get("content"), tool_call_id=m.get("tool_call_id"))
             continue
         calls = [
-            (tc.get("function") or {}).get("name", "")
-            for tc in m.get("tool_calls") or []
+            as_dict(tc.get("function")).get("name", "")
+            for tc in as_list(m.get("tool_calls"))
             if isinstance(tc, dict)
         ]
         if isinstance(m.get("function_call"), dict):
             calls.append(str(m["function_call"].get("name", "")))
         channel = "system" if role in _SYSTEM_ROLES else role if role == "user" else "assistant"
         b.add(role, channel, m.get("content"), tool_calls=calls)
-    for t in obj.get("tools") or []:
+    for t in as_list(obj.get("tools")):
         if isinstance(t, dict):
             inner = t.get("function")
             fn: dict[str, Any] = inner if isinstance(inner, dict) else t
             b.tool(fn.get("name") or t.get("type"), fn.get("description"), t)
-    for fn in obj.get("functions") or []:
+    for fn in as_list(obj.get("functions")):
         if isinstance(fn, dict):
             b.tool(fn.get("name"), fn.get("description"), fn)
 
@@ -248,18 +250,18 @@ def _responses(b: _Builder, obj: dict[str, Any]) -> None:
                 )
         elif kind == "mcp_list_tools":
             label = item.get("server_label")
-            for t in item.get("tools") or []:
+            for t in as_list(item.get("tools")):
                 if isinstance(t, dict):
                     b.tool(f"mcp:{label}:{t.get('name', '')}", t.get("description"), t)
         elif kind == "file_search_call":
-            for r in item.get("results") or []:
+            for r in as_list(item.get("results")):
                 if isinstance(r, dict):
                     b.add("tool", "retrieved", r.get("text"), tool_call_id=item.get("id"))
         elif kind.endswith("_call_output"):
             b.add("tool", "tool_result", item.get("output"), tool_call_id=item.get("call_id"))
         elif kind.endswith("_call"):
             b.add("assistant", "assistant", "", tool_calls=[str(item.get("name") or kind)])
-    for t in obj.get("tools") or []:
+    for t in as_list(obj.get("tools")):
         if not isinstance(t, dict):
             continue
         if t.get("type") == "mcp":  # credentials of the server are not its definition
@@ -276,7 +278,7 @@ def _responses(b: _Builder, obj: dict[str, Any]) -> None:
 def _anthropic(b: _Builder, obj: dict[str, Any]) -> None:
     if obj.get("system"):
         b.add("system", "system", obj["system"])
-    for m in obj.get("messages") or []:
+    for m in as_list(obj.get("messages")):
         if not isinstance(m, dict):
             continue
         role = str(m.get("role", ""))
@@ -340,10 +342,10 @@ def _anthropic(b: _Builder, obj: dict[str, Any]) -> None:
             b.add(role, own, plain, tool_calls=calls)
         for r, channel, value, extra in later:
             b.add(r, channel, _retrieved_text(value) if channel == "retrieved" else value, **extra)
-    for t in obj.get("tools") or []:
+    for t in as_list(obj.get("tools")):
         if isinstance(t, dict):
             b.tool(t.get("name") or t.get("type"), t.get("description"), t)
-    for s in obj.get("mcp_servers") or []:
+    for s in as_list(obj.get("mcp_servers")):
         if isinstance(s, dict):
             b.mcp_server(s.get("name"), s.get("url"))
             b.tool(
@@ -382,14 +384,16 @@ def _gemini(b: _Builder, obj: dict[str, Any]) -> None:
         b.add("system", "system", system.get("parts"))
     elif isinstance(system, str):
         b.add("system", "system", system)
-    for c in obj.get("contents") or []:
+    for c in as_list(obj.get("contents")):
         if not isinstance(c, dict):
             continue
         role = str(c.get("role") or "user")
-        parts = [p for p in c.get("parts") or [] if isinstance(p, dict)]
+        parts = [p for p in as_list(c.get("parts")) if isinstance(p, dict)]
         texts = [p for p in parts if "text" in p and not p.get("thought")]
         calls = [
-            str((p.get("functionCall") or {}).get("name", "")) for p in parts if "functionCall" in p
+            str(as_dict(p.get("functionCall")).get("name", ""))
+            for p in parts
+            if "functionCall" in p
         ]
         if texts or calls:
             channel = "user" if role == "user" else "assistant"
@@ -427,7 +431,7 @@ def _converse(b: _Builder, obj: dict[str, Any]) -> None:
         text = text_of([s for s in system if isinstance(s, dict) and "text" in s])
         if text:
             b.add("system", "system", text)
-    for m in obj.get("messages") or []:
+    for m in as_list(obj.get("messages")):
         if not isinstance(m, dict):
             continue
         role = str(m.get("role", ""))
@@ -461,7 +465,7 @@ def _converse(b: _Builder, obj: dict[str, Any]) -> None:
                 )
             elif isinstance(block.get("document"), dict):
                 doc = block["document"]
-                source = doc.get("source") or {}
+                source = as_dict(doc.get("source"))
                 text = (
                     str(source["text"])
                     if isinstance(source.get("text"), str)
@@ -475,7 +479,7 @@ def _converse(b: _Builder, obj: dict[str, Any]) -> None:
         for r, channel, text, extra in later:
             b.add(r, channel, text, **extra)
     config = obj.get("toolConfig")
-    for t in (config.get("tools") if isinstance(config, dict) else None) or []:
+    for t in as_list(as_dict(config).get("tools")):
         spec = t.get("toolSpec") if isinstance(t, dict) else None
         if isinstance(spec, dict):
             b.tool(spec.get("name"), spec.get("description"), spec)

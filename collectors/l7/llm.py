@@ -21,6 +21,8 @@ from collectors.l7 import bedrock, caps, inputs
 from collectors.l7.results import LlmResult, ToolCall
 from collectors.l7.results import args as _args
 from collectors.l7.results import as_dict as _dict
+from collectors.l7.results import as_int as _int
+from collectors.l7.results import as_list as _list
 from collectors.l7.sse import iter_sse
 
 __all__ = [
@@ -312,7 +314,7 @@ def _generic_text(obj: dict[str, Any]) -> LlmResult:
         if isinstance(obj.get(key), str):
             texts.append(obj[key])
     for key in ("results", "outputs", "generations"):
-        for item in obj.get(key) or []:
+        for item in _list(obj.get(key)):
             if isinstance(item, dict):
                 texts.append(inputs.text_of(item))
     reason = obj.get("stop_reason") or obj.get("finish_reason") or obj.get("completionReason")
@@ -335,15 +337,15 @@ def _generic_stream(events: list[tuple[str, str]]) -> LlmResult:
 def _chat_object(obj: dict[str, Any]) -> LlmResult:
     res = LlmResult(model=str(obj.get("model", "")), usage=_dict(obj.get("usage")))
     texts: list[str] = []
-    for choice in obj.get("choices") or []:
+    for choice in _list(obj.get("choices")):
         if not isinstance(choice, dict):
             continue
-        msg = choice.get("message") or {}
+        msg = _dict(choice.get("message"))
         if msg.get("content"):
             texts.append(inputs.text_of(msg["content"]))
         res.finish_reason = res.finish_reason or str(choice.get("finish_reason") or "")
-        for tc in msg.get("tool_calls") or []:
-            fn = tc.get("function") or {}
+        for tc in _list(msg.get("tool_calls")):
+            fn = _dict(tc.get("function"))
             res.tool_calls.append(
                 ToolCall(str(fn.get("name", "")), _args(fn.get("arguments")), str(tc.get("id", "")))
             )
@@ -368,22 +370,22 @@ def _chat_stream(events: list[tuple[str, str]]) -> LlmResult:
             res.usage = chunk["usage"]
         if "error" in chunk:
             res.error = chunk["error"]
-        for choice in chunk.get("choices") or []:
+        for choice in _list(chunk.get("choices")):
             if not isinstance(choice, dict):
                 continue
-            delta = choice.get("delta") or {}
+            delta = _dict(choice.get("delta"))
             if isinstance(delta.get("content"), str):
                 texts.append(delta["content"])
             if choice.get("finish_reason"):
                 res.finish_reason = str(choice["finish_reason"])
-            ci = int(choice.get("index") or 0)
-            for tc in delta.get("tool_calls") or []:
+            ci = _int(choice.get("index"))
+            for tc in _list(delta.get("tool_calls")):
                 if not isinstance(tc, dict):
                     continue
                 slot = calls.setdefault(
-                    (ci, int(tc.get("index") or 0)), {"id": "", "name": "", "arguments": ""}
+                    (ci, _int(tc.get("index"))), {"id": "", "name": "", "arguments": ""}
                 )
-                fn = tc.get("function") or {}
+                fn = _dict(tc.get("function"))
                 slot["id"] = slot["id"] or str(tc.get("id") or "")
                 slot["name"] += str(fn.get("name") or "")
                 slot["arguments"] += str(fn.get("arguments") or "")
@@ -402,7 +404,7 @@ def _chat_stream(events: list[tuple[str, str]]) -> LlmResult:
 def _responses_object(obj: dict[str, Any]) -> LlmResult:
     res = LlmResult(model=str(obj.get("model", "")), usage=_dict(obj.get("usage")))
     texts: list[str] = []
-    for item in obj.get("output") or []:
+    for item in _list(obj.get("output")):
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
@@ -440,7 +442,7 @@ def _responses_item(res: LlmResult, item: dict[str, Any]) -> None:
     elif kind == "custom_tool_call":
         res.tool_calls.append(ToolCall(str(item.get("name", "")), item.get("input") or "", call_id))
     elif kind in ("local_shell_call", "shell_call", "computer_call", "apply_patch_call"):
-        arguments = item.get("action") or item.get("operation") or {}
+        arguments = item.get("action") or _dict(item.get("operation"))
         res.tool_calls.append(ToolCall(kind.removesuffix("_call"), arguments, call_id))
     elif kind in ("mcp_call", "mcp_approval_request"):
         res.tool_calls.append(
@@ -461,10 +463,10 @@ def _responses_item(res: LlmResult, item: dict[str, Any]) -> None:
         res.tool_calls.append(
             ToolCall(name, arguments, str(item.get("id") or ""), server_tool=True)
         )
-        for r in item.get("results") or []:
+        for r in _list(item.get("results")):
             if isinstance(r, dict) and isinstance(r.get("text"), str):
                 res.server_results.append(("retrieved", r["text"]))
-        for o in item.get("outputs") or []:
+        for o in _list(item.get("outputs")):
             if isinstance(o, dict) and isinstance(o.get("logs"), str):
                 res.server_results.append(("tool_result", o["logs"]))
 
@@ -493,7 +495,7 @@ def _responses_stream(events: list[tuple[str, str]]) -> LlmResult:
         elif kind == "response.output_text.delta":
             texts.append(str(ev.get("delta") or ""))
         elif kind in ("response.output_item.added", "response.output_item.done"):
-            item = ev.get("item") or {}
+            item = _dict(ev.get("item"))
             if item.get("type") == "function_call":
                 key = str(item.get("id") or ev.get("output_index"))
                 slot = items.setdefault(key, {"name": "", "call_id": "", "arguments": ""})
@@ -531,7 +533,7 @@ def _anthropic_message(obj: dict[str, Any]) -> LlmResult:
         finish_reason=str(obj.get("stop_reason") or ""),
     )
     texts: list[str] = []
-    for block in obj.get("content") or []:
+    for block in _list(obj.get("content")):
         if _is_block(block, "text"):
             texts.append(str(block.get("text", "")))
         elif isinstance(block, dict):
@@ -574,12 +576,12 @@ def _anthropic_stream(events: list[tuple[str, str]]) -> LlmResult:
             continue
         kind = str(ev.get("type") or name)
         if kind == "message_start":
-            msg = ev.get("message") or {}
+            msg = _dict(ev.get("message"))
             res.model = str(msg.get("model") or "")
             res.usage = dict(_dict(msg.get("usage")))
         elif kind == "content_block_start":
-            cb = ev.get("content_block") or {}
-            blocks[int(ev.get("index") or 0)] = {
+            cb = _dict(ev.get("content_block"))
+            blocks[_int(ev.get("index"))] = {
                 "block": cb if isinstance(cb, dict) else {},
                 "type": cb.get("type"),
                 "text": str(cb.get("text") or ""),
@@ -587,15 +589,15 @@ def _anthropic_stream(events: list[tuple[str, str]]) -> LlmResult:
             }
         elif kind == "content_block_delta":
             slot = blocks.setdefault(
-                int(ev.get("index") or 0), {"block": {}, "type": "text", "text": "", "json": ""}
+                _int(ev.get("index")), {"block": {}, "type": "text", "text": "", "json": ""}
             )
-            delta = ev.get("delta") or {}
+            delta = _dict(ev.get("delta"))
             if delta.get("type") == "text_delta":
                 slot["text"] += str(delta.get("text") or "")
             elif delta.get("type") == "input_json_delta":
                 slot["json"] += str(delta.get("partial_json") or "")
         elif kind == "message_delta":
-            delta = ev.get("delta") or {}
+            delta = _dict(ev.get("delta"))
             res.finish_reason = str(delta.get("stop_reason") or res.finish_reason)
             res.usage.update(_dict(ev.get("usage")))
         elif kind == "error":
@@ -626,18 +628,18 @@ def _gemini_chunks(chunks: list[dict[str, Any]]) -> LlmResult:
         res.model = res.model or str(chunk.get("modelVersion") or "")
         if isinstance(chunk.get("usageMetadata"), dict):
             res.usage = chunk["usageMetadata"]
-        for cand in chunk.get("candidates") or []:
+        for cand in _list(chunk.get("candidates")):
             if not isinstance(cand, dict):
                 continue
             res.finish_reason = str(cand.get("finishReason") or res.finish_reason)
-            for part in (cand.get("content") or {}).get("parts") or []:
+            for part in _list(_dict(cand.get("content")).get("parts")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     texts.append(part["text"])
                 elif isinstance(part, dict) and isinstance(part.get("functionCall"), dict):
                     fc = part["functionCall"]
                     res.tool_calls.append(
                         ToolCall(
-                            str(fc.get("name", "")), fc.get("args") or {}, str(fc.get("id") or "")
+                            str(fc.get("name", "")), _dict(fc.get("args")), str(fc.get("id") or "")
                         )
                     )
     res.text = "".join(texts)
@@ -655,13 +657,13 @@ def _ollama_lines(text: str) -> LlmResult:
         res.model = res.model or str(chunk.get("model") or "")
         if "error" in chunk:
             res.error = chunk["error"]
-        msg = chunk.get("message") or {}
+        msg = _dict(chunk.get("message"))
         if isinstance(msg.get("content"), str):
             texts.append(msg["content"])
         if isinstance(chunk.get("response"), str):  # /api/generate
             texts.append(chunk["response"])
-        for tc in msg.get("tool_calls") or []:
-            fn = (tc or {}).get("function") or {}
+        for tc in _list(msg.get("tool_calls")):
+            fn = _dict(_dict(tc).get("function"))
             res.tool_calls.append(
                 ToolCall(
                     str(fn.get("name", "")), _args(fn.get("arguments")), str(tc.get("id") or "")

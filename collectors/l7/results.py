@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["LlmResult", "ToolCall", "args", "as_dict"]
+__all__ = ["LlmResult", "ToolCall", "args", "as_dict", "as_int", "as_list"]
 
 
 @dataclass(slots=True)
@@ -43,3 +43,19 @@ def args(value: Any) -> Any:
 
 def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` when it is a list, else empty (provider fields arrive in any type)."""
+    return value if isinstance(value, list) else []
+
+
+def as_int(value: Any) -> int:
+    """An index field as int (0 when missing or not a number: never raise on input)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return 0
