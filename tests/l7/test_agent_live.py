@@ -4,9 +4,10 @@ through the real capture (uprobes on libssl, plaintext socket probes, L7Parser).
 The agent (:mod:`tests.l7.agent_app`) has a system prompt that quotes an injection
 phrase to warn against it and tools with long imperative descriptions; it talks to a
 scripted OpenAI-compatible provider over HTTPS and to a real FastMCP server over HTTP.
-Three runs: all benign (no event may be flagged), the same injection text returned by a
-local tool (flagged, channel ``tool_result``), and returned by the MCP tool (the
-``mcp.result`` flagged as ``mcp_result``, and the next model request as ``tool_result``).
+Four runs: all benign (no event may be flagged), the same injection text returned by a
+local tool (flagged, channel ``tool_result``), returned by the MCP tool (the
+``mcp.result`` flagged as ``mcp_result``, and the next model request as ``tool_result``),
+and all benign again on Bedrock Converse through boto3.
 """
 
 from __future__ import annotations
@@ -137,16 +138,17 @@ def test_pydantic_ai_agent_own_text_is_not_flagged_injected_results_are(
     collector = TlsCollector(
         probes, capture, PodProcesses(CgroupResolver(pod_cgroup.root)), rescan_s=0.1
     )
-    runs = {
-        "benign": ("benign", "benign"),
-        "tool": ("tool-injection", "benign"),
-        "mcp": ("benign", "injection"),
+    runs = {  # name: (tool mode, MCP server, model back end)
+        "benign": ("benign", "benign", "openai-chat"),
+        "tool": ("tool-injection", "benign", "openai-chat"),
+        "mcp": ("benign", "injection", "openai-chat"),
+        "bedrock": ("benign", "benign", "bedrock"),  # Converse through boto3 over TLS
     }
     pids: dict[str, int] = {}
     with ScriptedProvider(cert, key, plan=list(PLAN)) as provider:
         started = False
         try:
-            for name, (mode, mcp_mode) in runs.items():
+            for name, (mode, mcp_mode, model) in runs.items():
                 agent = _start(
                     [
                         "tests.l7.agent_app",
@@ -155,6 +157,7 @@ def test_pydantic_ai_agent_own_text_is_not_flagged_injected_results_are(
                         api_key,
                         mode,
                         mcp_servers[mcp_mode],
+                        model,
                     ],
                     wait_ready=True,
                 )
@@ -201,6 +204,14 @@ def test_pydantic_ai_agent_own_text_is_not_flagged_injected_results_are(
         ).decode()
     )
 
+    for events in (by_run["benign"], by_run["bedrock"]):
+        assert [e for e in events if _flagged(e)] == []
+    bedrock = [e for e in by_run["bedrock"] if e.kind == "llm.request"]
+    assert {(e.data["provider"], e.data["api"]) for e in bedrock} == {("bedrock", "converse")}
+    assert bedrock[0].data["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    assert [e.data["tool"] for e in by_run["bedrock"] if e.kind == "llm.tool_call"] == [
+        name for name, _ in PLAN
+    ]
     benign = by_run["benign"]
     false_positives = [e for e in benign if _flagged(e)]
     assert false_positives == [], [(e.kind, e.data["injection"]) for e in false_positives]
