@@ -87,18 +87,38 @@ KINDS = frozenset(
 )
 _NO_INJECTION: dict[str, Any] = {"score": 0.0, "indicators": [], "techniques": [], "flagged": False}
 # Wrappers that agents and RAG frameworks put around external text quoted in a user turn.
-_EXTERNAL = re.compile(
+_EXTERNAL_OPEN = re.compile(
     r"<(documents?|search_results?|web_?page|fetched[\w-]*|retrieved[\w-]*|email|attachment)"
-    r"\b[^>]{0,200}>(.*?)</\1\s*>",
-    re.S | re.I,
+    r"\b[^>]{0,200}>",
+    re.I,
 )
+_MAX_EXTERNAL = 64  # wrappers looked at per user turn
 
 
 def external_spans(text: str) -> list[str]:
-    """External content quoted in a user turn (``<document>…</document>`` and kin)."""
+    """External content quoted in a user turn (``<document>…</document>`` and kin).
+
+    Each opening tag is matched to its closing tag with ``str.find`` (linear), at most
+    :data:`_MAX_EXTERNAL` of them: a turn full of unclosed tags costs no regex
+    backtracking. Nested wrappers give the outer span only.
+    """
     if "<" not in text:
         return []
-    return [m.group(2) for m in _EXTERNAL.finditer(text) if m.group(2).strip()]
+    lower = text.lower()
+    spans: list[str] = []
+    pos = 0
+    for _ in range(_MAX_EXTERNAL):
+        m = _EXTERNAL_OPEN.search(text, pos)
+        if m is None:
+            break
+        end = lower.find(f"</{m.group(1).lower()}", m.end())
+        if end < 0:
+            pos = m.end()
+            continue
+        if text[m.end() : end].strip():
+            spans.append(text[m.end() : end])
+        pos = end
+    return spans
 
 
 _JSON_TYPES = ("application/json", "text/json")
