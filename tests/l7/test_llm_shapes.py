@@ -543,3 +543,18 @@ def test_hashes_never_fingerprint_a_secret() -> None:
     c = request("sk-proj-" + "A1b2C3d4" * 6)
     assert c["system_prompt_hash"] == a["system_prompt_hash"]
     assert "sk-proj-" not in json.dumps(a)
+
+
+def test_external_spans_outer_wrapper_case_and_unclosed_tags() -> None:
+    from collectors.l7.parser import external_spans
+
+    nested = "<documents><document index=1>A</document><document>B</document></documents> q"
+    assert external_spans(nested) == ["<document index=1>A</document><document>B</document>"]
+    assert external_spans("x <email from=a>hi</email> <Attachment>doc</attachment>") == [
+        "hi",
+        "doc",
+    ]
+    # At most 64 wrappers per turn are looked at (a bound, stated): the 101st is not.
+    assert external_spans("<email>" * 100 + "<document>tail</document>") == []
+    assert external_spans("<email>" * 10 + "<document>tail</document>") == ["tail"]
+    assert external_spans("<documentation>not a wrapper</documentation>") == []
