@@ -278,6 +278,7 @@ def _responses(b: _Builder, obj: dict[str, Any]) -> None:
 def _anthropic(b: _Builder, obj: dict[str, Any]) -> None:
     if obj.get("system"):
         b.add("system", "system", obj["system"])
+    servers: dict[str, str] = {}  # mcp_tool_use id -> MCP server, for its result
     for m in as_list(obj.get("messages")):
         if not isinstance(m, dict):
             continue
@@ -296,6 +297,8 @@ def _anthropic(b: _Builder, obj: dict[str, Any]) -> None:
                 plain.append(block)
             elif kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
                 calls.append(str(block.get("name", "")))
+                if kind == "mcp_tool_use":
+                    servers[str(block.get("id"))] = str(block.get("server_name") or "")
             elif kind == "tool_result":
                 later.append(
                     (
@@ -317,6 +320,7 @@ def _anthropic(b: _Builder, obj: dict[str, Any]) -> None:
                         {
                             "tool_call_id": block.get("tool_use_id"),
                             "is_error": block.get("is_error"),
+                            "mcp_server": servers.get(str(block.get("tool_use_id"))),
                         },
                     )
                 )

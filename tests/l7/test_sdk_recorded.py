@@ -379,6 +379,7 @@ def test_anthropic_provider_side_mcp(provider: ScriptedProvider, stream: bool) -
     )
     assert channels(r2) == ["system", "user", "assistant", "mcp_result", "user"]
     assert r2["messages"][2]["tool_calls"] == ["read_ticket"]
+    assert r2["messages"][3]["mcp_server"] == "tickets"
     assert r2["injection"]["flagged"] and r2["injection"]["channel"] == "mcp_result"
     assert not any(
         b"secret-token-0123456789" in json.dumps(e.data).encode()
