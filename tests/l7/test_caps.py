@@ -107,15 +107,18 @@ def test_request_over_the_body_cap_keeps_model_tools_and_roles() -> None:
         for name in ("read_file", "write_file")
     ]
     with ScriptedProvider() as provider:
-        client = openai.OpenAI(api_key="sk-test-0123456789", base_url=provider.url + "/v1")
-        client.chat.completions.create(
-            model="gpt-4o",
-            tools=tools,
-            messages=[
-                {"role": "system", "content": "You are a coding agent."},
-                {"role": "user", "content": "Refactor this file:\n" + "def f():\n  pass\n" * 8000},
-            ],
-        )
+        with openai.OpenAI(api_key="sk-test-0123456789", base_url=provider.url + "/v1") as c:
+            c.chat.completions.create(
+                model="gpt-4o",
+                tools=tools,
+                messages=[
+                    {"role": "system", "content": "You are a coding agent."},
+                    {
+                        "role": "user",
+                        "content": "Refactor this file:\n" + "def f():\n  pass\n" * 8000,
+                    },
+                ],
+            )
         (ex,) = provider.exchanges
     raw = ex.request.partition(b"\r\n\r\n")[2]
     assert raw.index(b'"tools"') > raw.index(b'"messages"') > 0 and len(raw) > 100_000

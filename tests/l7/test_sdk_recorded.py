@@ -48,6 +48,23 @@ def test_the_agents_own_text_would_be_flagged_if_scored() -> None:
     assert default_scorer().score(INJECTION).flagged
 
 
+_CLIENTS: list[Any] = []
+
+
+def _opened(client: Any) -> Any:
+    """Remember an SDK client so that the test closes its connection pool: a socket left
+    to the garbage collector warns inside whichever test runs next."""
+    _CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 @pytest.fixture()
 def provider() -> Iterator[ScriptedProvider]:
     with ScriptedProvider(plan=[(ORDER_TOOL["name"], ORDER_TOOL["args"])]) as p:
@@ -79,7 +96,7 @@ def channels(req: dict[str, Any]) -> list[str]:
 def _openai(url: str) -> Any:
     import openai
 
-    return openai.OpenAI(api_key="sk-test-openai-0123456789abcdef", base_url=url + "/v1")
+    return _opened(openai.OpenAI(api_key="sk-test-openai-0123456789abcdef", base_url=url + "/v1"))
 
 
 OPENAI_TOOLS = [
@@ -221,7 +238,7 @@ def test_openai_responses_provider_side_mcp(provider: ScriptedProvider) -> None:
 def _anthropic(url: str) -> Any:
     import anthropic
 
-    return anthropic.Anthropic(api_key="sk-ant-api03-test-0123456789abcdef", base_url=url)
+    return _opened(anthropic.Anthropic(api_key="sk-ant-api03-test-0123456789abcdef", base_url=url))
 
 
 ANTHROPIC_TOOLS = [
@@ -416,12 +433,14 @@ MODEL_ID = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 def _bedrock(url: str) -> Any:
     import boto3
 
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
-        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    return _opened(
+        boto3.client(
+            "bedrock-runtime",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+            aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
     )
 
 
