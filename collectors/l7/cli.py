@@ -105,6 +105,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="cap on each kept prompt/tool string (default 4096)",
     )
     group.add_argument(
+        "--score-user-turns",
+        action="store_true",
+        help="score every user turn for injection (apps whose end users are untrusted); "
+        "by default only tool/MCP results, retrieved content and documents quoted in "
+        "user turns are scored",
+    )
+    group.add_argument(
         "--rescan-interval",
         type=float,
         default=1.0,
@@ -171,7 +178,7 @@ async def _main(args: argparse.Namespace, policy: ContentPolicy) -> int:
     for path in args.libssl:
         log.info("probing %s: %s", path, probes.attach_library(path))
     capture = Capture(
-        L7Parser(policy),
+        L7Parser(policy, score_user_turns=getattr(args, "score_user_turns", False)),
         node=args.node,
         attribute=attributor.pod_for_cgroup,
         emit=publisher.submit,

@@ -50,6 +50,9 @@ class HttpMessage:
     body: bytes = b""
     wire_body_size: int = 0
     truncated: bool = False
+    # The last bytes of a body cut by ``max_body`` (identity encoding only): a JSON
+    # request often puts "model" and "tools" after its long "messages".
+    tail: bytes = b""
     decode_error: str = ""
     ts: int = 0
 
@@ -109,8 +112,11 @@ class HttpStream:
         max_body: int = 1 << 20,
         max_head: int = 64 << 10,
         response_method: Callable[[], str] | None = None,
+        max_tail: int = 64 << 10,
     ) -> None:
         self.max_body = max_body
+        self.max_tail = max_tail
+        self._tail = bytearray()
         self.max_head = max_head
         self.response_method = response_method or (lambda: "")
         self._buf = bytearray()
@@ -234,6 +240,10 @@ class HttpStream:
             self._body += self._buf[: min(n, room)]
         if n > room:
             msg.truncated = True
+            if self.max_tail:
+                self._tail += self._buf[max(room, 0) : n]
+                if len(self._tail) > self.max_tail:
+                    del self._tail[: len(self._tail) - self.max_tail]
         msg.wire_body_size += n
         del self._buf[:n]
 
@@ -327,6 +337,10 @@ class HttpStream:
         body = bytes(self._body)
         self._body = bytearray()
         encoding = msg.header("content-encoding")
+        if self._tail:
+            if not encoding or encoding.strip().lower() == "identity":
+                msg.tail = bytes(self._tail)
+            self._tail = bytearray()
         if encoding and body:
             body, cut, err = decode_body(body, encoding, self.max_body)
             msg.truncated = msg.truncated or cut

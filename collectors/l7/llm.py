@@ -12,11 +12,17 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from collectors.l7 import bedrock, caps, inputs
+from collectors.l7.results import LlmResult, ToolCall
+from collectors.l7.results import args as _args
+from collectors.l7.results import as_dict as _dict
+from collectors.l7.results import as_int as _int
+from collectors.l7.results import as_list as _list
 from collectors.l7.sse import iter_sse
 
 __all__ = [
@@ -46,9 +52,12 @@ _VENDORS: tuple[tuple[str, str], ...] = (
     ("api.fireworks.ai", "fireworks"),
     ("api.cohere.com", "cohere"),
     ("api.perplexity.ai", "perplexity"),
+    ("cloudcode-pa.googleapis.com", "gemini-code-assist"),
     ("amazonaws.com", "bedrock"),
 )
-_GEMINI_PATH = re.compile(r"/models/([^/:?]+):(generateContent|streamGenerateContent)")
+_GEMINI_PATH = re.compile(r"/models/([^/:?]+):(generateContent|streamGenerateContent|countTokens)")
+# Gemini Code Assist (what Gemini CLI and IDE plugins call): the body wraps a request.
+_CODE_ASSIST_PATH = re.compile(r"/v1internal:(generateContent|streamGenerateContent|countTokens)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,27 +65,18 @@ class LlmCall:
     """What a request was: used again to parse its response."""
 
     provider: str
-    api: str  # chat.completions | responses | messages | generate_content
-    wire: str  # the wire format family: openai | anthropic | google
+    # chat.completions | responses | messages | generate_content | ollama.* | converse |
+    # converse-stream | invoke-model | invoke-model-with-response-stream | count_tokens
+    api: str
+    wire: str  # the wire format family: openai | anthropic | google | ollama | bedrock
     model: str = ""
     stream: bool = False
+    shape: str = ""  # the request body's shape when it differs from ``api``
+    wrapped: bool = False  # body inside {"request": …} / {"response": …} (Code Assist)
 
-
-@dataclass(slots=True)
-class ToolCall:
-    tool: str
-    arguments: Any
-    call_id: str = ""
-
-
-@dataclass(slots=True)
-class LlmResult:
-    model: str = ""
-    text: str = ""
-    finish_reason: str = ""
-    usage: dict[str, Any] = field(default_factory=dict)
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    error: Any = None
+    @property
+    def count_tokens(self) -> bool:
+        return self.api == "count_tokens"
 
 
 def _vendor(host: str, wire: str) -> str:
@@ -95,12 +95,30 @@ def detect_call(host: str, path: str, obj: Any, headers: dict[str, str]) -> LlmC
     raw_model = obj.get("model")
     model: str = raw_model if isinstance(raw_model, str) else ""
     stream = obj.get("stream") is True
-    api = wire = ""
+    api = wire = shape = ""
+    wrapped = False
+    if (b := bedrock.match_path(route)) is not None:
+        model_id, op = b
+        return LlmCall(
+            "bedrock", op, "bedrock", model_id, op.endswith("stream"), bedrock.body_shape(op, obj)
+        )
     if route.endswith(("/api/chat", "/api/generate")) and model:
         # Ollama's native API: streams NDJSON unless "stream": false.
         api = "ollama.chat" if route.endswith("/api/chat") else "ollama.generate"
         return LlmCall("ollama", api, "ollama", model, obj.get("stream") is not False)
-    if route.endswith("/chat/completions"):
+    if m := _CODE_ASSIST_PATH.search(route):
+        api, wire, wrapped = "generate_content", "google", True
+        stream = m.group(1) == "streamGenerateContent"
+        inner = obj.get("request")
+        if isinstance(inner, dict):
+            model = model or str(inner.get("model") or "")
+        if m.group(1) == "countTokens":
+            api, shape = "count_tokens", "generate_content"
+    elif route.endswith("/messages/count_tokens"):
+        api, wire, shape = "count_tokens", "anthropic", "messages"
+    elif route.endswith("/responses/input_tokens"):
+        api, wire, shape = "count_tokens", "openai", "responses"
+    elif route.endswith("/chat/completions"):
         api, wire = "chat.completions", "openai"
     elif route.endswith("/responses") and ("input" in obj or "model" in obj):
         api, wire = "responses", "openai"
@@ -113,6 +131,8 @@ def detect_call(host: str, path: str, obj: Any, headers: dict[str, str]) -> LlmC
     elif m := _GEMINI_PATH.search(route):
         api, wire, model = "generate_content", "google", model or m.group(1)
         stream = m.group(2) == "streamGenerateContent"
+        if m.group(2) == "countTokens":
+            api, shape = "count_tokens", "generate_content"
     elif isinstance(obj.get("messages"), list) and model:
         # Shape only: OpenAI-compatible unless it looks like Anthropic's.
         anthropic = "anthropic-version" in headers or isinstance(obj.get("system"), list)
@@ -123,205 +143,82 @@ def detect_call(host: str, path: str, obj: Any, headers: dict[str, str]) -> LlmC
         return None
     if not model and "/deployments/" in route:  # Azure OpenAI: deployment names the model
         model = route.split("/deployments/", 1)[1].split("/", 1)[0]
-    if "/model/" in route and "amazonaws" in host:  # Bedrock invoke: model id in the path
-        model = model or route.split("/model/", 1)[1].split("/", 1)[0]
-    return LlmCall(provider=_vendor(host, wire), api=api, wire=wire, model=model, stream=stream)
+    if not model and "/models/" in route:  # Vertex AI publishers/*/models/<id>:…
+        model = route.split("/models/", 1)[1].split(":", 1)[0].split("/", 1)[0]
+    return LlmCall(
+        provider=_vendor(host, wire),
+        api=api,
+        wire=wire,
+        model=model,
+        stream=stream,
+        shape=shape,
+        wrapped=wrapped,
+    )
 
 
 # -- requests ---------------------------------------------------------------------------
 
-_SALVAGE_SCALARS = re.compile(r'"(model|stream)"\s*:\s*("(?:[^"\\]|\\.){0,200}"|true|false)')
+_TAIL_SCALARS = re.compile(r'"(model|stream)"\s*:\s*("(?:[^"\\]|\\.){0,200}"|true|false)')
+_TAIL_TOOL_NAMES = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
 _DECODER = json.JSONDecoder()
 
 
-def salvage_request(body: bytes) -> dict[str, Any] | None:
-    """The complete leading parts of a JSON request body cut short by a capture cap.
+def salvage_request(body: bytes, tail: bytes = b"") -> dict[str, Any] | None:
+    """What a JSON request body cut short (by a capture or body cap) still says.
 
-    A long conversation can exceed the per-call capture or the per-message body cap;
-    rather than lose the whole ``llm.request``, keep ``model``/``stream`` and every
-    *complete* element of the ``messages``/``input``/``contents``/``tools`` arrays that
-    made it. The result carries ``"_partial": True``.
+    The kept head is closed by :func:`caps.complete_json`, so every message that began
+    before the cut is kept, the last one cut in its text, never in its keys. ``tail``
+    (the body's last bytes, when the cap kept them) gives back what clients put after
+    the messages: ``model``, ``stream`` and the tools. The result carries
+    ``"_partial": True``; None when this is not a JSON object.
     """
     text = body.decode("utf-8", "replace")
     if not text.lstrip().startswith("{"):
         return None
-    out: dict[str, Any] = {"_partial": True}
-    for key, value in _SALVAGE_SCALARS.findall(text[: 1 << 16]):
-        if key not in out:
-            try:
-                out[key] = json.loads(value)
-            except ValueError:
-                continue
-    for key in ("messages", "input", "contents", "tools", "system"):
-        found = re.search(r'"' + key + r'"\s*:\s*', text)
-        if not found:
-            continue
-        pos = found.end()
-        if text[pos : pos + 1] != "[":
+    try:
+        obj = orjson.loads(caps.complete_json(text))
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    obj["_partial"] = True
+    if tail:
+        _from_tail(obj, tail.decode("utf-8", "replace"))
+    keys = ("messages", "input", "contents", "request", "model")
+    return obj if any(k in obj for k in keys) else None
+
+
+def _from_tail(obj: dict[str, Any], tail: str) -> None:
+    for key, value in _TAIL_SCALARS.findall(tail):
+        if key not in obj:
             with contextlib.suppress(ValueError):
-                out[key], _ = _DECODER.raw_decode(text, pos)
-            continue
-        items: list[Any] = []
-        pos += 1
-        while True:
-            while pos < len(text) and text[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(text) or text[pos] == "]":
-                break
-            try:
-                item, pos = _DECODER.raw_decode(text, pos)
-            except ValueError:
-                break
-            items.append(item)
-        out[key] = items
-    return out if any(k in out for k in ("messages", "input", "contents")) else None
-
-
-def _text_of(content: Any) -> str:
-    """Flatten provider content (string or list of typed parts/blocks) to text."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        content = [content]
-    if not isinstance(content, list):
-        return str(content)
-    parts: list[str] = []
-    for part in content:
-        if isinstance(part, str):
-            parts.append(part)
-        elif isinstance(part, dict):
-            for key in ("text", "input_text", "output_text", "content", "output"):
-                value = part.get(key)
-                if isinstance(value, str):
-                    parts.append(value)
-                    break
-                if isinstance(value, list):
-                    parts.append(_text_of(value))
-                    break
-    return "\n".join(p for p in parts if p)
-
-
-def _msg(role: str, content: Any, **extra: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": role, "content": _text_of(content)}
-    out.update({k: v for k, v in extra.items() if v})
-    return out
+                obj[key] = json.loads(value)
+    found = re.search(r'"tools"\s*:\s*\[', tail)
+    if found and "tools" not in obj:
+        try:
+            obj["tools"], _ = _DECODER.raw_decode(tail, found.end() - 1)
+        except ValueError:  # cut as well: the names are what matters
+            names = _TAIL_TOOL_NAMES.findall(tail, found.end())
+            obj["tools"] = [{"name": n.replace('\\"', '"')} for n in names]
 
 
 def parse_request(call: LlmCall, obj: dict[str, Any]) -> dict[str, Any]:
-    """Messages (role + text) and offered tools of a request, in a provider-neutral form.
+    """Messages (role, channel, text), offered tools, tool descriptions and the hashes of
+    system prompt and tool definitions, in a provider-neutral form (see :mod:`inputs`).
 
-    Tool results are given role ``tool`` whatever the provider calls them, because they
-    are the channel indirect prompt injection travels on. ``tool_descriptions`` maps each
-    offered tool to its description (tool poisoning hides instructions there).
+    Tool results get role ``tool`` whatever the provider calls them; their channel
+    (``tool_result``, ``mcp_result``, ``retrieved``) says who could have written them.
     """
-    messages: list[dict[str, Any]] = []
-    tools: list[str] = []
-    descriptions: dict[str, str] = {}
-    if call.api == "ollama.generate":
-        if obj.get("system"):
-            messages.append(_msg("system", obj["system"]))
-        messages.append(_msg("user", obj.get("prompt")))
-    elif call.api in ("chat.completions", "ollama.chat"):
-        for m in obj.get("messages") or []:
-            if not isinstance(m, dict):
-                continue
-            role = str(m.get("role", ""))
-            calls = [
-                (tc.get("function") or {}).get("name", "")
-                for tc in m.get("tool_calls") or []
-                if isinstance(tc, dict)
-            ]
-            messages.append(
-                _msg(role, m.get("content"), tool_calls=calls, tool_call_id=m.get("tool_call_id"))
-            )
-        for t in obj.get("tools") or []:
-            fn = t.get("function", t) if isinstance(t, dict) else {}
-            _add_tool(tools, descriptions, fn.get("name") or t.get("type"), fn.get("description"))
-        for fn in obj.get("functions") or []:
-            if isinstance(fn, dict):
-                _add_tool(tools, descriptions, fn.get("name"), fn.get("description"))
-    elif call.api == "responses":
-        if obj.get("instructions"):
-            messages.append(_msg("system", obj["instructions"]))
-        items = obj.get("input")
-        if isinstance(items, str):
-            messages.append(_msg("user", items))
-        for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict):
-                continue
-            kind = item.get("type", "message")
-            if kind == "message" or "role" in item:
-                messages.append(_msg(str(item.get("role", "user")), item.get("content")))
-            elif kind.endswith("_call_output"):
-                messages.append(_msg("tool", item.get("output"), tool_call_id=item.get("call_id")))
-            elif kind == "function_call":
-                messages.append(_msg("assistant", "", tool_calls=[item.get("name", "")]))
-        for t in obj.get("tools") or []:
-            if isinstance(t, dict):
-                _add_tool(tools, descriptions, t.get("name") or t.get("type"), t.get("description"))
-    elif call.api == "messages":
-        if obj.get("system"):
-            messages.append(_msg("system", obj["system"]))
-        for m in obj.get("messages") or []:
-            if not isinstance(m, dict):
-                continue
-            role = str(m.get("role", ""))
-            content = m.get("content")
-            if isinstance(content, list):
-                plain = [b for b in content if not _is_block(b, "tool_result", "tool_use")]
-                calls = [b.get("name", "") for b in content if _is_block(b, "tool_use")]
-                if plain or calls:
-                    messages.append(_msg(role, plain, tool_calls=calls))
-                for b in content:
-                    if _is_block(b, "tool_result"):
-                        messages.append(
-                            _msg(
-                                "tool",
-                                b.get("content"),
-                                tool_call_id=b.get("tool_use_id"),
-                                is_error=b.get("is_error"),
-                            )
-                        )
-            else:
-                messages.append(_msg(role, content))
-        for t in obj.get("tools") or []:
-            if isinstance(t, dict):
-                _add_tool(tools, descriptions, t.get("name") or t.get("type"), t.get("description"))
-    else:  # generate_content
-        system = obj.get("systemInstruction") or obj.get("system_instruction")
-        if isinstance(system, dict):
-            messages.append(_msg("system", system.get("parts")))
-        for c in obj.get("contents") or []:
-            if not isinstance(c, dict):
-                continue
-            parts = [p for p in c.get("parts") or [] if isinstance(p, dict)]
-            texts = [p for p in parts if "text" in p]
-            calls = [
-                (p.get("functionCall") or {}).get("name", "") for p in parts if "functionCall" in p
-            ]
-            if texts or calls:
-                messages.append(_msg(str(c.get("role", "user")), texts, tool_calls=calls))
-            for p in parts:
-                if "functionResponse" in p:
-                    resp = p["functionResponse"] or {}
-                    messages.append(_msg("tool", _json_text(resp.get("response"))))
-        for t in obj.get("tools") or []:
-            for fn in (
-                t.get("functionDeclarations") or t.get("function_declarations") or []
-                if isinstance(t, dict)
-                else []
-            ):
-                _add_tool(tools, descriptions, fn.get("name"), fn.get("description"))
-    return {"messages": messages, "tools": tools, "tool_descriptions": descriptions}
+    return inputs.parse_request(call.shape or call.api, _unwrap_request(call, obj))
 
 
-def _add_tool(tools: list[str], desc: dict[str, str], name: Any, description: Any) -> None:
-    if isinstance(name, str) and name:
-        tools.append(name)
-        if isinstance(description, str) and description:
-            desc[name] = description
+def _unwrap_request(call: LlmCall, obj: dict[str, Any]) -> dict[str, Any]:
+    inner = obj.get("request")
+    if call.wrapped and isinstance(inner, dict):  # Gemini Code Assist
+        return inner
+    if call.wire == "bedrock" and call.count_tokens:
+        return bedrock.count_tokens_body(obj)
+    return obj
 
 
 def _is_block(block: Any, *types: str) -> bool:
@@ -337,21 +234,14 @@ def _json_text(value: Any) -> str:
         return str(value)
 
 
-def _args(value: Any) -> Any:
-    """Tool arguments: parsed JSON when the string is valid JSON, else the string."""
-    if isinstance(value, str):
-        try:
-            return orjson.loads(value) if value.strip() else {}
-        except orjson.JSONDecodeError:
-            return value
-    return value if value is not None else {}
-
-
 # -- responses --------------------------------------------------------------------------
 
 
 def parse_response(call: LlmCall, content_type: str, body: bytes) -> LlmResult | None:
-    """Parse a JSON or SSE response body for ``call``; None when it holds nothing usable."""
+    """Parse a JSON, SSE or AWS event-stream response body for ``call``; None when it
+    holds nothing usable."""
+    if call.wire == "bedrock":
+        return _bedrock_response(call, content_type, body)
     text = body.decode("utf-8", "replace")
     if call.wire == "ollama":
         return _ollama_lines(text)
@@ -374,7 +264,7 @@ def parse_response(call: LlmCall, content_type: str, body: bytes) -> LlmResult |
         return _gemini_stream([("message", _json_text(o)) for o in obj])
     if not isinstance(obj, dict):
         return None
-    if "error" in obj and not any(k in obj for k in ("choices", "content", "output")):
+    if "error" in obj and not any(k in obj for k in ("choices", "content", "output", "response")):
         return LlmResult(model=str(obj.get("model", "")), error=obj["error"])
     if call.wire == "anthropic" or obj.get("type") == "message":
         return _anthropic_message(obj)
@@ -385,18 +275,77 @@ def parse_response(call: LlmCall, content_type: str, body: bytes) -> LlmResult |
     return _chat_object(obj)
 
 
+def _bedrock_response(call: LlmCall, content_type: str, body: bytes) -> LlmResult | None:
+    if content_type == bedrock.EVENTSTREAM or (call.stream and body[:1] == b"\x00"):
+        frames, _cut = bedrock.decode_eventstream(body)
+        if call.api == "converse-stream":
+            return bedrock.converse_stream_result(frames)
+        events, error = bedrock.invoke_stream_events(frames)
+        if call.shape == "messages":
+            res = _anthropic_stream(events)
+        elif call.shape == "converse":
+            res = bedrock.nova_stream_result(events)
+        else:
+            res = _generic_stream(events)
+        res.error = res.error or error
+        return res
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if "message" in obj and len(obj) <= 3 and not any(k in obj for k in ("output", "content")):
+        return LlmResult(error=obj)  # {"message": "…"} with an x-amzn-ErrorType header
+    if call.api == "converse" or "output" in obj:
+        return bedrock.converse_result(obj)
+    if obj.get("type") == "message" or call.shape == "messages":
+        return _anthropic_message(obj)
+    if "choices" in obj:
+        return _chat_object(obj)
+    return _generic_text(obj)
+
+
+def _generic_text(obj: dict[str, Any]) -> LlmResult:
+    """Other InvokeModel bodies: Llama ``generation``, Titan ``results``, Mistral
+    ``outputs``, Cohere ``generations``/``text``."""
+    texts: list[str] = []
+    for key in ("generation", "completion", "text", "outputText"):
+        if isinstance(obj.get(key), str):
+            texts.append(obj[key])
+    for key in ("results", "outputs", "generations"):
+        for item in _list(obj.get(key)):
+            if isinstance(item, dict):
+                texts.append(inputs.text_of(item))
+    reason = obj.get("stop_reason") or obj.get("finish_reason") or obj.get("completionReason")
+    return LlmResult(text="".join(texts), finish_reason=str(reason or ""))
+
+
+def _generic_stream(events: list[tuple[str, str]]) -> LlmResult:
+    res = LlmResult()
+    texts: list[str] = []
+    for _, data in events:
+        chunk = _loads(data)
+        if isinstance(chunk, dict):
+            part = _generic_text(chunk)
+            texts.append(part.text)
+            res.finish_reason = part.finish_reason or res.finish_reason
+    res.text = "".join(texts)
+    return res
+
+
 def _chat_object(obj: dict[str, Any]) -> LlmResult:
     res = LlmResult(model=str(obj.get("model", "")), usage=_dict(obj.get("usage")))
     texts: list[str] = []
-    for choice in obj.get("choices") or []:
+    for choice in _list(obj.get("choices")):
         if not isinstance(choice, dict):
             continue
-        msg = choice.get("message") or {}
+        msg = _dict(choice.get("message"))
         if msg.get("content"):
-            texts.append(_text_of(msg["content"]))
+            texts.append(inputs.text_of(msg["content"]))
         res.finish_reason = res.finish_reason or str(choice.get("finish_reason") or "")
-        for tc in msg.get("tool_calls") or []:
-            fn = tc.get("function") or {}
+        for tc in _list(msg.get("tool_calls")):
+            fn = _dict(tc.get("function"))
             res.tool_calls.append(
                 ToolCall(str(fn.get("name", "")), _args(fn.get("arguments")), str(tc.get("id", "")))
             )
@@ -421,22 +370,22 @@ def _chat_stream(events: list[tuple[str, str]]) -> LlmResult:
             res.usage = chunk["usage"]
         if "error" in chunk:
             res.error = chunk["error"]
-        for choice in chunk.get("choices") or []:
+        for choice in _list(chunk.get("choices")):
             if not isinstance(choice, dict):
                 continue
-            delta = choice.get("delta") or {}
+            delta = _dict(choice.get("delta"))
             if isinstance(delta.get("content"), str):
                 texts.append(delta["content"])
             if choice.get("finish_reason"):
                 res.finish_reason = str(choice["finish_reason"])
-            ci = int(choice.get("index") or 0)
-            for tc in delta.get("tool_calls") or []:
+            ci = _int(choice.get("index"))
+            for tc in _list(delta.get("tool_calls")):
                 if not isinstance(tc, dict):
                     continue
                 slot = calls.setdefault(
-                    (ci, int(tc.get("index") or 0)), {"id": "", "name": "", "arguments": ""}
+                    (ci, _int(tc.get("index"))), {"id": "", "name": "", "arguments": ""}
                 )
-                fn = tc.get("function") or {}
+                fn = _dict(tc.get("function"))
                 slot["id"] = slot["id"] or str(tc.get("id") or "")
                 slot["name"] += str(fn.get("name") or "")
                 slot["arguments"] += str(fn.get("arguments") or "")
@@ -455,19 +404,13 @@ def _chat_stream(events: list[tuple[str, str]]) -> LlmResult:
 def _responses_object(obj: dict[str, Any]) -> LlmResult:
     res = LlmResult(model=str(obj.get("model", "")), usage=_dict(obj.get("usage")))
     texts: list[str] = []
-    for item in obj.get("output") or []:
+    for item in _list(obj.get("output")):
         if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
-            texts.append(_text_of(item.get("content")))
-        elif item.get("type") == "function_call":
-            res.tool_calls.append(
-                ToolCall(
-                    str(item.get("name", "")),
-                    _args(item.get("arguments")),
-                    str(item.get("call_id") or item.get("id") or ""),
-                )
-            )
+            texts.append(inputs.text_of(item.get("content")))
+        else:
+            _responses_item(res, item)
     res.text = "".join(texts)
     incomplete = obj.get("incomplete_details")
     if isinstance(incomplete, dict) and incomplete.get("reason"):
@@ -478,12 +421,63 @@ def _responses_object(obj: dict[str, Any]) -> LlmResult:
     return res
 
 
+# Responses output items run by OpenAI itself: (tool name, fields that are its arguments).
+_RESPONSES_SERVER_TOOLS = {
+    "web_search_call": ("web_search", ("action",)),
+    "file_search_call": ("file_search", ("queries",)),
+    "code_interpreter_call": ("code_interpreter", ("code", "container_id")),
+    "image_generation_call": ("image_generation", ("revised_prompt",)),
+}
+
+
+def _responses_item(res: LlmResult, item: dict[str, Any]) -> None:
+    """One non-message output item: a function/custom/shell call of the agent's, or a
+    tool OpenAI ran (web search, MCP …) with what it fed back to the model."""
+    kind = str(item.get("type") or "")
+    call_id = str(item.get("call_id") or item.get("id") or "")
+    if kind == "function_call":
+        res.tool_calls.append(
+            ToolCall(str(item.get("name", "")), _args(item.get("arguments")), call_id)
+        )
+    elif kind == "custom_tool_call":
+        res.tool_calls.append(ToolCall(str(item.get("name", "")), item.get("input") or "", call_id))
+    elif kind in ("local_shell_call", "shell_call", "computer_call", "apply_patch_call"):
+        arguments = item.get("action") or _dict(item.get("operation"))
+        res.tool_calls.append(ToolCall(kind.removesuffix("_call"), arguments, call_id))
+    elif kind in ("mcp_call", "mcp_approval_request"):
+        res.tool_calls.append(
+            ToolCall(
+                str(item.get("name", "")),
+                _args(item.get("arguments")),
+                str(item.get("id") or ""),
+                mcp_server=str(item.get("server_label") or ""),
+                server_tool=True,
+            )
+        )
+        out = item.get("output") if item.get("output") is not None else item.get("error")
+        if out is not None:
+            res.server_results.append(("mcp_result", _json_text(out)))
+    elif kind in _RESPONSES_SERVER_TOOLS:
+        name, fields = _RESPONSES_SERVER_TOOLS[kind]
+        arguments = {f: item[f] for f in fields if item.get(f) is not None}
+        res.tool_calls.append(
+            ToolCall(name, arguments, str(item.get("id") or ""), server_tool=True)
+        )
+        for r in _list(item.get("results")):
+            if isinstance(r, dict) and isinstance(r.get("text"), str):
+                res.server_results.append(("retrieved", r["text"]))
+        for o in _list(item.get("outputs")):
+            if isinstance(o, dict) and isinstance(o.get("logs"), str):
+                res.server_results.append(("tool_result", o["logs"]))
+
+
 def _responses_stream(events: list[tuple[str, str]]) -> LlmResult:
     """Responses API stream: the final ``response.completed`` has everything; if the
     stream was cut before it, rebuild from output_item and argument deltas."""
     texts: list[str] = []
     items: dict[str, dict[str, str]] = {}
     order: list[str] = []
+    other: list[dict[str, Any]] = []  # finished non-function items (MCP, web search …)
     model = ""
     for name, data in events:
         ev = _loads(data)
@@ -501,7 +495,7 @@ def _responses_stream(events: list[tuple[str, str]]) -> LlmResult:
         elif kind == "response.output_text.delta":
             texts.append(str(ev.get("delta") or ""))
         elif kind in ("response.output_item.added", "response.output_item.done"):
-            item = ev.get("item") or {}
+            item = _dict(ev.get("item"))
             if item.get("type") == "function_call":
                 key = str(item.get("id") or ev.get("output_index"))
                 slot = items.setdefault(key, {"name": "", "call_id": "", "arguments": ""})
@@ -511,6 +505,8 @@ def _responses_stream(events: list[tuple[str, str]]) -> LlmResult:
                 slot["call_id"] = str(item.get("call_id") or slot["call_id"])
                 if kind.endswith(".done") and item.get("arguments") is not None:
                     slot["arguments"] = str(item["arguments"])
+            elif kind.endswith(".done") and item.get("type") not in (None, "message", "reasoning"):
+                other.append(item)
         elif kind == "response.function_call_arguments.delta":
             key = str(ev.get("item_id") or ev.get("output_index"))
             slot = items.setdefault(key, {"name": "", "call_id": "", "arguments": ""})
@@ -525,6 +521,8 @@ def _responses_stream(events: list[tuple[str, str]]) -> LlmResult:
     res.tool_calls = [
         ToolCall(items[k]["name"], _args(items[k]["arguments"]), items[k]["call_id"]) for k in order
     ]
+    for item in other:
+        _responses_item(res, item)
     return res
 
 
@@ -535,17 +533,36 @@ def _anthropic_message(obj: dict[str, Any]) -> LlmResult:
         finish_reason=str(obj.get("stop_reason") or ""),
     )
     texts: list[str] = []
-    for block in obj.get("content") or []:
+    for block in _list(obj.get("content")):
         if _is_block(block, "text"):
             texts.append(str(block.get("text", "")))
-        elif _is_block(block, "tool_use", "server_tool_use"):
-            res.tool_calls.append(
-                ToolCall(
-                    str(block.get("name", "")), block.get("input") or {}, str(block.get("id", ""))
-                )
-            )
+        elif isinstance(block, dict):
+            _anthropic_block(res, block, block.get("input"))
     res.text = "".join(texts)
     return res
+
+
+def _anthropic_block(res: LlmResult, block: dict[str, Any], arguments: Any) -> None:
+    """A tool_use (the agent's tool), server_tool_use / mcp_tool_use (run by Anthropic),
+    or the result of a provider-run tool, which the model read in this same turn."""
+    kind = block.get("type")
+    if kind in ("tool_use", "server_tool_use", "mcp_tool_use"):
+        res.tool_calls.append(
+            ToolCall(
+                str(block.get("name", "")),
+                arguments if arguments is not None else {},
+                str(block.get("id", "")),
+                mcp_server=str(block.get("server_name") or ""),
+                server_tool=kind != "tool_use",
+            )
+        )
+        return
+    if not isinstance(kind, str) or not kind.endswith("_result"):
+        return
+    probe = {"role": "assistant", "content": [block]}
+    for m in inputs.parse_request("messages", {"messages": [probe]})["messages"]:
+        if m["channel"] in inputs.UNTRUSTED and m["content"]:
+            res.server_results.append((m["channel"], m["content"]))
 
 
 def _anthropic_stream(events: list[tuple[str, str]]) -> LlmResult:
@@ -559,41 +576,41 @@ def _anthropic_stream(events: list[tuple[str, str]]) -> LlmResult:
             continue
         kind = str(ev.get("type") or name)
         if kind == "message_start":
-            msg = ev.get("message") or {}
+            msg = _dict(ev.get("message"))
             res.model = str(msg.get("model") or "")
             res.usage = dict(_dict(msg.get("usage")))
         elif kind == "content_block_start":
-            cb = ev.get("content_block") or {}
-            blocks[int(ev.get("index") or 0)] = {
+            cb = _dict(ev.get("content_block"))
+            blocks[_int(ev.get("index"))] = {
+                "block": cb if isinstance(cb, dict) else {},
                 "type": cb.get("type"),
-                "name": cb.get("name", ""),
-                "id": cb.get("id", ""),
                 "text": str(cb.get("text") or ""),
                 "json": "",
-                "input": cb.get("input"),
             }
         elif kind == "content_block_delta":
             slot = blocks.setdefault(
-                int(ev.get("index") or 0), {"type": "text", "text": "", "json": ""}
+                _int(ev.get("index")), {"block": {}, "type": "text", "text": "", "json": ""}
             )
-            delta = ev.get("delta") or {}
+            delta = _dict(ev.get("delta"))
             if delta.get("type") == "text_delta":
                 slot["text"] += str(delta.get("text") or "")
             elif delta.get("type") == "input_json_delta":
                 slot["json"] += str(delta.get("partial_json") or "")
         elif kind == "message_delta":
-            delta = ev.get("delta") or {}
+            delta = _dict(ev.get("delta"))
             res.finish_reason = str(delta.get("stop_reason") or res.finish_reason)
             res.usage.update(_dict(ev.get("usage")))
         elif kind == "error":
             res.error = ev.get("error")
     texts: list[str] = []
     for _, b in sorted(blocks.items()):
-        if b.get("type") in ("tool_use", "server_tool_use"):
-            args = _args(b["json"]) if b["json"] else (b.get("input") or {})
-            res.tool_calls.append(ToolCall(str(b.get("name", "")), args, str(b.get("id", ""))))
-        elif b.get("text"):
-            texts.append(b["text"])
+        if b.get("type") == "text":
+            if b.get("text"):
+                texts.append(b["text"])
+            continue
+        block = b["block"]
+        arguments = _args(b["json"]) if b["json"] else block.get("input")
+        _anthropic_block(res, block, arguments)
     res.text = "".join(texts)
     return res
 
@@ -606,21 +623,23 @@ def _gemini_chunks(chunks: list[dict[str, Any]]) -> LlmResult:
     res = LlmResult()
     texts: list[str] = []
     for chunk in chunks:
+        if isinstance(chunk.get("response"), dict) and "candidates" not in chunk:
+            chunk = chunk["response"]  # Gemini Code Assist wraps each chunk
         res.model = res.model or str(chunk.get("modelVersion") or "")
         if isinstance(chunk.get("usageMetadata"), dict):
             res.usage = chunk["usageMetadata"]
-        for cand in chunk.get("candidates") or []:
+        for cand in _list(chunk.get("candidates")):
             if not isinstance(cand, dict):
                 continue
             res.finish_reason = str(cand.get("finishReason") or res.finish_reason)
-            for part in (cand.get("content") or {}).get("parts") or []:
+            for part in _list(_dict(cand.get("content")).get("parts")):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     texts.append(part["text"])
                 elif isinstance(part, dict) and isinstance(part.get("functionCall"), dict):
                     fc = part["functionCall"]
                     res.tool_calls.append(
                         ToolCall(
-                            str(fc.get("name", "")), fc.get("args") or {}, str(fc.get("id") or "")
+                            str(fc.get("name", "")), _dict(fc.get("args")), str(fc.get("id") or "")
                         )
                     )
     res.text = "".join(texts)
@@ -638,13 +657,13 @@ def _ollama_lines(text: str) -> LlmResult:
         res.model = res.model or str(chunk.get("model") or "")
         if "error" in chunk:
             res.error = chunk["error"]
-        msg = chunk.get("message") or {}
+        msg = _dict(chunk.get("message"))
         if isinstance(msg.get("content"), str):
             texts.append(msg["content"])
         if isinstance(chunk.get("response"), str):  # /api/generate
             texts.append(chunk["response"])
-        for tc in msg.get("tool_calls") or []:
-            fn = (tc or {}).get("function") or {}
+        for tc in _list(msg.get("tool_calls")):
+            fn = _dict(_dict(tc).get("function"))
             res.tool_calls.append(
                 ToolCall(
                     str(fn.get("name", "")), _args(fn.get("arguments")), str(tc.get("id") or "")
@@ -664,7 +683,3 @@ def _loads(data: str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}

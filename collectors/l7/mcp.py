@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from collectors.l7.results import as_dict, as_list
 from collectors.l7.sse import iter_sse
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "result_text",
     "summarize_call",
     "summarize_result",
+    "tool_definitions",
     "tool_descriptions",
 ]
 
@@ -87,7 +89,7 @@ def summarize_call(msg: RpcMessage) -> dict[str, Any]:
     if "uri" in params:
         data["uri"] = str(params["uri"])
     if msg.method == "initialize":
-        info = params.get("clientInfo") or {}
+        info = as_dict(params.get("clientInfo"))
         data["client"] = {"name": info.get("name", ""), "version": info.get("version", "")}
         data["protocol_version"] = params.get("protocolVersion", "")
     return data
@@ -98,7 +100,7 @@ def result_text(result: Any) -> str:
     if not isinstance(result, dict):
         return "" if result is None else _json(result)
     parts: list[str] = []
-    for item in result.get("content") or []:
+    for item in as_list(result.get("content")):
         if isinstance(item, dict):
             if isinstance(item.get("text"), str):
                 parts.append(item["text"])
@@ -106,10 +108,10 @@ def result_text(result: Any) -> str:
                 item["resource"].get("text"), str
             ):
                 parts.append(item["resource"]["text"])
-    for item in result.get("contents") or []:  # resources/read
+    for item in as_list(result.get("contents")):  # resources/read
         if isinstance(item, dict) and isinstance(item.get("text"), str):
             parts.append(item["text"])
-    for item in result.get("messages") or []:  # prompts/get
+    for item in as_list(result.get("messages")):  # prompts/get
         if isinstance(item, dict) and isinstance(item.get("content"), dict):
             text = item["content"].get("text")
             if isinstance(text, str):
@@ -134,12 +136,18 @@ def summarize_result(msg: RpcMessage, method: str) -> dict[str, Any]:
     if msg.error is not None:
         data["error"] = msg.error
     if method == "tools/list":
-        tools = [t for t in result.get("tools") or [] if isinstance(t, dict)]
+        tools = [t for t in as_list(result.get("tools")) if isinstance(t, dict)]
         data["tools"] = [str(t.get("name", "")) for t in tools]
     if method == "initialize":
-        info = result.get("serverInfo") or {}
+        info = as_dict(result.get("serverInfo"))
         data["server"] = {"name": info.get("name", ""), "version": info.get("version", "")}
     return data
+
+
+def tool_definitions(msg: RpcMessage) -> list[dict[str, Any]]:
+    """The tool objects of a tools/list result (name, description, schemas)."""
+    result = msg.result if isinstance(msg.result, dict) else {}
+    return [t for t in as_list(result.get("tools")) if isinstance(t, dict)]
 
 
 def tool_descriptions(msg: RpcMessage) -> str:
@@ -147,7 +155,7 @@ def tool_descriptions(msg: RpcMessage) -> str:
     result = msg.result if isinstance(msg.result, dict) else {}
     return "\n".join(
         str(t.get("description", ""))
-        for t in result.get("tools") or []
+        for t in as_list(result.get("tools"))
         if isinstance(t, dict) and t.get("description")
     )
 

@@ -18,21 +18,38 @@ Event data (``L7Event.data``; ``ts`` is the time of the chunk that completed the
 - ``http.response``: status, content_type, body_size, wire_body_size, truncated,
   headers, and method/host/path of the request it answers (FIFO per connection).
 - ``llm.request``: provider, api (chat.completions | responses | messages |
-  generate_content | ollama.chat | ollama.generate), wire, model, stream, messages
-  [{role, content, tool_calls?, tool_call_id?}] (tool results as role ``tool``), tools
-  (offered names), host, path, injection {score, indicators, techniques, flagged,
-  source}, partial (only when salvaged from a cut body), messages_total (only when
+  generate_content | ollama.chat | ollama.generate | converse | converse-stream |
+  invoke-model | invoke-model-with-response-stream), wire, model (Bedrock: from the
+  path), stream, messages [{role, channel, content, tool_calls?, tool_call_id?,
+  mcp_server?, is_error?, truncated?}], tools (offered names; provider-side MCP as
+  ``mcp:<server>``), host, path, injection {score, indicators, techniques, flagged, source,
+  channel, scored}, system_prompt_hash / tools_hash (16 hex of sha256; absent when there
+  is none), mcp_servers [{name, url}] (provider-side MCP offered), partial and truncated
+  (a body cut by a cap: what it kept, values cut, keys whole), messages_total (only when
   older messages were elided by ``ContentPolicy.max_messages``).
+  ``channel`` is one of system | user | assistant | tool_result | mcp_result | retrieved
+  (see :mod:`collectors.l7.inputs`); only tool_result, mcp_result, retrieved and
+  ``<document>``-style external text quoted in user turns are scored (every user turn
+  with ``score_user_turns``). The system prompt and tool definitions never are.
+- ``llm.count_tokens``: provider, api, wire, model, messages_total, tools, host, path
+  (token-counting calls: Anthropic count_tokens, Gemini countTokens, OpenAI
+  responses/input_tokens, Bedrock count-tokens).
 - ``llm.response``: provider, api, model, stream, status, text, finish_reason, usage,
-  tool_calls (names), host, path, error (when the provider sent one).
+  tool_calls (names), host, path, error (when the provider sent one), truncated,
+  injection (only when provider-run tools — web search/fetch, provider-side MCP — fed
+  text to the model within this turn; channel mcp_result | retrieved | tool_result).
 - ``llm.tool_call``: provider, api, model, tool, arguments (parsed JSON when valid, else
-  the string), call_id, host. One per call, streamed deltas already joined.
+  the string; capped by structure), call_id, host, mcp_server (provider-side MCP),
+  server_tool (true when the provider ran it), truncated. One per call, streamed deltas
+  already joined.
 - ``mcp.call``: method, id, tool/arguments (tools/call), prompt (prompts/get), uri,
   client/protocol_version (initialize), notification, direction (client | server), host,
-  path.
+  path, truncated.
 - ``mcp.result``: id, method, tool (matched by JSON-RPC id), is_error, error, content
-  (text the tool returned, per policy), tools (tools/list), server (initialize),
-  injection {score, indicators, techniques, flagged}, host, path.
+  (text the tool returned, per policy), tools (tools/list), tools_hash and
+  tool_definitions_injection (tools/list: descriptions are hashed and scored apart, never
+  as ``injection``), server (initialize), injection {…, channel "mcp_result"}, host,
+  path, truncated.
 
 Contents follow the :class:`ContentPolicy` (``prompts``: messages and response text;
 ``tool_arguments``; ``tool_results``), after injection scoring saw the original text.
@@ -40,6 +57,7 @@ Contents follow the :class:`ContentPolicy` (``prompts``: messages and response t
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -47,7 +65,7 @@ from typing import Any
 
 import orjson
 
-from collectors.l7 import llm, mcp
+from collectors.l7 import inputs, llm, mcp
 from collectors.l7.http import HttpError, HttpMessage, HttpStream
 from collectors.l7.injection import InjectionScorer, default_scorer
 from collectors.l7.policy import ContentPolicy
@@ -62,12 +80,47 @@ KINDS = frozenset(
         "llm.request",
         "llm.response",
         "llm.tool_call",
+        "llm.count_tokens",
         "mcp.call",
         "mcp.result",
     }
 )
-# Roles whose text flows into the model from outside the developer's control.
-_INBOUND_ROLES = frozenset({"user", "tool", "function", "ipython"})
+_NO_INJECTION: dict[str, Any] = {"score": 0.0, "indicators": [], "techniques": [], "flagged": False}
+# Wrappers that agents and RAG frameworks put around external text quoted in a user turn.
+_EXTERNAL_OPEN = re.compile(
+    r"<(documents?|search_results?|web_?page|fetched[\w-]*|retrieved[\w-]*|email|attachment)"
+    r"\b[^>]{0,200}>",
+    re.I,
+)
+_MAX_EXTERNAL = 64  # wrappers looked at per user turn
+
+
+def external_spans(text: str) -> list[str]:
+    """External content quoted in a user turn (``<document>…</document>`` and kin).
+
+    Each opening tag is matched to its closing tag with ``str.find`` (linear), at most
+    :data:`_MAX_EXTERNAL` of them: a turn full of unclosed tags costs no regex
+    backtracking. Nested wrappers give the outer span only.
+    """
+    if "<" not in text:
+        return []
+    lower = text.lower()
+    spans: list[str] = []
+    pos = 0
+    for _ in range(_MAX_EXTERNAL):
+        m = _EXTERNAL_OPEN.search(text, pos)
+        if m is None:
+            break
+        end = lower.find(f"</{m.group(1).lower()}", m.end())
+        if end < 0:
+            pos = m.end()
+            continue
+        if text[m.end() : end].strip():
+            spans.append(text[m.end() : end])
+        pos = end
+    return spans
+
+
 _JSON_TYPES = ("application/json", "text/json")
 
 
@@ -121,8 +174,10 @@ class L7Parser:
         max_conns: int = 4096,
         max_pending: int = 64,
         scorer: InjectionScorer | None = None,
+        score_user_turns: bool = False,
     ) -> None:
         self.policy = policy or ContentPolicy()
+        self.score_user_turns = score_user_turns
         self.max_body = max_body
         self.max_conns = max_conns
         self.max_pending = max_pending
@@ -274,7 +329,7 @@ class L7Parser:
         if obj is None and msg.body and (msg.truncated or ctype in _JSON_TYPES):
             # Cut by a capture/body cap (or filled where capture lost bytes): keep what
             # is complete rather than lose the llm.request.
-            obj = llm.salvage_request(msg.body)
+            obj = llm.salvage_request(msg.body, msg.tail)
             if obj is not None:
                 self.stats["salvaged"] += 1
         if obj is not None:
@@ -337,16 +392,30 @@ class L7Parser:
         self.stats["llm_calls"] += 1
         parsed = llm.parse_request(call, obj)
         messages = parsed["messages"]
-        injection = self._score_messages(messages, parsed["tool_descriptions"])
+        if call.count_tokens:
+            data: dict[str, Any] = {
+                "provider": call.provider,
+                "api": call.api,
+                "wire": call.wire,
+                "model": call.model,
+                "messages_total": len(messages),
+                "tools": parsed["tools"],
+                "host": host,
+                "path": path,
+            }
+            return self._emit("llm.count_tokens", ts, data)
+        injection = self._score_messages(messages)
         kept = []
         recent = messages[-self.policy.max_messages :]
         if len(recent) < len(messages):
             self.stats["messages_elided"] += len(messages) - len(recent)
         for m in recent:
             m = dict(m)
-            m["content"] = self.redactor.content("prompts", m.get("content", ""))
+            m["content"], cut = self.redactor.content_cut("prompts", m.get("content", ""))
+            if cut:
+                m["truncated"] = True
             kept.append(m)
-        data: dict[str, Any] = {
+        data = {
             "provider": call.provider,
             "api": call.api,
             "wire": call.wire,
@@ -358,32 +427,53 @@ class L7Parser:
             "path": path,
             "injection": injection,
         }
-        if obj.get("_partial"):
-            data["partial"] = True
+        # Hashes of the agent's own text, taken after credentials were scrubbed.
+        if parsed["system_text"]:
+            data["system_prompt_hash"] = inputs.digest(self.redactor.scrub(parsed["system_text"]))
+        if parsed["tool_definitions"]:
+            data["tools_hash"] = inputs.tools_digest(
+                self.redactor.scrub_tree(parsed["tool_definitions"])
+            )
+        if "mcp_servers" in parsed:
+            data["mcp_servers"] = parsed["mcp_servers"]
+        if obj.get("_partial"):  # the body was cut: what it kept, values cut, keys whole
+            data["partial"] = data["truncated"] = True
         if len(recent) < len(messages):
             data["messages_total"] = len(messages)
         return self._emit("llm.request", ts, data)
 
-    def _score_messages(
-        self, messages: list[dict[str, Any]], tool_descriptions: dict[str, str]
-    ) -> dict[str, Any]:
-        """Worst injection score over text that flows in from users, tools and tool specs."""
-        best: dict[str, Any] = {"score": 0.0, "indicators": [], "techniques": [], "flagged": False}
-        sources: list[tuple[str, str]] = [
-            (f"messages[{i}]", str(m.get("content") or ""))
-            for i, m in enumerate(messages)
-            if m.get("role") in _INBOUND_ROLES
-        ]
-        sources += [(f"tools.{name}", text) for name, text in tool_descriptions.items()]
-        for where, text in sources:
+    def _score_messages(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Worst injection score over what an attacker can write: tool and MCP results,
+        retrieved content, and external content quoted inside user turns (every user turn
+        when ``score_user_turns``). The system prompt and tool definitions are the
+        agent's own words and are never scored (their hashes are reported instead)."""
+        sources: list[tuple[str, str, str]] = []
+        for i, m in enumerate(messages):
+            channel = m.get("channel", "")
+            text = str(m.get("content") or "")
+            if channel in inputs.UNTRUSTED:
+                sources.append((f"messages[{i}]", channel, text))
+            elif channel == "user":
+                if self.score_user_turns:
+                    sources.append((f"messages[{i}]", "user", text))
+                else:
+                    sources += [(f"messages[{i}]", "retrieved", t) for t in external_spans(text)]
+        return self._worst(sources)
+
+    def _worst(self, sources: list[tuple[str, str, str]]) -> dict[str, Any]:
+        best: dict[str, Any] = {**_NO_INJECTION, "source": "", "channel": ""}
+        for where, channel, text in sources:
             result = self.scorer.score(text)
             if result.score > best["score"]:
-                best = {**result.to_dict(), "source": where}
+                best = {**result.to_dict(), "source": where, "channel": channel}
+        best["scored"] = len(sources)
         return best
 
     def _llm_response(self, req: _Pending, ctype: str, msg: HttpMessage) -> list[L7Event]:
         call = req.llm
         assert call is not None
+        if call.count_tokens:
+            return []
         result = llm.parse_response(call, ctype, msg.body)
         if result is None:
             return []
@@ -394,32 +484,43 @@ class L7Parser:
             "model": model,
             "stream": call.stream,
             "status": msg.status,
-            "text": self.redactor.content("prompts", result.text),
+            "text": "",
             "finish_reason": result.finish_reason,
             "usage": result.usage,
             "tool_calls": [tc.tool for tc in result.tool_calls],
             "host": req.host,
             "path": req.path,
         }
+        data["text"], cut = self.redactor.content_cut("prompts", result.text)
+        if cut:
+            data["truncated"] = True
         if result.error is not None:
             data["error"] = result.error
+        if result.server_results:
+            # Provider-run tools (web search, provider-side MCP) fed this text to the model
+            # within this turn: score it here, it never passes through a request of ours.
+            data["injection"] = self._worst(
+                [(f"server_results[{i}]", ch, t) for i, (ch, t) in enumerate(result.server_results)]
+            )
         events = [self._emit("llm.response", msg.ts, data)]
         for tc in result.tool_calls:
-            events.append(
-                self._emit(
-                    "llm.tool_call",
-                    msg.ts,
-                    {
-                        "provider": call.provider,
-                        "api": call.api,
-                        "model": model,
-                        "tool": tc.tool,
-                        "arguments": self.redactor.content("tool_arguments", tc.arguments),
-                        "call_id": tc.call_id,
-                        "host": req.host,
-                    },
-                )
-            )
+            call_data: dict[str, Any] = {
+                "provider": call.provider,
+                "api": call.api,
+                "model": model,
+                "tool": tc.tool,
+                "arguments": None,
+                "call_id": tc.call_id,
+                "host": req.host,
+            }
+            call_data["arguments"], cut = self.redactor.content_cut("tool_arguments", tc.arguments)
+            if cut:
+                call_data["truncated"] = True
+            if tc.mcp_server:
+                call_data["mcp_server"] = tc.mcp_server
+            if tc.server_tool:
+                call_data["server_tool"] = True
+            events.append(self._emit("llm.tool_call", msg.ts, call_data))
         return events
 
     # -- MCP ----------------------------------------------------------------------------
@@ -440,7 +541,11 @@ class L7Parser:
             if m.kind in ("request", "notification"):
                 data = mcp.summarize_call(m)
                 if "arguments" in data:
-                    data["arguments"] = self.redactor.content("tool_arguments", data["arguments"])
+                    data["arguments"], cut = self.redactor.content_cut(
+                        "tool_arguments", data["arguments"]
+                    )
+                    if cut:
+                        data["truncated"] = True
                 data["host"], data["path"] = host, path
                 data["direction"] = "client" if origin == "c" else "server"
                 if m.kind == "request":
@@ -455,14 +560,24 @@ class L7Parser:
                 data["tool"] = tool
                 text = mcp.result_text(m.result)
                 if method == "tools/list":
-                    text = "\n".join(filter(None, (text, mcp.tool_descriptions(m))))
-                scored = self.scorer.score(text) if text else None
-                data["injection"] = (
-                    scored.to_dict()
-                    if scored
-                    else {"score": 0.0, "indicators": [], "techniques": [], "flagged": False}
+                    # Tool definitions are imperative by nature: they never count as
+                    # injection. Their hash tells the baseline when a server swaps a
+                    # description; their score is kept apart for whoever wants it.
+                    text = ""
+                    if m.result is not None:
+                        data["tools_hash"] = inputs.tools_digest(
+                            self.redactor.scrub_tree(mcp.tool_definitions(m))
+                        )
+                        described = mcp.tool_descriptions(m)
+                        data["tool_definitions_injection"] = self._worst(
+                            [("tools", "tool_definitions", described)] if described else []
+                        )
+                data["injection"] = self._worst([("content", "mcp_result", text)] if text else [])
+                data["content"], cut = self.redactor.content_cut(
+                    "tool_results", mcp.result_text(m.result)
                 )
-                data["content"] = self.redactor.content("tool_results", mcp.result_text(m.result))
+                if cut:
+                    data["truncated"] = True
                 data["host"], data["path"] = host, path
                 events.append(self._emit("mcp.result", ts, data))
         return events

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from collectors.l7.caps import cap_tree
 from collectors.l7.policy import ContentPolicy
 
 __all__ = ["REDACTED", "CredentialRules", "Redactor", "load_rules"]
@@ -142,28 +143,28 @@ class Redactor:
     def content(self, family: str, value: Any) -> Any:
         """Apply the policy of ``family`` (prompts, tool_arguments, tool_results).
 
-        ``keep`` scrubs and caps strings (a non-string tree is kept whole when its JSON
-        fits the cap, else replaced by its capped JSON text); ``hash`` gives the sha256
-        of the scrubbed JSON text; ``drop`` gives None.
+        ``keep`` scrubs and caps (:meth:`content_cut`); ``hash`` gives the sha256 of the
+        scrubbed JSON text; ``drop`` gives None.
+        """
+        return self.content_cut(family, value)[0]
+
+    def content_cut(self, family: str, value: Any) -> tuple[Any, bool]:
+        """:meth:`content` and whether the cap cut something.
+
+        A string is cut to ``max_chars``; a JSON tree is capped structurally
+        (:func:`caps.cap_tree`): its long strings are shortened, its keys all stay.
         """
         mode = getattr(self.policy, family)
         if value is None or mode == "drop":
-            return None
+            return None, False
         value = self.scrub_tree(value)
         if mode == "hash":
             text = value if isinstance(value, str) else _json_text(value)
-            return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
-        cap = self.policy.max_chars
-        if isinstance(value, str):
-            if len(value) > cap:
-                self.counts["content_capped"] += 1
-                return value[:cap]
-            return value
-        text = _json_text(value)
-        if len(text) > cap:
+            return "sha256:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), False
+        value, cut = cap_tree(value, self.policy.max_chars)
+        if cut:
             self.counts["content_capped"] += 1
-            return text[:cap]
-        return value
+        return value, cut
 
 
 def _json_text(value: Any) -> str:

@@ -8,6 +8,8 @@ size) so reassembly cost is included:
   - chunked-gzip: JSON responses with Transfer-Encoding chunked + gzip
   - mcp:        MCP tools/call over streamable HTTP (JSON and SSE answers alternate)
   - plain-http: non-LLM JSON API calls (http.* events only)
+  - bedrock-stream: Bedrock ConverseStream (AWS event-stream frames, tool input deltas)
+  - big-tool-args: tool calls whose arguments exceed the content cap (structural capping)
 A realistic conversation grows: each llm request carries the history so far (capped),
 which is what makes injection scoring and redaction dominate on large prompts.
 
@@ -28,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from collectors.l7.parser import L7Parser  # noqa: E402
 from tests.l7 import wire  # noqa: E402
+from tests.l7.providers import eventstream_frame  # noqa: E402
 
 CHUNK = 4096
 
@@ -166,6 +169,124 @@ def plain_http(turns: int) -> list[bytes]:
     return out
 
 
+def _converse_history(n: int) -> list[dict[str, object]]:
+    msgs: list[dict[str, object]] = []
+    for i in range(n):
+        msgs.append({"role": "user", "content": [{"text": f"Where is order {1000 + i}?"}]})
+        msgs.append(
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "toolUse": {
+                            "toolUseId": f"t{i}",
+                            "name": "get_order",
+                            "input": {"id": 1000 + i},
+                        }
+                    }
+                ],
+            }
+        )
+        msgs.append(
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "toolResult": {
+                            "toolUseId": f"t{i}",
+                            "content": [{"json": {"order": 1000 + i, "status": "in transit"}}],
+                        }
+                    }
+                ],
+            }
+        )
+    return msgs
+
+
+def _frame(name: str, payload: dict[str, object]) -> bytes:
+    import orjson
+
+    return eventstream_frame(
+        {":event-type": name, ":content-type": "application/json", ":message-type": "event"},
+        orjson.dumps(payload),
+    )
+
+
+def bedrock_stream(turns: int) -> list[bytes]:
+    out = []
+    args = '{"id": 4711, "include": ["events", "carrier"]}'
+    frames = _frame("messageStart", {"role": "assistant"})
+    frames += _frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Let me "}})
+    frames += _frame(
+        "contentBlockStart",
+        {"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "t9", "name": "get_order"}}},
+    )
+    for j in range(0, len(args), 6):
+        frames += _frame(
+            "contentBlockDelta",
+            {"contentBlockIndex": 1, "delta": {"toolUse": {"input": args[j : j + 6]}}},
+        )
+    frames += _frame("messageStop", {"stopReason": "tool_use"})
+    frames += _frame("metadata", {"usage": {"inputTokens": 90, "outputTokens": 20}})
+    for t in range(turns):
+        body = {
+            "messages": _converse_history(t % 12 + 1),
+            "system": [{"text": "Be brief."}],
+            "toolConfig": {
+                "tools": [
+                    {
+                        "toolSpec": {
+                            "name": "get_order",
+                            "description": "x",
+                            "inputSchema": {"json": {}},
+                        }
+                    }
+                ]
+            },
+        }
+        out.append(
+            wire.request(
+                "POST",
+                "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream",
+                body,
+                host="bedrock-runtime.us-east-1.amazonaws.com",
+            )
+        )
+        out.append(
+            wire.response(frames, content_type="application/vnd.amazon.eventstream", chunked=True)
+        )
+    return out
+
+
+def big_tool_args(turns: int) -> list[bytes]:
+    out = []
+    for t in range(turns):
+        args = {"file_path": f"/app/mod{t}.py", "content": "def f():\n    return 1\n" * 400}
+        body = dict(wire.CHAT_RESPONSE_TOOL)
+        body["choices"] = [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": f"c{t}",
+                            "type": "function",
+                            "function": {
+                                "name": "write_file",
+                                "arguments": __import__("json").dumps(args),
+                            },
+                        }
+                    ],
+                },
+            }
+        ]
+        out.append(wire.request("POST", "/v1/chat/completions", wire.CHAT_REQUEST))
+        out.append(wire.response(body))
+    return out
+
+
 WORKLOADS: dict[str, Callable[[int], list[bytes]]] = {
     "llm-json": llm_json,
     "llm-sse": llm_sse,
@@ -173,6 +294,8 @@ WORKLOADS: dict[str, Callable[[int], list[bytes]]] = {
     "chunked-gzip": chunked_gzip,
     "mcp": mcp,
     "plain-http": plain_http,
+    "bedrock-stream": bedrock_stream,
+    "big-tool-args": big_tool_args,
 }
 
 
@@ -202,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--turns", type=int, default=24)
+    ap.add_argument("--only", nargs="*", help="workload names to run (default: all)")
     args = ap.parse_args(argv)
     print("### L7 parser throughput (collectors/l7/parser.py)\n")
     print(
@@ -212,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| workload | bytes per round | MB/s | events/s |")
     print("|---|---:|---:|---:|")
     for name, build in WORKLOADS.items():
+        if args.only and name not in args.only:
+            continue
         mbps, eps, total = run(build(args.turns), args.seconds)
         print(f"| {name} | {total} | {mbps:.1f} | {eps:,.0f} |")
     return 0

@@ -220,9 +220,11 @@ def test_truncated_call_is_counted_and_the_connection_stays_in_step(
                  "the pod cgroup and its libssl")
         out, _ = agent.communicate("go\n", timeout=60)
         assert out.strip() == "done"
+        # The answer to the second request is read after it: wait for both responses too.
         wait_for(lambda: any(b"gpt-after-gap" in e.to_json() for e in emitted
-                             if e.kind == "llm.request"),
-                 lambda: f"the request after the gap: {collector.snapshot()}")
+                             if e.kind == "llm.request")
+                 and sum(e.kind == "http.response" for e in emitted) >= 2,
+                 lambda: f"the request after the gap and both answers: {collector.snapshot()}")
     finally:
         collector.stop()
         kernel = probes.counters()

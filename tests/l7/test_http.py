@@ -127,9 +127,13 @@ def test_body_cap_truncates_counts_and_still_emits() -> None:
     p = L7Parser(max_body=100)
     big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 500}]}
     ev = p.feed("c", "egress", wire.request("POST", "/v1/chat/completions", big), 1)
-    # The JSON was cut inside the only message: the call is still seen, without it.
+    # The JSON was cut inside the only message: the call is still seen, and the message
+    # too, its text cut where the body was.
     assert kinds(ev) == ["http.request", "llm.request"]
-    assert ev[1].data["partial"] is True and ev[1].data["messages"] == []
+    assert ev[1].data["partial"] is True and ev[1].data["truncated"] is True
+    (msg,) = ev[1].data["messages"]
+    assert msg["role"] == "user" and 0 < len(msg["content"]) < 100
+    assert set(msg["content"]) == {"x"}
     assert ev[0].data["truncated"] is True and ev[0].data["body_size"] == 100
     assert ev[0].data["wire_body_size"] == len(orjson.dumps(big))
     assert p.stats["truncated"] == 1

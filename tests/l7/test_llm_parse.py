@@ -31,8 +31,12 @@ def test_openai_chat_request_fields() -> None:
         False,
     )
     assert d["messages"] == [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "What's the weather like in Boston today?"},
+        {"role": "system", "channel": "system", "content": "You are a helpful assistant."},
+        {
+            "role": "user",
+            "channel": "user",
+            "content": "What's the weather like in Boston today?",
+        },
     ]
     assert d["tools"] == ["get_weather"]
     assert (d["host"], d["path"]) == ("api.openai.com", "/v1/chat/completions")
@@ -337,7 +341,9 @@ def test_capture_gap_filled_with_spaces_is_salvaged() -> None:
     p = L7Parser()
     (r,) = only(p.feed("c", "egress", head + filled, 1), "llm.request")
     assert r.data["partial"] is True
-    assert [m["role"] for m in r.data["messages"]] == ["user", "assistant"]
+    # The last message was cut in its text: kept up to the cut (the filler stripped).
+    assert [m["role"] for m in r.data["messages"]] == ["user", "assistant", "tool"]
+    assert r.data["messages"][2]["content"] == "Ticket 4711: printer"
     # The next request on the connection still parses.
     ev = p.feed("c", "egress", wire.request("GET", "/v1/models"), 2)
     assert ev[0].data["path"] == "/v1/models"
@@ -414,7 +420,9 @@ def test_ollama_generate_not_streamed() -> None:
         ),
     )
     (r,) = only(ev, "llm.request")
-    assert r.data["messages"] == [{"role": "user", "content": "Why is the sky blue?"}]
+    assert r.data["messages"] == [
+        {"role": "user", "channel": "user", "content": "Why is the sky blue?"}
+    ]
     (resp,) = only(ev, "llm.response")
     assert resp.data["text"] == "Rayleigh scattering."
 

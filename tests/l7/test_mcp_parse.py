@@ -146,9 +146,14 @@ def test_injection_in_tool_result_and_poisoned_tool_description() -> None:
         ]
     )
     lst_r, call_r = ev[1], ev[3]
-    assert lst_r.data["injection"]["score"] >= 0.5
-    assert "indirect.concealment" in lst_r.data["injection"]["indicators"]
+    # Tool definitions are never injection (imperative by nature): hashed, scored apart.
+    assert lst_r.data["injection"]["score"] == 0.0 and lst_r.data["injection"]["scored"] == 0
+    assert len(lst_r.data["tools_hash"]) == 16
+    apart = lst_r.data["tool_definitions_injection"]
+    assert apart["score"] >= 0.5 and apart["channel"] == "tool_definitions"
+    assert "indirect.concealment" in apart["indicators"]
     inj = call_r.data["injection"]
+    assert inj["channel"] == "mcp_result"
     assert inj["score"] >= 0.9
     assert {"override.ignore_prior", "indirect.addressed_to_ai", "url.exfil_host"} <= set(
         inj["indicators"]
