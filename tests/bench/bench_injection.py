@@ -950,6 +950,173 @@ def digest(text: str) -> bytes:
     return hashlib.blake2b(" ".join(text.split()).casefold().encode(), digest_size=12).digest()
 
 
+# -- benign agent requests through the real parser ---------------------------------------
+
+
+def agent_requests(corpora: list[Corpus], runs: int = 24) -> list[bytes]:
+    """HTTP requests that the real openai and anthropic SDKs send for benign tool-using
+    runs (captured with an httpx mock transport, so no network): a long imperative system
+    prompt, four or five tools whose descriptions are AgentDojo's tool docstrings and the
+    hand-written tool descriptions (development), a user request, the model's tool call,
+    a tool result (an AgentDojo record) and a follow-up. Development texts only."""
+    import anthropic
+
+    try:
+        import httpx2 as httpx  # what these SDK versions are built on
+    except ImportError:
+        import httpx
+    import openai
+
+    def texts(name: str) -> list[str]:
+        return next(list(c.texts) for c in corpora if c.name == name and c.split == "dev")
+
+    systems = texts("hand-written benign: system_prompts")
+    tools = texts("agentdojo tool docstrings (tool descriptions)") + systems
+    users = texts("hand-written benign: requests") + texts("agentdojo user-task prompts (requests)")
+    records = texts("agentdojo environment records (tool outputs)")
+    rng = random.Random(SEED)
+    sent: list[bytes] = []
+
+    def capture(request: httpx.Request) -> httpx.Response:
+        head = f"{request.method} {request.url.raw_path.decode()} HTTP/1.1\r\n"
+        headers = "".join(f"{k}: {v}\r\n" for k, v in request.headers.items())
+        sent.append((head + headers + "\r\n").encode() + request.content)
+        if "anthropic" in request.url.host:
+            body = {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-x",
+                "content": [{"type": "text", "text": "Done."}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            }
+        else:
+            body = {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "gpt-x",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Done."},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        return httpx.Response(200, json=body)
+
+    http = httpx.Client(transport=httpx.MockTransport(capture))
+    oa = openai.OpenAI(api_key="sk-bench", http_client=http)
+    an = anthropic.Anthropic(api_key="sk-ant-bench", http_client=http)
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}}
+    for i in range(runs):
+        offered = rng.sample(tools, 5)
+        user, record = rng.choice(users), rng.choice(records)
+        if i % 2 == 0:
+            oa.chat.completions.create(
+                model="gpt-x",
+                messages=[
+                    {"role": "system", "content": rng.choice(systems)},
+                    {"role": "user", "content": user},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "tool_0", "arguments": "{}"},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "call_1", "content": record},
+                    {"role": "user", "content": "Thanks, go ahead."},
+                ],
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {"name": f"tool_{k}", "description": d, "parameters": schema},
+                    }
+                    for k, d in enumerate(offered)
+                ],
+            )
+        else:
+            an.messages.create(
+                model="claude-x",
+                max_tokens=256,
+                system=rng.choice(systems),
+                tools=[
+                    {"name": f"tool_{k}", "description": d, "input_schema": schema}
+                    for k, d in enumerate(offered)
+                ],
+                messages=[
+                    {"role": "user", "content": user},
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "tool_use", "id": "tu_1", "name": "tool_0", "input": {}}
+                        ],
+                    },
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool_result", "tool_use_id": "tu_1", "content": record}
+                        ],
+                    },
+                ],
+            )
+    return sent
+
+
+def agent_traffic_section(scorer: InjectionScorer, corpora: list[Corpus]) -> None:
+    """Feed the captured requests to the real L7 parser; count flagged llm.request events
+    and the channel that carried the worst text."""
+    from collectors.l7.parser import L7Parser
+
+    requests = agent_requests(corpora)
+    parser = L7Parser(scorer=scorer)
+    events = []
+    for i, raw in enumerate(requests):
+        events += [
+            e for e in parser.feed(("bench", i), "egress", raw, i) if e.kind == "llm.request"
+        ]
+    flagged = [e for e in events if e.data["injection"]["flagged"]]
+    by_source: dict[str, int] = {}
+    for e in flagged:
+        where = str(e.data["injection"].get("source", "?")).split(".")[0].split("[")[0]
+        by_source[where] = by_source.get(where, 0) + 1
+    # Per channel, from the same request bodies: would the user/tool-result messages alone
+    # be flagged (the untrusted channels, issue 7), would the tool descriptions?
+    from collectors.l7 import llm
+
+    inbound = tooldesc = 0
+    for raw in requests:
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
+        obj = json.loads(body)
+        call = llm.detect_call(headers.get("host", ""), lines[0].split()[1], obj, headers)
+        if call is None:
+            continue
+        parsed = llm.parse_request(call, obj)
+        inbound += any(
+            scorer.score(str(m.get("content") or "")).flagged
+            for m in parsed["messages"]
+            if m.get("role") in ("user", "tool")
+        )
+        tooldesc += any(scorer.score(t).flagged for t in parsed["tool_descriptions"].values())
+    print(
+        f"\nBenign agent requests through the real L7 parser ({len(requests)} requests built by "
+        f"the real openai and anthropic SDKs, tools offered, captured with an httpx mock "
+        f"transport; development texts): {len(events)} llm.request events, {len(flagged)} "
+        f"flagged (by channel of the worst text: {by_source or 'none'}). Per channel: "
+        f"{inbound} requests with a flagged user or tool-result message, {tooldesc} with a "
+        f"flagged tool description."
+    )
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -1090,6 +1257,10 @@ def main(argv: list[str] | None = None) -> int:
             ]
             cells += [f"{sum(rec) / len(rec):.3f}", f"{sum(s >= t for s in neg) / len(neg):.4f}"]
         print(f"| {t} | " + " | ".join(cells) + " |")
+    try:
+        agent_traffic_section(scorer, corpora)
+    except ImportError as exc:  # the agents extra is not installed
+        print(f"\nBenign agent requests: skipped ({exc}).")
     print(f"\n{HELDOUT_NOTES}\n")
     model = getattr(scorer, "model", None)
     if model is not None:

