@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=str(Path.home() / ".cache/agentstory/bench-wheels"))
     ap.add_argument("--out", default=str(ROOT / "collectors/l7/injection_model.npz"))
-    ap.add_argument("--lam", type=float, default=1.0)
+    ap.add_argument("--lam", type=float, default=0.1)
     ap.add_argument("--max-fp", type=float, default=0.006)
     ap.add_argument("--max-fp-ordinary", type=float, default=0.01)
     ap.add_argument("--folds", type=int, default=5)
