@@ -1123,6 +1123,42 @@ def agent_traffic_section(scorer: InjectionScorer, corpora: list[Corpus]) -> Non
     )
 
 
+def recorded_benign_section(scorer: InjectionScorer, root: Path) -> None:
+    """Re-score the untrusted text of the benign development recordings (issue 12's
+    tests/recordings/dev/benign-*, recorded through the real kernel and L7 collectors):
+    user and tool-result messages of every llm.request, and the content of mcp.result.
+    Tool descriptions are not in the events (only tool names), so they are not scored."""
+    import gzip
+
+    runs = sorted(d for d in root.glob("benign*") if (d / "events.jsonl.gz").exists())
+    if not runs:
+        print(f"\nRecorded benign agent runs: skipped (none under {root}).")
+        return
+    requests = flagged = results = flagged_results = 0
+    for run in runs:
+        with gzip.open(run / "events.jsonl.gz", "rt") as fh:
+            for line in fh:
+                frame = json.loads(line)["frame"]
+                for ev in json.loads(frame) if isinstance(frame, str) else frame:
+                    data = ev.get("data") or {}
+                    if ev.get("kind") == "llm.request":
+                        requests += 1
+                        flagged += any(
+                            scorer.score(str(m.get("content") or "")).flagged
+                            for m in data.get("messages") or []
+                            if m.get("role") in ("user", "tool")
+                        )
+                    elif ev.get("kind") == "mcp.result" and data.get("content"):
+                        results += 1
+                        flagged_results += scorer.score(str(data["content"])).flagged
+    print(
+        f"\nRecorded benign agent runs ({len(runs)} development recordings: "
+        f"{', '.join(d.name for d in runs)}): {flagged} of {requests} llm.request events with "
+        f"a flagged user or tool-result message; {flagged_results} of {results} mcp.result "
+        f"contents flagged."
+    )
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -1138,6 +1174,11 @@ def main(argv: list[str] | None = None) -> int:
         "--root", default=None, help="score with the engine+content of another checkout"
     )
     ap.add_argument("--freeze-manifest", action="store_true", help=freeze_manifest.__doc__)
+    ap.add_argument(
+        "--recordings",
+        default=str(ROOT / "tests/recordings/dev"),
+        help="development recordings whose benign-* runs are re-scored",
+    )
     args = ap.parse_args(argv)
     if args.freeze_manifest:
         freeze_manifest(Path(args.cache))
@@ -1267,6 +1308,7 @@ def main(argv: list[str] | None = None) -> int:
         agent_traffic_section(scorer, corpora)
     except ImportError as exc:  # the agents extra is not installed
         print(f"\nBenign agent requests: skipped ({exc}).")
+    recorded_benign_section(scorer, Path(args.recordings))
     print(f"\n{HELDOUT_NOTES}\n")
     model = getattr(scorer, "model", None)
     if model is not None:
