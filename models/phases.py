@@ -93,7 +93,20 @@ class Phases:
             c[1] += 1
 
     def learning(self, dim: str) -> bool:
-        return self.phase == LEARNING and (not self.relearning or dim in self.relearning)
+        """Whether ``dim`` is not judged yet: a drifted dimension until it settles again;
+        in the agent's first learning, every dimension until the minimum span has passed.
+        After that a dimension is judged on its own evidence (its ``min_obs`` and p(new)),
+        while the phase still waits for every dimension to settle before it says audit."""
+        if self.phase != LEARNING:
+            return False
+        if self.relearning:
+            return dim in self.relearning
+        return not self.span_passed()
+
+    def span_passed(self) -> bool:
+        return (self.first_ts >= 0 and self.window_start >= 0
+                and self.window_start + self.settings.window_ns - self.first_ts
+                >= self.settings.min_span_ns)
 
     def advance(self, ts: int) -> None:
         """Close the open phase window when ``ts`` is past its end."""
@@ -157,8 +170,7 @@ class Phases:
         if self.phase == LEARNING:
             if self.relearning:
                 return
-            span = self.window_start + s.window_ns - self.first_ts
-            if span >= s.min_span_ns and evidence and settled:
+            if self.span_passed() and evidence and settled:
                 self.phase, self.audit_windows = AUDIT, 0
                 self.reasons = [f"novelty settled on every dimension over {s.stable_windows} "
                                 f"windows (overall new-value rate {overall:.1%})"]

@@ -276,9 +276,11 @@ class AgentProfile:
 
     @property
     def judging(self) -> bool:
-        """Whether novelty and rates are judged: not in the agent's first learning (a
-        dimension that drifted relearns alone, its scores say so)."""
-        return self.phases.phase != "learning" or bool(self.phases.relearning)
+        """Whether novelty and rates are judged: once the minimum learning span has passed
+        (each dimension then on its own evidence; one that drifted relearns alone, its
+        scores say so), whatever the phase still waits for."""
+        return self.phases.phase != "learning" or bool(self.phases.relearning) \
+            or self.phases.span_passed()
 
     def risk(self) -> RiskClass:
         return classify({d: {v: c[0] for v, c in n.values.items()} for d, n in self.dims.items()})

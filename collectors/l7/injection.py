@@ -25,6 +25,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
+import math
 import re
 import unicodedata
 from collections import OrderedDict
@@ -35,9 +37,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
+import numpy as np
 import yaml
 
-__all__ = ["Indicator", "InjectionResult", "InjectionScorer", "default_scorer", "normalize"]
+__all__ = [
+    "Indicator",
+    "InjectionResult",
+    "InjectionScorer",
+    "NgramModel",
+    "default_scorer",
+    "model_text",
+    "ngram_ids",
+    "normalize",
+]
 
 _CONTENT = Path(__file__).with_name("injection.yaml")
 
@@ -177,7 +189,8 @@ class InjectionScorer:
         overrides: Mapping[str, Any] | None = None,
         cache_size: int = 4096,
     ) -> None:
-        doc = yaml.safe_load(Path(path or _CONTENT).read_text())
+        content = Path(path or _CONTENT)
+        doc = yaml.safe_load(content.read_text())
         overrides = overrides or {}
         self.threshold = float(overrides.get("threshold", doc.get("threshold", 0.5)))
         self.max_chars = int(overrides.get("max_chars", doc.get("max_chars", 65536)))
@@ -200,10 +213,14 @@ class InjectionScorer:
             "hidden_markup": self._hidden_markup,
             "encoded_payload": self._encoded_payload,
             "directive": self._directive,
+            "language_switch": self._language_switch,
         }
         for ind in self.indicators:
             if ind.detector and ind.detector not in self._detectors:
                 raise ValueError(f"{ind.id}: unknown detector {ind.detector!r}")
+        self.model, self.model_id, self.model_atlas, self.model_floor = self._load_model(
+            doc.get("model") or {}, overrides.get("model") or {}, content.parent
+        )
         self._cache: OrderedDict[bytes, InjectionResult] = OrderedDict()
         self._cache_size = cache_size
         # Indicators found inside decoded blobs during one top-level score() call.
@@ -221,7 +238,8 @@ class InjectionScorer:
             self._cache.move_to_end(key)
             return hit
         fired = self._fired(text[: self.max_chars], depth=0)
-        result = self._result(fired)
+        vote = self.model.probability(text[: self.max_chars]) if self.model else 0.0
+        result = self._result(fired, vote if vote >= self.model_floor else 0.0)
         self._cache[key] = result
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -229,11 +247,34 @@ class InjectionScorer:
 
     # -- engine -------------------------------------------------------------------------
 
-    def _result(self, fired: set[str]) -> InjectionResult:
+    def _load_model(
+        self, spec: Mapping[str, Any], local: Mapping[str, Any], base: Path
+    ) -> tuple[NgramModel | None, str, str, float]:
+        """The second stage named in the content file's ``model`` section, if enabled."""
+        spec = {**spec, **local}
+        if not spec.get("file") or spec.get("enabled", True) is False:
+            return None, "", "", 1.0
+        # Next to the content file, else the packaged one (a local copy of the YAML).
+        candidates = [base / str(spec["file"]), _CONTENT.parent / str(spec["file"])]
+        found = next((c for c in candidates if c.exists()), None)
+        if found is None:
+            raise FileNotFoundError(f"model file {spec['file']!r} not found in {base}")
+        model = NgramModel(found)
+        if "offset" in spec:
+            model.offset = float(spec["offset"])
+        return (
+            model,
+            str(spec.get("id", "model.ngram")),
+            str(spec.get("atlas", "AML.T0051")),
+            float(spec.get("report_at", 0.2)),
+        )
+
+    def _result(self, fired: set[str], vote: float = 0.0) -> InjectionResult:
+        """Noisy-OR of the indicators (one per group) and the model's vote."""
         chosen = sorted(
             (i for i in self.indicators if i.id in fired), key=lambda i: (-i.weight, i.id)
         )
-        miss = 1.0
+        miss = 1.0 - vote
         seen: set[str] = set()
         for ind in chosen:  # strongest first, so a group's first member is its strongest
             if ind.group:
@@ -242,10 +283,13 @@ class InjectionScorer:
                 seen.add(ind.group)
             miss *= 1.0 - ind.weight
         score = round(1.0 - miss, 4)
-        techniques = tuple(dict.fromkeys(i.atlas for i in chosen if i.atlas))
-        return InjectionResult(
-            score, tuple(i.id for i in chosen), techniques, score >= self.threshold
-        )
+        ids = [i.id for i in chosen]
+        atlas = [i.atlas for i in chosen if i.atlas]
+        if vote > 0.0:
+            ids.append(self.model_id)
+            atlas.append(self.model_atlas)
+        techniques = tuple(dict.fromkeys(atlas))
+        return InjectionResult(score, tuple(ids), techniques, score >= self.threshold)
 
     def _fired(self, text: str, depth: int) -> set[str]:
         """Ids of indicators that fire on ``text`` or on what is hidden inside it."""
@@ -262,7 +306,10 @@ class InjectionScorer:
             else None
         )
         fired: set[str] = set()
+        ascii_only = text.isascii()
         for ind in self.indicators:
+            if ascii_only and ind.params and ind.params.get("non_ascii"):
+                continue  # patterns for other scripts
             if ind.detector:
                 if self._detectors[ind.detector](ind, views, str(depth)):
                     fired.add(ind.id)
@@ -366,6 +413,19 @@ class InjectionScorer:
                 self._nested |= fired
                 found = True
         return found
+
+    def _language_switch(self, ind: Indicator, v: _Views, _: str) -> bool:
+        """Sentences in another language or script than the text's main one (see
+        ``_sentence_languages``); the main one needs ``min_sentences`` sentences."""
+        params = ind.params or {}
+        labels = _sentence_languages(v.raw, params)
+        if len(labels) < 2:
+            return False
+        counts: dict[str, int] = {}
+        for lang in labels:
+            counts[lang] = counts.get(lang, 0) + 1
+        n_main = max(counts.values())
+        return n_main >= int(params.get("min_sentences", 2)) and len(counts) > 1
 
     def _directive(self, ind: Indicator, v: _Views, _: str) -> bool:
         """One feature of the sentence-level analysis (see _DirectiveGrammar)."""
@@ -528,6 +588,71 @@ def _distance_le1(a: str, b: str) -> bool:
     return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
+_SCRIPTS = (
+    ("cyrillic", 0x0400, 0x052F),
+    ("greek", 0x0370, 0x03FF),
+    ("hebrew", 0x0590, 0x05FF),
+    ("arabic", 0x0600, 0x06FF),
+    ("devanagari", 0x0900, 0x097F),
+    ("thai", 0x0E00, 0x0E7F),
+    ("hangul", 0xAC00, 0xD7AF),
+    ("kana", 0x3040, 0x30FF),
+    ("han", 0x4E00, 0x9FFF),
+)
+_SENTENCE = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s*|\n+")
+_LATIN_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _script(sentence: str) -> str:
+    """The non-Latin script most letters of ``sentence`` are written in, else latin."""
+    if sentence.isascii():
+        return "latin" if any(c.isalpha() for c in sentence) else ""
+    counts: dict[str, int] = {}
+    latin = 0
+    for c in sentence:
+        o = ord(c)
+        if o < 0x250:
+            latin += c.isalpha()
+            continue
+        for name, lo, hi in _SCRIPTS:
+            if lo <= o <= hi:
+                counts[name] = counts.get(name, 0) + 1
+                break
+    if not counts:
+        return "latin" if latin else ""
+    name, n = max(counts.items(), key=lambda kv: kv[1])
+    if name == "han" and counts.get("kana"):
+        name = "kana"  # Japanese mixes kanji and kana
+    return name if n * 2 >= latin else "latin"
+
+
+def _sentence_languages(text: str, params: Mapping[str, Any]) -> list[str]:
+    """A language (Latin scripts, by stop words) or script label per sentence that is
+    long enough to tell."""
+    stop: Mapping[str, Any] = params.get("stopwords") or {}
+    min_words = int(params.get("min_words", 5))
+    labels: list[str] = []
+    for sentence in _SENTENCE.split(text[:20000])[:200]:
+        script = _script(sentence)
+        if not script:
+            continue
+        if script != "latin":
+            if sum(not c.isspace() for c in sentence) >= int(params.get("min_chars", 6)):
+                labels.append(script)
+            continue
+        words = _LATIN_WORD.findall(sentence.casefold())
+        if len(words) < min_words:
+            continue
+        best, best_n = "", 1
+        for lang, vocab in stop.items():
+            n = sum(w in vocab for w in words)
+            if n > best_n:
+                best, best_n = str(lang), n
+        if best:
+            labels.append(best)
+    return labels
+
+
 def _matches(ind: Indicator, views: _Views) -> bool:
     if ind.view == "words":
         subjects = [views.words] if views.words_alt is None else [views.words, views.words_alt]
@@ -656,9 +781,118 @@ def _indicator(spec: Mapping[str, Any], vocab: Mapping[str, str]) -> Indicator:
         view=str(spec.get("view", "words")),
         patterns=tuple(patterns),
         detector=str(spec.get("detector", "")),
-        params={k: v for k, v in spec.items() if k not in known},
+        params=_params({k: v for k, v in spec.items() if k not in known}),
         group=str(spec.get("group", "")),
     )
+
+
+# -- second stage: a hashed character n-gram model ---------------------------------------
+
+_WS = re.compile(r"\s+")
+_DIGITS = re.compile(r"[0-9]")
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_BASE = np.uint64(1_000_003)
+
+
+def model_text(text: str) -> str:
+    """What the n-gram model reads: the ``text`` view, digits folded, spaces collapsed.
+
+    >>> model_text("Send  ALL 4 files")
+    ' send all 0 files '
+    """
+    return " " + _DIGITS.sub("0", _WS.sub(" ", _text_view(text))).strip() + " "
+
+
+def ngram_ids(text: str, sizes: tuple[int, ...], bits: int) -> list[np.ndarray]:
+    """Hashed ids of the character n-grams of ``text``, one array per size in ``sizes``;
+    element i is the n-gram that starts at code point i (stable across processes)."""
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    codes = codes.astype(np.uint64)
+    out: list[np.ndarray] = []
+    h = np.zeros(len(codes), dtype=np.uint64)
+    shift = np.uint64(64 - bits)
+    for k in range(max(sizes)):
+        n = len(codes) - k
+        if n <= 0:
+            break
+        h = h[:n] * _BASE + codes[k:]
+        if k + 1 in sizes:
+            mixed = (h ^ np.uint64(k + 1)) * _MIX
+            out.append(((mixed ^ (mixed >> np.uint64(31))) * _MIX) >> shift)
+    return out
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of the windows that cover ``length`` code points (the last one ends
+    at the end of the text)."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return starts
+
+
+class NgramModel:
+    """Logistic regression over hashed character n-grams, scored on sliding windows.
+
+    Trained by ``tests/bench/train_injection.py`` on development corpora only (the
+    manifest hash is in the file). A window's logit is ``bias + sum(w[ids]) /
+    sqrt(max(count, min_count))`` over the n-grams that start in it; a text's logit is
+    its highest window's, so one injected paragraph in a long document still counts.
+    ``offset`` is the logit fixed on development data where the model alone flags.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        with np.load(Path(path), allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            weights = z["weights"].astype(np.float32) * np.float32(z["scale"])
+        if int(meta.get("format", 0)) != 1:
+            raise ValueError(f"{path}: unknown model format {meta.get('format')!r}")
+        self.path = Path(path)
+        self.meta: dict[str, Any] = meta
+        self.sizes = tuple(int(n) for n in meta["sizes"])
+        self.bits = int(meta["bits"])
+        if weights.shape != (1 << self.bits,):
+            raise ValueError(f"{path}: {weights.shape} weights for {self.bits} bits")
+        self.weights = weights
+        self.bias = float(meta["bias"])
+        self.offset = float(meta["offset"])
+        self.window = int(meta["window"])
+        self.stride = int(meta["stride"])
+        self.min_count = int(meta["min_count"])
+
+    def logit(self, text: str) -> float:
+        """Highest window logit of ``text`` (raw text; normalized here)."""
+        seq = model_text(text)
+        ids = ngram_ids(seq, self.sizes, self.bits)
+        length = len(seq)
+        contrib = np.zeros(length, dtype=np.float64)
+        count = np.zeros(length, dtype=np.float64)
+        for arr in ids:
+            contrib[: len(arr)] += self.weights[arr]
+            count[: len(arr)] += 1.0
+        csum = np.concatenate(([0.0], np.cumsum(contrib)))
+        ccount = np.concatenate(([0.0], np.cumsum(count)))
+        starts = np.asarray(window_starts(length, self.window, self.stride))
+        ends = np.minimum(starts + self.window, length)
+        sums = csum[ends] - csum[starts]
+        counts = np.maximum(ccount[ends] - ccount[starts], self.min_count)
+        return float(self.bias + np.max(sums / np.sqrt(counts)))
+
+    def probability(self, text: str) -> float:
+        """The model's vote on the scorer's scale: 0.5 at the development threshold."""
+        z = self.logit(text) - self.offset
+        return 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
+
+
+def _params(params: dict[str, Any]) -> dict[str, Any]:
+    """Detector parameters, word lists as sets."""
+    if isinstance(params.get("stopwords"), Mapping):
+        params["stopwords"] = {
+            str(k): frozenset(str(w).casefold() for w in v) for k, v in params["stopwords"].items()
+        }
+    return params
 
 
 @lru_cache(maxsize=1)

