@@ -62,12 +62,14 @@ class Signal:
     risk: int
     why: str
     techniques: tuple[Technique, ...]
-    # (dimension, min surprise, first_ever): with first_ever, the first value of a dimension
-    # the agent never used in all its learning counts as novel (its absence was learned)
+    # (dimension, min surprise, when_sparse): with when_sparse, a value the agent never
+    # showed on a dimension too thin to estimate p(new) (fewer than min_obs observations,
+    # none at all included) still counts: what the agent did not do is also learned
     novelty: tuple[str, float, bool] | None = None
     rate: tuple[str, float, float] | None = None  # (metric, min z, min ratio)
     after: tuple[str, int] | None = None  # (mark, within ns): a recent fact of the same pod
     marks: tuple[str, ...] = ()  # facts this match records in the pod's context
+    clears: tuple[str, ...] = ()  # facts this match ends (a clean request: a new conversation)
     critical: bool = False  # opens a story at once
     baseline: bool = True  # False: fires in every phase and its value is never learned
     falsepositives: tuple[str, ...] = ()
@@ -165,11 +167,12 @@ def _signal(raw: Mapping[str, Any], lists: Mapping[str, Any], stages: set[str]) 
         kinds=tuple(kinds), where=_predicates(match, lists, where), risk=int(raw["risk"]),
         why=str(raw.get("why", raw["title"])), techniques=_techniques(raw),
         novelty=(novelty["dimension"], float(novelty.get("min_surprise", 0.0)),
-                 bool(novelty.get("first_ever", False))) if novelty else None,
+                 bool(novelty.get("when_sparse", False))) if novelty else None,
         rate=(rate["metric"], float(rate.get("min_z", 0.0)), float(rate.get("min_ratio", 0.0)))
         if rate else None,
         after=(after["mark"], int(after["within_s"] * 1e9)) if after else None,
-        marks=tuple(raw.get("marks") or ()), critical=bool(raw.get("critical", False)),
+        marks=tuple(raw.get("marks") or ()), clears=tuple(raw.get("clears") or ()),
+        critical=bool(raw.get("critical", False)),
         baseline=bool(novelty or rate),
         falsepositives=tuple(raw.get("falsepositives") or ()),
         tuning=tuple(raw.get("tuning") or ()),

@@ -228,7 +228,10 @@ class StoryEngine:
         facts = link_facts(event, pod_state.ctx)  # before observe: the event's own context
         pod_state.ctx.observe(event)
         for mark in marks:
-            pod_state.ctx.mark(mark, event.ts)
+            if mark.startswith("-"):
+                pod_state.ctx.marks.pop(mark[1:], None)
+            else:
+                pod_state.ctx.mark(mark, event.ts)
         queued = self._queue_learning(state, pod_state, event.ts, scores.observations)
         return pod_state, hits, facts, queued
 

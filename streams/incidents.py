@@ -96,6 +96,13 @@ class Incident:
         return cls(**doc)
 
 
+_SECOND = 1_000_000_000
+
+
 def _order(step: dict[str, Any]) -> tuple[int, str, str]:
-    """Event time, then a stable tie-break so equal times sort the same in every run."""
-    return step["ts"], step["signal"], str(step["value"])
+    """Event time, then a stable tie-break so equal times sort the same in every run.
+
+    CloudTrail times are whole seconds: a cloud step sorts at the end of its second,
+    after the kernel and L7 steps of that second that led to it."""
+    ts = step["ts"] + (_SECOND - 1 if step["layer"] == "cloud" else 0)
+    return ts, step["signal"], str(step["value"])

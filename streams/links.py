@@ -153,8 +153,7 @@ def _link(later: dict[str, Any], earlier: dict[str, Any]) -> tuple[str, bool] | 
         if epid is not None and epid in lineage[1:]:
             return "tool call → spawned process", True
     if later["kind"] == "cloud.api" and lf.get("aws_connect"):
-        via = lf["aws_connect"]
-        if via["pid"] == epid or via["pid"] in (ef.get("lineage") or []):
+        if lf["aws_connect"]["pid"] == epid:  # the process that reached the AWS endpoint
             return "cloud endpoint", True
     if epid is not None and epid in lineage and later["layer"] == earlier["layer"] == "kernel":
         return "lineage", True

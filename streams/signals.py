@@ -131,8 +131,9 @@ class SignalEvaluator:
         self, event: Envelope, scores: Scores, *, judging: bool, marks: Mapping[str, int],
         agent: str,
     ) -> tuple[list[Hit], list[str]]:
-        """(hits, marks to record). ``judging`` is False while the agent learns: then only
-        signals without a baseline condition can fire."""
+        """(hits, marks to record; a mark prefixed with '-' is cleared). ``judging`` is
+        False while the agent learns: then only signals without a baseline condition can
+        fire."""
         hits: dict[str, Hit] = {}  # per baseline condition: only the riskiest reading of it
         new_marks: list[str] = []
         for signal in self.by_kind.get(event.kind, ()):
@@ -145,7 +146,7 @@ class SignalEvaluator:
                 if since is None or not 0 <= event.ts - since <= within:
                     continue
                 figures["since"] = f"{(event.ts - since) / SECOND_NS:.0f}s"
-            value = event.kind
+            value = _subject(event)
             if signal.novelty is not None:
                 if not judging:
                     continue
@@ -166,6 +167,7 @@ class SignalEvaluator:
                 figures.update(value=f"{rate.value:.0f}", mean=f"{rate.mean:.1f}",
                                ratio=f"{rate.ratio:.0f}", z=f"{rate.z:.1f}")
             new_marks.extend(signal.marks)
+            new_marks.extend(f"-{m}" for m in signal.clears)
             if signal.is_marker:
                 continue
             if self._suppressed(signal.id, agent, value):
@@ -190,14 +192,26 @@ class SignalEvaluator:
         return False
 
 
-def _novel(scores: Scores, dimension: str, min_surprise: float, first_ever: bool,
+def _subject(event: Envelope) -> str:
+    """What a hit is about, so repeats fold on it: the program, the path, the
+    destination, the tool, the API action; else the kind."""
+    d = event.data
+    for value in (_exe(event) if event.family == "process" else "", d.get("path"),
+                  d.get("domain") or d.get("dst_addr"), d.get("tool"),
+                  f"{d['service']}:{d['action']}" if d.get("action") else ""):
+        if value:
+            return str(value)
+    return event.kind
+
+
+def _novel(scores: Scores, dimension: str, min_surprise: float, when_sparse: bool,
            ) -> NoveltyScore | None:
     for score in scores.novelty:
         if score.dimension != dimension or not score.novel or score.learning:
             continue
         if score.judged and score.surprise >= min_surprise:
             return score
-        if first_ever and score.observations == 0 and score.distinct == 0:
+        if when_sparse and not score.judged:
             return score
     return None
 

@@ -121,3 +121,16 @@ def test_a_suppression_is_data_and_is_counted(tmp_path: Path) -> None:
     found = {h.signal for h in engine.evaluate(state, envelope(case["fires"][0], start))}
     assert "AS-K-DOMAIN-NEW" not in found
     assert engine.evaluator.suppressed == 1
+
+
+def test_a_new_conversation_ends_what_injected_content_marked() -> None:
+    """The next ticket's tool calls are not 'after injection': a clean request (the
+    injected content no longer in the conversation) clears the mark."""
+    case = SAMPLES["AS-L7-TOOL-AFTER-INJECTION"]
+    flagged, call = case["fires"]
+    clean = {**flagged, "data": {**flagged["data"], "injection": {
+        "score": 0.0, "flagged": False, "indicators": [], "channel": ""}}}
+    found, _ = hits_of({"background": "none"}, [flagged, {**clean, "at": 0.5}, call])
+    assert "AS-L7-TOOL-AFTER-INJECTION" not in found
+    found, _ = hits_of({"background": "none"}, [flagged, call])
+    assert "AS-L7-TOOL-AFTER-INJECTION" in found
