@@ -152,9 +152,9 @@ def _link(later: dict[str, Any], earlier: dict[str, Any]) -> tuple[str, bool] | 
             return "tool dispatch", True
         if epid is not None and epid in lineage[1:]:
             return "tool call → spawned process", True
-    if later["kind"] == "cloud.api" and lf.get("aws_connect"):
-        if lf["aws_connect"]["pid"] == epid:  # the process that reached the AWS endpoint
-            return "cloud endpoint", True
+    # The process that reached the AWS endpoint just before made the call.
+    if later["kind"] == "cloud.api" and (lf.get("aws_connect") or {}).get("pid") == epid:
+        return "cloud endpoint", True
     if epid is not None and epid in lineage and later["layer"] == earlier["layer"] == "kernel":
         return "lineage", True
     if earlier.get("signal") in ("AS-L7-INJECTION",) and later["kind"] in (
