@@ -153,7 +153,8 @@ def _link(later: dict[str, Any], earlier: dict[str, Any]) -> tuple[str, bool] | 
         if epid is not None and epid in lineage[1:]:
             return "tool call → spawned process", True
     # The process that reached the AWS endpoint just before made the call.
-    if later["kind"] == "cloud.api" and (lf.get("aws_connect") or {}).get("pid") == epid:
+    if (later["kind"] == "cloud.api" and epid is not None
+            and (lf.get("aws_connect") or {}).get("pid") == epid):
         return "cloud endpoint", True
     if epid is not None and epid in lineage and later["layer"] == earlier["layer"] == "kernel":
         return "lineage", True
