@@ -260,10 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--external-broker", action="store_true",
                    help="use --bootstrap-servers instead of starting the embedded broker")
-    p.add_argument("--learning-seconds", type=float, default=4.0)
-    p.add_argument("--min-events", type=int, default=8)
-    p.add_argument("--timeout", type=float, default=90.0,
-                   help="seconds to wait for the story")
+    p.add_argument("--learning-seconds", type=float, default=3600.0,
+                   help="the worker's learning span in event time (the scenario learns 1.6 h)")
+    p.add_argument("--min-events", type=int, default=20)
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for the story once the scenario streamed in")
     p.set_defaults(func=cmd_demo)
     importlib.import_module("topologies.eval_cli").add_subcommands(sub)  # record/export/import
     return parser

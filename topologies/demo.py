@@ -1,10 +1,16 @@
-"""``agentstory demo``: the whole path on one machine, from a kernel exec to a story.
+"""``agentstory demo``: the seed's attack, from real agents to one cross-layer story.
 
-It starts the embedded broker, the kernel collector (bcc) and a Faust worker, then plays
-a scenario: two agent pods, standing as kubelet-shaped cgroups on this machine, run
-their usual tools while their baselines learn; then one of them spawns a shell. The
-story for it is read back from the stories topic and printed. Everything it started is
-stopped, also on failure or Ctrl-C.
+It starts the embedded broker and a Faust worker, then plays the seed's scenario
+(:mod:`topologies.scenarios.demo`) through the recorder: a support bot on the official
+``openai`` SDK (against a local TLS endpoint speaking OpenAI's wire format), its CRM as a
+FastMCP server, a research agent beside it, both as real processes in kubelet-shaped pod
+cgroups with the kernel (bcc) and L7 (uprobes on libssl) collectors loaded, and AWS calls
+turned into CloudTrail records attributed through IRSA. The bot learns for 1.6 hours of
+event time (idle gaps between tickets are closed, nothing inside one is sped up), then an
+injected ticket leads to a PII query, an upload to a new domain and a secret read. What
+the collectors published streams into the broker (CloudTrail five minutes late, as S3
+delivers it), the worker joins it, and the story is read back from the stories topic.
+Everything it started is stopped, also on failure or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -12,14 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,22 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
 __all__ = ["ScenarioResult", "missing_requirements", "run_demo", "run_scenario",
            "worker_process"]
-
-log = logging.getLogger("agentstory.demo")
-
-# The interpreter by its real path: a version-manager shim (pyenv) would add a bash and a
-# dozen helper programs to every agent's baseline.
-PYTHON = shutil.which("python3", path="/usr/bin:/bin") or os.path.realpath(sys.executable)
-# What each pod does while learning, and again after: its normal toolset.
-ROUTINE = [[PYTHON, "-c", "import json; json.dumps({})"], ["ls", "/"], ["cat", "/etc/hostname"],
-           ["date", "+%s"]]
-# What the compromised agent does once it has been learned: a shell from its tool runtime.
-ATTACK = [PYTHON, "-c",
-          "import subprocess; subprocess.run(['/bin/sh', '-c', 'id; uname -a'], check=False)"]
 
 
 def missing_requirements() -> list[str]:
@@ -74,22 +64,6 @@ def _say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def _pods(tmp: Path) -> tuple[Any, Any, Path]:
-    from collectors.kernel.sandbox import FakePod
-
-    good = FakePod("research-agent-5c7d9-x2kq9", "research")
-    bad = FakePod("support-bot-7d9f8-abcde", "support")
-    manifests = []
-    for pod, rs, pod_hash, sa in ((good, "research-agent-5c7d9", "5c7d9", "research-agent"),
-                                  (bad, "support-bot-7d9f8", "7d9f8", "support-bot")):
-        manifests.append(pod.manifest(owner=("ReplicaSet", rs), service_account=sa,
-                                      node=platform.node(), container="agent",
-                                      labels={"pod-template-hash": pod_hash}))
-    path = tmp / "pods.yaml"
-    path.write_text(yaml.safe_dump_all(manifests))
-    return good, bad, path
-
-
 @contextlib.contextmanager
 def worker_process(bootstrap: str, log_path: Path, *, learning_s: float, min_events: int,
                    app_id: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
@@ -111,58 +85,10 @@ def worker_process(bootstrap: str, log_path: Path, *, learning_s: float, min_eve
                 proc.wait()
 
 
-class _Collector:
-    """The kernel collector and its publisher, run in this process."""
-
-    def __init__(self, bootstrap: str, pods_file: Path) -> None:
-        from collectors.cgroups import CgroupResolver
-        from collectors.kernel.loader import KernelCollector
-        from collectors.pods import Attributor, FilePodSource, PodIndex
-        from collectors.publish import FramePublisher
-
-        self.index = PodIndex()
-        self.source = FilePodSource(pods_file)
-        self.source.load(self.index)
-        self.publisher = FramePublisher(bootstrap, client_id="agentstory-demo")
-        self.collector = KernelCollector(platform.node(), Attributor(self.index, CgroupResolver()),
-                                         self.publisher.submit)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="kernel-poll", daemon=True)
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self.collector.poll(100)
-
-    async def start(self) -> None:
-        self.collector.start()
-        await self.publisher.start()
-        self._thread.start()
-
-    async def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.collector.flush()  # dedup repeats, profiles, events waiting for metadata
-        await self.publisher.stop()
-        self.collector.close()
-
-
-async def _play(good: Any, bad: Any, learning_s: float) -> None:
-    """Routine during learning (spread past the learning time), then the attack."""
-    rounds = 3
-    for _ in range(rounds):
-        for pod in (good, bad):
-            for argv in ROUTINE:
-                await asyncio.to_thread(pod.run, argv, stdout=subprocess.DEVNULL)
-        await asyncio.sleep(learning_s / (rounds - 1) + 0.2)
-    _say("baselines learned; the support bot's tool runtime now spawns a shell")
-    for argv in ROUTINE:
-        await asyncio.to_thread(good.run, argv, stdout=subprocess.DEVNULL)
-    await asyncio.to_thread(bad.run, ATTACK, stdout=subprocess.DEVNULL)
-
-
 async def _await_stories(bootstrap: str, bad_uid: str, timeout_s: float,
                          settle_s: float) -> list[dict[str, Any]]:
-    """Latest version of every story, read until the bad pod's shows up and settles."""
+    """Latest version of every story, read until the bad pod's story closed (its quiet
+    period passed on every source's watermark) and nothing else came for ``settle_s``."""
     from aiokafka import AIOKafkaConsumer
 
     from streams.topics import STORIES
@@ -181,7 +107,8 @@ async def _await_stories(bootstrap: str, bad_uid: str, timeout_s: float,
             for messages in batch.values():
                 for message in messages:
                     latest[message.key] = orjson.loads(message.value)
-            if seen_at is None and any(_pod_uid(d) == bad_uid for d in latest.values()):
+            if seen_at is None and any(_pod_uid(d) == bad_uid and d["activity_id"] == 3
+                                       for d in latest.values()):
                 seen_at = time.monotonic()
     finally:
         await consumer.stop()
@@ -195,44 +122,43 @@ def _pod_uid(doc: dict[str, Any]) -> str:
 @dataclass
 class ScenarioResult:
     stories: list[dict[str, Any]]  # latest version of every story on the topic
-    benign: Any
-    compromised: Any
-    collector_stats: dict[str, int]
-    publisher_stats: dict[str, int]
+    pods: dict[str, dict[str, str]]  # scenario pod key → {uid, namespace, name, agent}
+    meta: dict[str, Any]  # the recording's: wall time, event span, counts, collector stats
 
-    def stories_of(self, pod: Any) -> list[dict[str, Any]]:
-        return [d for d in self.stories if _pod_uid(d) == pod.uid]
+    def stories_of(self, key: str) -> list[dict[str, Any]]:
+        return [d for d in self.stories if _pod_uid(d) == self.pods[key]["uid"]]
 
 
 async def run_scenario(bootstrap: str, tmp: Path, *, learning_s: float, min_events: int,
                        timeout_s: float) -> ScenarioResult:
-    """Collector and worker up, the two pods play, the stories read back; all stopped."""
+    """Worker up, the scenario recorded through the collectors and streamed in, the
+    stories read back until the attacked pod's story closed; all stopped."""
     from streams.admin import ensure_topics
     from streams.topics import CATALOGUE
+    from topologies.export import import_jsonl
+    from topologies.record import record
+    from topologies.scenarios.demo import demo_scenario
     from topologies.worker import worker_topics
 
     await ensure_topics(bootstrap, [*CATALOGUE, *worker_topics()])
-    good, bad, pods_file = _pods(tmp)
-    collector = _Collector(bootstrap, pods_file)
-    _say("loading the kernel collector (bcc: sched_process_exec, cgroup_mkdir …)")
-    await collector.start()
-    try:
-        with worker_process(bootstrap, tmp / "worker.log", learning_s=learning_s,
-                            min_events=min_events):
-            _say(f"worker started (log: {tmp / 'worker.log'}); pods: {good.namespace}/"
-                 f"{good.name} and {bad.namespace}/{bad.name}")
-            with good, bad:
-                _say(f"agents run their routine while learning ({learning_s:.0f}s "
-                     "of event time)")
-                await _play(good, bad, learning_s)
-                await asyncio.sleep(1.0)
-                await collector.publisher.flush()
-                _say("waiting for the story on agentstory.stories.v1")
-                stories = await _await_stories(bootstrap, bad.uid, timeout_s, settle_s=3.0)
-    finally:
-        await collector.stop()
-    return ScenarioResult(stories, good, bad, collector.collector.stats,
-                          collector.publisher.stats.as_dict())
+    scenario = demo_scenario()
+    with worker_process(bootstrap, tmp / "worker.log", learning_s=learning_s,
+                        min_events=min_events):
+        _say(f"worker started (log: {tmp / 'worker.log'})")
+        _say("playing the scenario: a support bot and a research agent as real processes "
+             "in pod cgroups, kernel and L7 collectors loaded (about 30 s)")
+        out = tmp / "recording"
+        meta = await asyncio.to_thread(record, scenario, out, progress=sys.stdout.isatty())
+        _say(f"{meta['event_span_s'] / 3600:.1f} h of event time in {meta['wall_seconds']} s:"
+             f" {sum(meta['events'].values())} events from the collectors, "
+             f"{meta['cloudtrail_records']} CloudTrail records")
+        sent = await import_jsonl(bootstrap, [out / "events.jsonl.gz"])
+        _say(f"{sent} raw frames streamed to the broker; waiting for the stories")
+        keys = {pod.key: {"uid": str(pod.uid), "namespace": pod.namespace, "name": pod.name}
+                for pod in scenario.pods}
+        stories = await _await_stories(bootstrap, keys["support"]["uid"], timeout_s,
+                                       settle_s=5.0)
+    return ScenarioResult(stories, keys, meta)
 
 
 async def _demo(args: argparse.Namespace, bootstrap: str, tmp: Path) -> int:
@@ -240,20 +166,20 @@ async def _demo(args: argparse.Namespace, bootstrap: str, tmp: Path) -> int:
 
     result = await run_scenario(bootstrap, tmp, learning_s=args.learning_seconds,
                                 min_events=args.min_events, timeout_s=args.timeout)
-    print(f"    collector: {result.collector_stats}")
-    print(f"    publisher: {result.publisher_stats}")
     for doc in result.stories:
         print()
         print(render_story(doc))
-    good, bad = result.benign, result.compromised
-    ours, others = result.stories_of(bad), result.stories_of(good)
+    bad, good = result.pods["support"], result.pods["research"]
+    ours, others = result.stories_of("support"), result.stories_of("research")
+    layers = sorted({s["layer"] for d in ours for s in d["unmapped"]["agentstory"]["chain"]})
     print()
-    if len(ours) == 1 and not others:
-        _say(f"OK: 1 story for {bad.namespace}/{bad.name}, none for "
-             f"{good.namespace}/{good.name}")
+    if len(ours) == 1 and not others and layers == ["cloud", "kernel", "l7"]:
+        _say(f"OK: 1 story across {', '.join(layers)} for {bad['namespace']}/{bad['name']}, "
+             f"none for {good['namespace']}/{good['name']}")
         return 0
-    _say(f"FAILED: {len(ours)} stories for the compromised pod (want 1), {len(others)} for "
-         f"the benign one (want 0); worker log: {tmp / 'worker.log'}")
+    _say(f"FAILED: {len(ours)} stories for the attacked pod (want 1, with kernel, l7 and "
+         f"cloud steps: {layers}), {len(others)} for the research agent (want 0); worker "
+         f"log: {tmp / 'worker.log'}")
     return 1
 
 
