@@ -50,6 +50,8 @@
 #define EV_DNS 7
 #define EV_ACCEPT 8
 #define EV_LISTEN 9
+#define EV_FILEOP 10      /* chdir, unlink, rename, chmod, chown (file.bpf.c) */
+#define EV_NSOP 11        /* setns, unshare, mount (ns.bpf.c) */
 
 /* Counter slots of the per-CPU `counters` array (decode.py: Counter). */
 #define C_EMITTED 0       /* records written to the ring buffer */
@@ -59,6 +61,7 @@
 #define C_FILTERED 4      /* cgroup not a pod (dropped in the kernel) */
 #define C_PODS_ADDED 5    /* pod cgroups learnt from cgroup_mkdir */
 #define C_PROFILE_FULL 6  /* syscall profile table full */
+#define C_CONNECT_PARKED 7 /* non-blocking connects waiting for the TCP handshake */
 #define NR_COUNTERS 8
 
 struct event_header {

@@ -34,6 +34,9 @@ __all__ = [
     "ExecRecord",
     "ExitEvent",
     "ExitRecord",
+    "FileOp",
+    "FileOpEvent",
+    "FileOpRecord",
     "Header",
     "KernelEvent",
     "Kind",
@@ -75,6 +78,8 @@ class Kind(enum.IntEnum):
     DNS = 7
     ACCEPT = 8
     LISTEN = 9
+    FILEOP = 10
+    NSOP = 11
 
 
 class Counter(enum.IntEnum):
@@ -87,6 +92,7 @@ class Counter(enum.IntEnum):
     FILTERED = 4
     PODS_ADDED = 5
     PROFILE_FULL = 6
+    CONNECT_PARKED = 7
 
 
 NR_COUNTERS = 8
@@ -149,7 +155,28 @@ class OpenRecord(ctypes.Structure):
         ("ret", ctypes.c_int64),
         ("flags", ctypes.c_uint32),
         ("dfd", ctypes.c_int32),
+        ("mode", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
         ("path", ctypes.c_char * FILENAME_LEN),
+    ]
+
+
+class FileOpRecord(ctypes.Structure):
+    """file.bpf.c: struct fileop_event (chdir, unlink, rename, chmod, chown, memfd)."""
+
+    _fields_ = [
+        ("h", EventHeader),
+        ("ret", ctypes.c_int64),
+        ("op", ctypes.c_uint32),
+        ("dfd", ctypes.c_int32),
+        ("dfd2", ctypes.c_int32),
+        ("mode", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("path", ctypes.c_char * FILENAME_LEN),
+        ("path2", ctypes.c_char * FILENAME_LEN),
     ]
 
 
@@ -361,6 +388,40 @@ class OpenEvent:
     result: int  # fd, or -errno
     dfd: int
     path_raw: bytes = field(repr=False, default=b"")
+    mode: int = 0
+
+
+class FileOp(enum.IntEnum):
+    """``FOP_*`` in file.bpf.c."""
+
+    CHDIR = 1
+    UNLINK = 2
+    RENAME = 3
+    CHMOD = 4
+    CHOWN = 5
+    MEMFD = 6
+
+
+NO_ID = 0xFFFFFFFF  # chown's "leave unchanged" (-1)
+
+
+@dataclass(frozen=True, slots=True)
+class FileOpEvent:
+    """A change of the file system or of the working directory. ``dfd`` is the dirfd
+    of ``path`` (AT_FDCWD for the plain calls) or, when ``path`` is empty, the fd the
+    call acts on (fchdir, fchmod, fchown)."""
+
+    header: Header
+    op: int
+    result: int
+    dfd: int
+    path: str
+    dfd2: int = -100
+    path2: str = ""
+    mode: int = 0
+    uid: int = NO_ID
+    gid: int = NO_ID
+    flags: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +476,7 @@ class Undecodable:
 
 KernelEvent = (
     ExecEvent | ExitEvent | CgroupMkdirEvent | OpenEvent | NetEvent | CloseEvent | DnsEvent
+    | FileOpEvent
 )
 
 
@@ -460,19 +522,28 @@ def _cstr(raw: bytes) -> bytes:
     return raw.split(b"\0", 1)[0]
 
 
-# struct open_event after its header: window, ret, flags, dfd (then the path).
-_OPEN_TAIL = struct.Struct("<QqIi")
+# struct open_event after its header: window, ret, flags, dfd, mode, pad (then the path).
+_OPEN_TAIL = struct.Struct("<QqIiII")
 _OPEN_TAIL_AT = OpenRecord.window.offset
 
 
 def _open(raw: bytes) -> OpenEvent:
-    window, ret, flags, dfd = _OPEN_TAIL.unpack_from(raw, _OPEN_TAIL_AT)
+    window, ret, flags, dfd, mode, _pad = _OPEN_TAIL.unpack_from(raw, _OPEN_TAIL_AT)
     end = raw.find(b"\0", _OPEN_PATH_AT, _OPEN_PATH_AT + FILENAME_LEN)
     path = raw[_OPEN_PATH_AT : end if end >= 0 else _OPEN_PATH_AT + FILENAME_LEN]
     return OpenEvent(
         header=Header.from_bytes(raw), window=window,
         path=path.decode("utf-8", "backslashreplace"), flags=flags, result=ret,
-        dfd=dfd, path_raw=path,
+        dfd=dfd, path_raw=path, mode=mode,
+    )
+
+
+def _fileop(raw: bytes) -> FileOpEvent:
+    r = FileOpRecord.from_buffer_copy(raw)
+    return FileOpEvent(
+        header=Header.from_bytes(raw), op=r.op, result=r.ret, dfd=r.dfd,
+        path=_text(r.path), dfd2=r.dfd2, path2=_text(r.path2), mode=r.mode, uid=r.uid,
+        gid=r.gid, flags=r.flags,
     )
 
 
@@ -523,6 +594,7 @@ _DECODERS: dict[int, tuple[type[ctypes.Structure], object]] = {
     Kind.LISTEN: (NetRecord, _net),
     Kind.CLOSE: (CloseRecord, _close),
     Kind.DNS: (DnsRecord, _dns),
+    Kind.FILEOP: (FileOpRecord, _fileop),
 }
 
 

@@ -8,6 +8,7 @@ order and spacing are the kernel's, not the poll loop's.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import time
@@ -17,17 +18,21 @@ from collectors.kernel.decode import (
     AF_INET,
     AF_INET6,
     AF_UNIX,
+    NO_ID,
     CgroupMkdirEvent,
     CloseEvent,
     DnsEvent,
     ExecEvent,
     ExitEvent,
+    FileOp,
+    FileOpEvent,
     Header,
     Kind,
     NetEvent,
     OpenEvent,
 )
 from collectors.kernel.dnsmsg import parse_dns
+from collectors.kernel.paths import normalize
 from collectors.kernel.sensitive import SensitivePaths
 from streams.events import Envelope, Pod, Proc
 
@@ -36,13 +41,17 @@ __all__ = [
     "dns_envelope",
     "exec_envelope",
     "exit_envelope",
+    "fileop_envelopes",
+    "mode_text",
     "monotonic_to_epoch_offset",
     "net_envelope",
     "open_envelope",
     "open_flags",
+    "opens_for_write",
     "proc_of",
     "profile_envelope",
     "resolved_addresses",
+    "write_envelope",
 ]
 
 
@@ -137,28 +146,135 @@ def errno_name(result: int) -> str:
     return errno.errorcode.get(-result, f"E{-result}") if result < 0 else ""
 
 
+def _path_fields(data: dict[str, Any], raw: str, resolved: str | None,
+                 key: str = "path") -> str:
+    """``data[key]`` = the resolved path; the spelling the process used goes to
+    ``raw_<key>`` when it differs; an unresolvable relative path stays as given and
+    is marked ``<key>_unresolved``. Returns the path the verdicts use."""
+    if resolved is None:
+        data[key] = raw
+        if raw and not raw.startswith("/"):
+            data[f"{key}_unresolved"] = True
+        return raw
+    data[key] = resolved
+    if resolved != raw:
+        data[f"raw_{key}"] = raw
+    return resolved
+
+
+def opens_for_write(flags: int) -> bool:
+    """Write access, or a create/truncate (which change the file whatever the mode)."""
+    return bool(flags & O_ACCMODE) or bool(flags & (0o100 | 0o1000))
+
+
 def open_envelope(
     ev: OpenEvent, *, node: str, pod: Pod | None, offset_ns: int,
-    sensitive: SensitivePaths | None = None,
+    sensitive: SensitivePaths | None = None, path: str | None = None,
 ) -> Envelope:
-    data: dict[str, Any] = {
-        "path": ev.path, "flags": open_flags(ev.flags),
-        "access": _ACCESS[ev.flags & O_ACCMODE],
+    """file.open. ``path`` is the resolved absolute path (None: unknown; the path as
+    the process gave it is kept then)."""
+    data: dict[str, Any] = {}
+    if path is None and ev.path.startswith("/"):
+        path = normalize(ev.path)
+    where = _path_fields(data, ev.path, path)
+    data.update({
+        "flags": open_flags(ev.flags), "access": _ACCESS[ev.flags & O_ACCMODE],
         "create": bool(ev.flags & 0o100), "truncate": bool(ev.flags & 0o1000),
         "result": ev.result, "count": ev.header.count, "cgroup_id": ev.header.cgroup_id,
-    }
+    })
+    if ev.flags & 0o100 and ev.mode:
+        data["mode"] = ev.mode & 0o7777
     if ev.result < 0:
         data["error"] = errno_name(ev.result)
     if ev.dfd != AT_FDCWD and not ev.path.startswith("/"):
         data["dirfd"] = ev.dfd
     if sensitive is not None:
-        found = sensitive.match(ev.path)
+        found = sensitive.match(where, write=opens_for_write(ev.flags))
         if found is not None:
-            data["sensitive"] = {"rule": found.rule, "level": found.level}
+            data["sensitive"] = found.to_data()
     return Envelope(
         kind="file.open", ts=ev.header.ts + offset_ns, node=node, source="kernel",
         data=data, pod=pod, proc=proc_of(ev.header),
     )
+
+
+_WRITE_KEYS = ("path", "raw_path", "flags", "access", "create", "truncate", "mode", "count",
+               "cgroup_id", "sensitive")
+
+
+def write_envelope(opened: Envelope) -> Envelope | None:
+    """file.write for a successful open for writing of a sensitive or persistence path
+    (the open itself stays a file.open: both are facts)."""
+    data = opened.data
+    if ("sensitive" not in data or data.get("result", -1) < 0
+            or (data.get("access") == "read" and not (data.get("create")
+                                                     or data.get("truncate")))):
+        return None
+    out = {k: data[k] for k in _WRITE_KEYS if k in data}
+    out["via"] = "open"
+    return dataclasses.replace(opened, kind="file.write", data=out)
+
+
+# -- file changes ----------------------------------------------------------------------
+def mode_text(mode: int) -> str:
+    """``0o755`` → ``"0755"``.
+
+    >>> mode_text(0o4755)
+    '4755'
+    """
+    return f"{mode & 0o7777:04o}"
+
+
+def fileop_envelopes(
+    ev: FileOpEvent, *, node: str, pod: Pod | None, offset_ns: int,
+    sensitive: SensitivePaths | None = None, path: str | None = None,
+    new_path: str | None = None, mode_before: int | None = None,
+) -> list[Envelope]:
+    """file.unlink / file.rename / file.chmod / file.chown (and file.write for a
+    rename onto a sensitive path). ``path``/``new_path``: resolved (None: unknown)."""
+    op = FileOp(ev.op)
+    kind = {FileOp.UNLINK: "file.unlink", FileOp.RENAME: "file.rename",
+            FileOp.CHMOD: "file.chmod", FileOp.CHOWN: "file.chown"}.get(op)
+    if kind is None:
+        return []
+    data: dict[str, Any] = {}
+    where = _path_fields(data, ev.path, path)
+    if not ev.path and ev.dfd >= 0:
+        data["fd"] = ev.dfd
+    elif ev.dfd != AT_FDCWD and not ev.path.startswith("/"):
+        data["dirfd"] = ev.dfd
+    target = where
+    if op == FileOp.RENAME:
+        target = _path_fields(data, ev.path2, new_path, "new_path")
+    elif op == FileOp.CHMOD:
+        mode = ev.mode & 0o7777
+        data.update(mode=mode, mode_text=mode_text(mode))
+        added = bool(mode & 0o111) and (mode_before is None or not mode_before & 0o111)
+        data["exec_bit_added"] = added
+        if mode_before is not None:
+            data["mode_before"] = mode_before & 0o7777
+    elif op == FileOp.CHOWN:
+        data.update(uid=-1 if ev.uid == NO_ID else ev.uid,
+                    gid=-1 if ev.gid == NO_ID else ev.gid)
+    elif op == FileOp.UNLINK and ev.flags & 0x200:  # AT_REMOVEDIR
+        data["directory"] = True
+    data.update(result=ev.result, cgroup_id=ev.header.cgroup_id)
+    if ev.result < 0:
+        data["error"] = errno_name(ev.result)
+    found = None
+    if sensitive is not None:
+        found = sensitive.match(target, write=True) or (
+            sensitive.match(where, write=True) if target != where else None)
+        if found is not None:
+            data["sensitive"] = found.to_data()
+    common = {"ts": ev.header.ts + offset_ns, "node": node, "source": "kernel", "pod": pod,
+              "proc": proc_of(ev.header)}
+    out = [Envelope(kind=kind, data=data, **common)]
+    if op == FileOp.RENAME and found is not None and ev.result == 0:
+        out.append(Envelope(kind="file.write", data={
+            "path": target, "from_path": where, "sensitive": data["sensitive"],
+            "via": "rename", "cgroup_id": ev.header.cgroup_id}, **common))
+    return out
 
 
 # -- net.* -------------------------------------------------------------------------------

@@ -36,12 +36,16 @@ from collectors.kernel.envelopes import (
     dns_envelope,
     exec_envelope,
     exit_envelope,
+    fileop_envelopes,
     monotonic_to_epoch_offset,
     net_envelope,
     open_envelope,
+    opens_for_write,
     profile_envelope,
     resolved_addresses,
+    write_envelope,
 )
+from collectors.kernel.paths import PathResolver
 from collectors.kernel.sensitive import DEFAULT_RULES_FILE, SensitivePaths
 from collectors.kernel.syscall_names import syscall_name
 from collectors.pods import Attributor
@@ -182,6 +186,13 @@ def _cwd_from_proc(pid: int) -> str:
         return ""
 
 
+def _fd_path_from_proc(pid: int, fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return ""
+
+
 def _exe_from_proc(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/exe")
@@ -273,6 +284,11 @@ class KernelCollector:
         # ancestry of later execs (bounded; an exit forgets its entry)
         self._procs: LruDict[int, tuple[int, str, int]] = LruDict(65_536)
         self._domains: LruDict[tuple[int, str], str] = LruDict(65_536)
+        # relative paths: per-process cwd and directory fds from the events, /proc after
+        self.paths = PathResolver(cwd_of=_cwd_from_proc, fd_path_of=_fd_path_from_proc)
+        # (cgroup id, path) → (event ts, mode or -1) of files written or chmod'ed in a
+        # pod: the mode before a chmod, and the age of a file when it is exec'd
+        self._written: LruDict[tuple[int, str], tuple[int, int]] = LruDict(65_536)
         self._parked: deque[tuple[int, int, Envelope]] = deque()  # deadline, cgroup, env
         self._parked_uids: dict[str, int] = {}
         self._pods: LruDict[int, Pod | None] = LruDict(16_384)
@@ -426,14 +442,16 @@ class KernelCollector:
             cwd = _cwd_from_proc(h.pid)
             if cwd:
                 extra["cwd"] = cwd
+                self.paths.set_cwd(h.pid, cwd)
             envelope = dataclasses.replace(envelope, data={**envelope.data, **extra})
         elif isinstance(event, dec.ExitEvent):
             known = self._procs.pop(h.pid, None)
+            self.paths.exited(h.pid)
             envelope = exit_envelope(event, exe=known[1] if known else "", **common)
         elif isinstance(event, dec.OpenEvent):
-            envelope = open_envelope(event, sensitive=self.sensitive, **common)
-            if self.dedup:
-                self.ledger.opened(_open_key(event), envelope)
+            return self._on_open(event, common)
+        elif isinstance(event, dec.FileOpEvent):
+            return self._on_fileop(event, common)
         elif isinstance(event, dec.NetEvent):
             if "net" not in self.concerns:
                 return 0
@@ -453,6 +471,64 @@ class KernelCollector:
         else:  # pragma: no cover - every decoded kind is handled above
             return 0
         return self._emit_or_park(envelope, h.cgroup_id)
+
+    def _on_open(self, ev: dec.OpenEvent, common: dict[str, Any]) -> int:
+        h = ev.header
+        path = self.paths.resolve(h.pid, h.ppid, ev.dfd, ev.path)
+        if path is not None and ev.result >= 0:
+            # every fd the events show (directories are never folded by the dedup; a
+            # folded repeat of a file leaves its fd unknown: fchmod/fchown on it may
+            # then name an older file of that fd number, a stated limit)
+            self.paths.opened(h.pid, ev.result, path)
+            if opens_for_write(ev.flags):
+                mode = ev.mode & 0o7777 if ev.flags & O_CREAT else -1
+                old = self._written.get((h.cgroup_id, path))
+                if mode < 0 and old is not None:
+                    mode = old[1]
+                self._written[(h.cgroup_id, path)] = (h.ts, mode)
+        envelope = open_envelope(ev, sensitive=self.sensitive, path=path, **common)
+        if self.dedup:
+            self.ledger.opened(_open_key(ev), envelope)
+        emitted = self._emit_or_park(envelope, h.cgroup_id)
+        written = write_envelope(envelope)
+        if written is not None:
+            emitted += self._emit_or_park(written, h.cgroup_id)
+        return emitted
+
+    def _on_fileop(self, ev: dec.FileOpEvent, common: dict[str, Any]) -> int:
+        h = ev.header
+        if ev.op == dec.FileOp.CHDIR:
+            if ev.result == 0:
+                self.paths.chdir(h.pid, h.ppid, ev.path, ev.dfd)
+            return 0
+        if ev.op == dec.FileOp.MEMFD:
+            return 0
+        if ev.path:
+            path = self.paths.resolve(h.pid, h.ppid, ev.dfd, ev.path)
+        else:  # fchmod/fchown name an fd
+            path = self.paths.resolve_fd(h.pid, ev.dfd)
+        new_path = (self.paths.resolve(h.pid, h.ppid, ev.dfd2, ev.path2)
+                    if ev.op == dec.FileOp.RENAME else None)
+        mode_before = None
+        if path is not None and ev.result == 0:
+            key = (h.cgroup_id, path)
+            known = self._written.get(key)
+            if ev.op == dec.FileOp.CHMOD:
+                if known is not None and known[1] >= 0:
+                    mode_before = known[1]
+                self._written[key] = (h.ts, ev.mode & 0o7777)
+            elif ev.op == dec.FileOp.UNLINK:
+                self._written.pop(key, None)
+            elif ev.op == dec.FileOp.RENAME and new_path is not None:
+                self._written.pop(key, None)
+                if known is not None:
+                    self._written[(h.cgroup_id, new_path)] = known
+        emitted = 0
+        for envelope in fileop_envelopes(ev, sensitive=self.sensitive, path=path,
+                                         new_path=new_path, mode_before=mode_before,
+                                         **common):
+            emitted += self._emit_or_park(envelope, h.cgroup_id)
+        return emitted
 
     def _ancestry(self, ppid: int, cgroup_id: int, depth: int = 8) -> list[dict[str, Any]]:
         """Parents up the chain while they are in the same container: from the execs
@@ -656,10 +732,12 @@ class KernelCollector:
         out["pending_attribution"] = len(self._parked)
         out["ledger_evicted"] = self.ledger.evicted
         out.update({f"attribution_{k}": v for k, v in self.attributor.counts.items()})
+        out.update({f"path_{k}": v for k, v in self.paths.counts.items()})
         return out
 
 
 _MISSING = object()
+O_CREAT = 0o100
 K = TypeVar("K")
 V = TypeVar("V")
 

@@ -108,7 +108,8 @@ def test_open_of_token_path_is_reported_and_marked_sensitive(kernel, tmp_path: P
     opens = [e for e in _of_pid(kernel.out, pid) if e.kind == "file.open"]
     (token,) = [e for e in opens if e.data["path"] == TOKEN]
     assert token.pod is not None and token.pod.uid == pod.uid and token.pod.name == "coder"
-    assert token.data["sensitive"] == {"rule": "k8s-service-account-token", "level": "high"}
+    assert token.data["sensitive"] == {"rule": "k8s-service-account-token", "level": "high",
+                                       "class": "token"}
     assert token.data["access"] == "read" and token.data["result"] == -2
     assert token.data["error"] == "ENOENT" and token.data["count"] == 1
     (write,) = [e for e in opens if e.data["path"] == str(written)]

@@ -18,6 +18,7 @@ MIRRORS = {
     b"layout_exit_event": dec.ExitRecord,
     b"layout_cgroup_event": dec.CgroupMkdirRecord,
     b"layout_open_event": dec.OpenRecord,
+    b"layout_fileop_event": dec.FileOpRecord,
     b"layout_open_key": dec.OpenKey,
     b"layout_open_key_short": dec.OpenKeyShort,
     b"layout_net_event": dec.NetRecord,

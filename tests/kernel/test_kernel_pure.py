@@ -189,6 +189,7 @@ def test_profile_envelope() -> None:
 @pytest.mark.parametrize("module", [
     "collectors.kernel.decode", "collectors.kernel.dnsmsg", "collectors.kernel.sensitive",
     "collectors.kernel.dedup", "collectors.kernel.envelopes", "collectors.kernel.syscall_names",
+    "collectors.kernel.paths",
 ])
 def test_doctests(module: str) -> None:
     import doctest
@@ -219,3 +220,119 @@ def test_stats_reporter_prometheus_and_envelope() -> None:
     assert env.kind == "collector.stats" and env.key == "node/n1"
     assert env.data["counters"]["deduplicated"] == 5
     assert Envelope.from_dict(env.to_dict()) == env
+
+
+# -- paths, sensitive classes, file changes ----------------------------------------------
+@pytest.mark.parametrize(("given", "expected"), [
+    ("//etc//shadow", "/etc/shadow"),
+    ("/etc/./ssh/../shadow", "/etc/shadow"),
+    ("/proc/self/root/etc/shadow", "/etc/shadow"),
+    ("/proc/thread-self/root/proc/1/root/etc/shadow", "/etc/shadow"),
+    ("/proc/42/task/43/root//etc/shadow", "/etc/shadow"),
+    ("/proc/self/rootfs/x", "/proc/self/rootfs/x"),
+    ("/", "/"),
+])
+def test_normalize(given: str, expected: str) -> None:
+    from collectors.kernel.paths import normalize
+
+    assert normalize(given) == expected
+
+
+def test_resolver_counts_and_proc_spellings() -> None:
+    from collectors.kernel.paths import AT_FDCWD, PathResolver
+
+    proc_cwd = {7: "/srv/app"}
+    proc_fds = {(7, 3): "/home/u/.ssh"}
+    r = PathResolver(cwd_of=lambda pid: proc_cwd.get(pid, ""),
+                     fd_path_of=lambda pid, fd: proc_fds.get((pid, fd), ""))
+    # unknown to the events: /proc, counted
+    assert r.resolve(7, 1, AT_FDCWD, "a/../b") == "/srv/app/b"
+    assert r.resolve(7, 1, 3, "id_rsa") == "/home/u/.ssh/id_rsa"
+    assert r.counts["proc_fallback"] == 2
+    # /proc/<pid>/cwd and /proc/self/fd/<n> spellings of another base
+    r.chdir(9, 1, "/root")
+    assert r.resolve(7, 1, AT_FDCWD, "/proc/9/cwd/.kube/config") == "/root/.kube/config"
+    r.opened(7, 5, "/var/run/secrets/kubernetes.io/serviceaccount")
+    assert (r.resolve(7, 1, AT_FDCWD, "/proc/self/fd/5/token")
+            == "/var/run/secrets/kubernetes.io/serviceaccount/token")
+    # fchdir to a known directory fd
+    r.chdir(7, 1, "", 5)
+    assert r.resolve(7, 1, AT_FDCWD, "ca.crt").endswith("serviceaccount/ca.crt")
+    assert r.resolve(8, 0, AT_FDCWD, "x") is None and r.counts["unresolved"] == 1
+    r.exited(7)
+    assert r.cwd(7, 0) == "/srv/app"  # from /proc again
+
+
+def test_sensitive_extended_list_read_and_write() -> None:
+    rules = SensitivePaths.load()
+    reads = {
+        "/home/a/.netrc": ("credential-file", "credential"),
+        "/root/.bash_history": ("shell-history", "history"),
+        "/home/a/.git-credentials": ("credential-file", "credential"),
+        "/proc/1/environ": ("process-environment", "environ"),
+        "/etc/shadow": ("shadow", "system"),
+        "/root/.ssh/id_ed25519": ("ssh-key", "ssh"),
+    }
+    for path, (rule, klass) in reads.items():
+        found = rules.match(path)
+        assert found is not None and (found.rule, found.category) == (rule, klass), path
+    writes = ["/etc/cron.d/evil", "/etc/ld.so.preload", "/etc/systemd/system/x.service",
+              "/root/.ssh/authorized_keys", "/home/a/.bashrc", "/etc/sudoers.d/x",
+              "/var/spool/cron/crontabs/root"]
+    for path in writes:
+        assert rules.match(path) is None, path  # every process reads them
+        found = rules.match(path, write=True)
+        assert found is not None and found.category == "persistence", path
+    with pytest.raises(ValueError, match="class"):
+        SensitivePaths([{"id": "x", "class": "nope", "patterns": ["/x"]}])
+
+
+def test_relative_open_envelope_and_write() -> None:
+    from collectors.kernel.envelopes import write_envelope
+
+    r = dec.OpenRecord()
+    r.h = _header(dec.Kind.OPEN)
+    r.ret, r.flags, r.dfd, r.mode = 3, 0o1101, -100, 0o644
+    _put(r, "path", b"../etc/ld.so.preload\0")
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.OpenEvent) and ev.mode == 0o644
+    rules = SensitivePaths.load()
+    env = open_envelope(ev, node="n", pod=POD, offset_ns=0, sensitive=rules,
+                        path="/etc/ld.so.preload")
+    assert env.data["path"] == "/etc/ld.so.preload"
+    assert env.data["raw_path"] == "../etc/ld.so.preload" and env.data["mode"] == 0o644
+    assert env.data["sensitive"]["class"] == "persistence"
+    written = write_envelope(env)
+    assert written is not None and written.kind == "file.write"
+    assert written.data["path"] == "/etc/ld.so.preload"
+    unresolved = open_envelope(ev, node="n", pod=POD, offset_ns=0, sensitive=rules)
+    assert unresolved.data["path"] == "../etc/ld.so.preload"
+    assert unresolved.data["path_unresolved"] is True
+    assert "sensitive" not in unresolved.data and write_envelope(unresolved) is None
+
+
+def test_fileop_record_and_envelopes() -> None:
+    from collectors.kernel.envelopes import fileop_envelopes
+
+    r = dec.FileOpRecord()
+    r.h = _header(dec.Kind.FILEOP)
+    r.op, r.ret, r.dfd, r.dfd2 = int(dec.FileOp.RENAME), 0, -100, -100
+    _put(r, "path", b"/tmp/x\0")
+    _put(r, "path2", b"/etc/cron.d/x\0")
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.FileOpEvent) and ev.path2 == "/etc/cron.d/x"
+    rename, write = fileop_envelopes(ev, node="n", pod=POD, offset_ns=0,
+                                     sensitive=SensitivePaths.load(), path="/tmp/x",
+                                     new_path="/etc/cron.d/x")
+    assert rename.kind == "file.rename" and rename.data["new_path"] == "/etc/cron.d/x"
+    assert rename.data["sensitive"]["rule"] == "scheduled-task"
+    assert write.kind == "file.write" and write.data["via"] == "rename"
+    chmod = dec.FileOpEvent(ev.header, int(dec.FileOp.CHMOD), 0, -100, "a", mode=0o100755)
+    (env,) = fileop_envelopes(chmod, node="n", pod=POD, offset_ns=0, path="/w/a",
+                              mode_before=0o644)
+    assert env.data["mode_text"] == "0755" and env.data["exec_bit_added"] is True
+    (env,) = fileop_envelopes(chmod, node="n", pod=POD, offset_ns=0, path="/w/a",
+                              mode_before=0o700)
+    assert env.data["exec_bit_added"] is False
+    for e in (rename, write, env):
+        assert Envelope.from_dict(e.to_dict()) == e
