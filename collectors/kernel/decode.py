@@ -47,6 +47,7 @@ __all__ = [
     "OpenKey",
     "OpenKeyShort",
     "OpenRecord",
+    "Outcome",
     "Undecodable",
     "decode",
     "ip_text",
@@ -215,7 +216,7 @@ class NetRecord(ctypes.Structure):
         ("sotype", ctypes.c_uint16),
         ("dport", ctypes.c_uint16),
         ("lport", ctypes.c_uint16),
-        ("pad", ctypes.c_uint32),
+        ("outcome", ctypes.c_uint32),
         ("daddr", ctypes.c_uint8 * 16),
         ("unix_path", ctypes.c_char * UNIX_PATH_LEN),
     ]
@@ -441,6 +442,17 @@ class NetEvent:
     unix_path: str
     daddr_raw: bytes = field(repr=False, default=b"")
     unix_raw: bytes = field(repr=False, default=b"")
+    outcome: int = 0  # connect: Outcome (0: only the syscall's result is known)
+
+
+class Outcome(enum.IntEnum):
+    """``OUTCOME_*`` in net.bpf.c: how a TCP connect ended, from the state machine."""
+
+    UNKNOWN = 0
+    ESTABLISHED = 1
+    REFUSED = 2
+    FAILED = 3
+    PENDING = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,6 +573,7 @@ def _net(raw: bytes) -> NetEvent:
         family=r.family, sotype=r.sotype, dport=r.dport, lport=r.lport,
         daddr=ip_text(r.family, daddr), unix_path=unix.decode("utf-8", "backslashreplace"),
         daddr_raw=daddr, unix_raw=bytes(raw[_NET_UNIX_AT : _NET_UNIX_AT + UNIX_PATH_LEN]),
+        outcome=r.outcome,
     )
 
 

@@ -30,6 +30,7 @@ from collectors.kernel.decode import (
     Kind,
     NetEvent,
     OpenEvent,
+    Outcome,
 )
 from collectors.kernel.dnsmsg import parse_dns
 from collectors.kernel.paths import normalize
@@ -38,6 +39,7 @@ from streams.events import Envelope, Pod, Proc
 
 __all__ = [
     "close_envelope",
+    "connect_outcome",
     "dns_envelope",
     "exec_envelope",
     "exit_envelope",
@@ -288,6 +290,31 @@ def protocol_of(family: int, sotype: int) -> str:
     return _SOTYPE.get(sotype, "unknown")
 
 
+_OUTCOMES = {Outcome.ESTABLISHED: "established", Outcome.REFUSED: "refused",
+             Outcome.FAILED: "failed", Outcome.PENDING: "pending"}
+
+
+def connect_outcome(outcome: int, result: int) -> str:
+    """``established`` | ``refused`` | ``failed`` | ``pending``: the TCP state machine's
+    verdict when the kernel had one, else the syscall's result (UDP, unix, or a connect
+    that failed before a SYN was sent).
+
+    >>> connect_outcome(0, 0), connect_outcome(0, -111), connect_outcome(0, -115)
+    ('established', 'refused', 'pending')
+    >>> connect_outcome(1, -115)
+    'established'
+    """
+    if outcome in _OUTCOMES:
+        return _OUTCOMES[Outcome(outcome)]
+    if result == 0:
+        return "established"
+    if result == -errno.ECONNREFUSED:
+        return "refused"
+    if result == -errno.EINPROGRESS:
+        return "pending"
+    return "failed"
+
+
 def net_envelope(
     ev: NetEvent, *, node: str, pod: Pod | None, offset_ns: int, domain: str = "",
 ) -> Envelope:
@@ -298,7 +325,8 @@ def net_envelope(
         "protocol": protocol_of(ev.family, ev.sotype), "cgroup_id": ev.header.cgroup_id,
     }
     if kind == "net.connect":
-        data.update(result=ev.result, count=ev.header.count)
+        data.update(result=ev.result, count=ev.header.count,
+                    outcome=connect_outcome(ev.outcome, ev.result))
         if ev.result < 0:
             data["error"] = errno_name(ev.result)
         if ev.family == AF_UNIX:

@@ -20,6 +20,7 @@ import errno
 import logging
 import os
 import platform
+import struct
 import subprocess
 import time
 from collections import OrderedDict, deque
@@ -372,6 +373,7 @@ class KernelCollector:
         if self._bpf is None:
             return 0
         emitted = self.poll(0)
+        emitted += self._flush_connecting()
         emitted += self.sweep_dedup(force=True)
         emitted += self.flush_profiles()
         emitted += self._release_parked(force=True)
@@ -645,6 +647,23 @@ class KernelCollector:
                 if envelope is not None:
                     self._user["repeat_envelopes"] += 1
                     emitted += self._emit(envelope)
+        return emitted
+
+    def _flush_connecting(self) -> int:
+        """Connects whose handshake is still running go out as ``pending`` (flush is
+        called before stopping: their outcome would never be sent)."""
+        if "net" not in self.concerns or not self._has_table(b"connecting"):
+            return 0
+        table = self._bpf[b"connecting"]
+        emitted = 0
+        for key, value in list(table.items()):
+            if value.owner != 1:
+                continue
+            with contextlib.suppress(KeyError):
+                del table[key]
+            raw = bytearray(bytes(value.e))
+            struct.pack_into("<I", raw, dec.NetRecord.outcome.offset, dec.Outcome.PENDING)
+            emitted += self._handle(bytes(raw))
         return emitted
 
     def _has_table(self, name: bytes) -> bool:

@@ -3,8 +3,12 @@
  * - socket(): the type (stream/datagram) per (tgid, fd) in `socks`, so connect can say
  *   TCP or UDP without reading kernel structs; bind() adds the local port.
  * - connect(): the destination is copied at entry, the event goes out at exit with the
- *   result (0, -EINPROGRESS for non-blocking, -ECONNREFUSED …), de-duplicated per
- *   container like file.open.
+ *   result, de-duplicated per container like file.open. For TCP the outcome is the
+ *   state machine's, not the syscall's: SYN_SENT inside the call names the socket; a
+ *   call that returns before the handshake ends (-EINPROGRESS: every non-blocking
+ *   client) parks its event in `connecting`, and the socket's next state change sends
+ *   it (ESTABLISHED: result 0; CLOSE: refused when a reset came in, timed out when the
+ *   SYN was retransmitted, failed otherwise).
  * - TCP volume: sock:inet_sock_set_state to SYN_SENT (in the connecting task) starts a
  *   record keyed by the socket address; sock:sock_send_length / sock_recv_length add
  *   bytes; the state change to CLOSE emits net.close with the totals (whatever context
@@ -45,6 +49,7 @@ struct connect_args {
     u32 addrlen;
     u32 busy;      /* 1 between entry and exit (task-local storage) */
     u32 pad;
+    u64 sk;        /* the socket that entered SYN_SENT during this call, 0 if none */
 };
 
 struct pending_u32 {
@@ -61,9 +66,31 @@ struct net_event {
     u16 sotype;
     u16 dport;     /* host byte order; peer port for accept, local port for listen */
     u16 lport;
-    u32 pad;
+    u32 outcome;   /* connect: OUTCOME_*, 0 when the syscall's result is all there is */
     u8 daddr[16];
     char unix_path[UNIX_PATH_LEN];
+};
+
+#define OUTCOME_ESTABLISHED 1
+#define OUTCOME_REFUSED 2
+#define OUTCOME_FAILED 3
+#define OUTCOME_PENDING 4
+#define EINPROGRESS_ 115
+#define ECONNREFUSED_ 111
+#define ETIMEDOUT_ 110
+
+/* A TCP connect between SYN_SENT and its outcome. `owner` says who sends the event:
+ * 0 the connect() call is still running, 1 its event is parked here, 2 taken (sent).
+ * Whoever moves it from 1 to 2 (compare-and-swap) sends, so the state change on
+ * another CPU and the syscall's exit never both send, nor both leave it. */
+#define CONN_ESTABLISHED 1
+#define CONN_RESET 2
+#define CONN_CLOSED 4
+#define CONN_RETRANSMIT 8
+struct connecting {
+    u64 state;     /* 64-bit: the BPF atomics this kernel takes here */
+    u64 owner;
+    struct net_event e;
 };
 
 struct net_key {
@@ -110,6 +137,7 @@ BPF_TASK_STORAGE(accept_pending, struct connect_args);
 BPF_TASK_STORAGE(listen_pending, struct pending_u32);
 BPF_HASH(net_dedup, struct net_key, u64, MAX_DEDUP);
 BPF_HASH(conns, u64, struct conn_info, 65536);
+BPF_TABLE("lru_hash", u64, struct connecting, connecting, 16384);
 BPF_PERCPU_ARRAY(net_scratch, struct net_event, 1);
 BPF_PERCPU_ARRAY(net_key_scratch, struct net_key, 1);
 BPF_PERCPU_ARRAY(sockaddr_scratch, struct sockaddr_buf, 1);
@@ -273,8 +301,64 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
     a->sockaddr = (u64)args->uservaddr;
     a->fd = (u32)args->fd;
     a->addrlen = (u32)args->addrlen;
+    a->sk = 0;
     a->busy = 1;
     return 0;
+}
+
+/* The outcome of a finished handshake: result and OUTCOME_* from the state bits. */
+static __always_inline void conn_outcome(struct net_event *e, u64 state)
+{
+    if (state & CONN_ESTABLISHED) {
+        e->ret = 0;
+        e->outcome = OUTCOME_ESTABLISHED;
+    } else if (state & CONN_RESET) {
+        e->ret = -ECONNREFUSED_;
+        e->outcome = OUTCOME_REFUSED;
+    } else if (state & CONN_RETRANSMIT) {
+        e->ret = -ETIMEDOUT_;
+        e->outcome = OUTCOME_FAILED;
+    } else {
+        e->outcome = OUTCOME_FAILED;  /* closed before an answer (or an ICMP error) */
+    }
+}
+
+/* Park the event of a connect whose handshake is still running; returns 1 when the
+ * caller must send it itself (the outcome is known, or nothing is parked). */
+static __always_inline int connect_park(struct net_event *e, u64 sk)
+{
+    struct connecting *c = connecting.lookup(&sk);
+    if (!c)
+        return 1;
+    __builtin_memcpy(&c->e, e, sizeof(*e));
+    __sync_val_compare_and_swap(&c->owner, 0, 1);
+    u64 state = c->state & (CONN_ESTABLISHED | CONN_RESET | CONN_CLOSED);
+    if (!state && e->ret == -EINPROGRESS_) {
+        count_add(C_CONNECT_PARKED, 1);
+        return 0;  /* the state change sends it */
+    }
+    if (__sync_val_compare_and_swap(&c->owner, 1, 2) != 1)
+        return 0;  /* the state change took it meanwhile */
+    if (state)
+        conn_outcome(e, c->state);
+    connecting.delete(&sk);
+    return 1;
+}
+
+/* A state change (or reset, or SYN retransmit) of a connecting socket. */
+static __always_inline void conn_progress(u64 sk, u64 bit, int final)
+{
+    struct connecting *c = connecting.lookup(&sk);
+    if (!c)
+        return;
+    __sync_fetch_and_or(&c->state, bit);
+    if (!final)
+        return;
+    if (__sync_val_compare_and_swap(&c->owner, 1, 2) != 1)
+        return;  /* the connect() call is still running: its exit sends */
+    conn_outcome(&c->e, c->state);
+    submit(&c->e, sizeof(c->e));
+    connecting.delete(&sk);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
@@ -291,6 +375,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     e->ret = args->ret;
     e->fd = a.fd;
     read_sockaddr(e, a.sockaddr, a.addrlen);
+    if (a.sk && !connect_park(e, a.sk))
+        return 0;
     u64 key = fd_key(a.fd);
     struct sock_info *info = socks.lookup(&key);
     if (info) {
@@ -398,6 +484,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         u64 cgroup_id = bpf_get_current_cgroup_id();
         if (!in_scope(cgroup_id))
             return 0;
+        struct connect_args *pending = connect_pending.task_storage_get(CURRENT_TASK, 0, 0);
+        if (pending && pending->busy) {
+            pending->sk = sk;
+            struct connecting fresh = {};
+            connecting.update(&sk, &fresh);
+        }
         struct conn_info info = {};
         fill_header(&info.h, EV_CLOSE, cgroup_id);
         info.family = args->family;
@@ -414,6 +506,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         return 0;
     }
     if (args->newstate == TCP_ESTABLISHED) {
+        if (args->oldstate == TCP_SYN_SENT)
+            conn_progress(sk, CONN_ESTABLISHED, 1);
         /* The source port is chosen after SYN_SENT is entered: take it now. */
         struct conn_info *est = conns.lookup(&sk);
         if (est) {
@@ -427,6 +521,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     }
     if (args->newstate != TCP_CLOSE)
         return 0;
+    if (args->oldstate == TCP_SYN_SENT)
+        conn_progress(sk, CONN_CLOSED, 1);
     struct conn_info *info = conns.lookup(&sk);
     if (!info)
         return 0;
@@ -444,6 +540,19 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     __builtin_memcpy(e.daddr, info->daddr, 16);
     conns.delete(&sk);
     submit(&e, sizeof(e));
+    return 0;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_receive_reset)
+{
+    conn_progress((u64)args->skaddr, CONN_RESET, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
+{
+    if (args->state == TCP_SYN_SENT)
+        conn_progress((u64)args->skaddr, CONN_RETRANSMIT, 0);
     return 0;
 }
 

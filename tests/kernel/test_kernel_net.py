@@ -1,0 +1,111 @@
+"""net.connect outcomes from the TCP state machine and per-pod DNS naming, from real
+processes in kubelet-shaped pod cgroups."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from streams.events import Envelope
+
+pytestmark = pytest.mark.root
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def _connects(out: list[Envelope], pid: int, port: int) -> list[Envelope]:
+    return [e for e in out if e.kind == "net.connect" and e.proc is not None
+            and e.proc.pid == pid and e.data.get("dst_port") == port]
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    """A loopback TCP server that accepts and closes; yields its port."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except (TimeoutError, OSError):
+                continue
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        srv.close()
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+NONBLOCKING = """
+import os, select, socket, sys
+port = int(sys.argv[1])
+s = socket.socket()
+s.setblocking(False)
+try:
+    s.connect(("127.0.0.1", port))
+except BlockingIOError:
+    pass
+select.select([], [s], [], 5)
+print(os.getpid(), s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+"""
+
+
+def test_nonblocking_connect_that_succeeds_is_established(kernel, server: int) -> None:
+    pod = kernel.pod("client", "agents")
+    out = pod.run([sys.executable, "-c", NONBLOCKING, str(server)], capture_output=True,
+                  text=True).stdout.split()
+    pid, so_error = int(out[0]), int(out[1])
+    assert so_error == 0
+    (conn,) = kernel.wait_for(lambda e: e in _connects(kernel.out, pid, server))
+    assert conn.data["outcome"] == "established" and conn.data["result"] == 0
+    assert "error" not in conn.data
+    assert conn.pod is not None and conn.pod.uid == pod.uid
+    assert conn.proc is not None and conn.proc.pid == pid
+
+
+def test_nonblocking_connect_that_is_refused(kernel) -> None:
+    port = _free_port()
+    pod = kernel.pod()
+    out = pod.run([sys.executable, "-c", NONBLOCKING, str(port)], capture_output=True,
+                  text=True).stdout.split()
+    pid, so_error = int(out[0]), int(out[1])
+    assert so_error == 111  # ECONNREFUSED, as the process itself saw it
+    (conn,) = kernel.wait_for(lambda e: e in _connects(kernel.out, pid, port))
+    assert conn.data["outcome"] == "refused" and conn.data["error"] == "ECONNREFUSED"
+
+
+def test_blocking_connects_keep_their_outcome(kernel, server: int) -> None:
+    refused = _free_port()
+    pod = kernel.pod()
+    code = (f"import os, socket\nc = socket.create_connection(('127.0.0.1', {server}))\n"
+            f"try:\n    socket.create_connection(('127.0.0.1', {refused}))\n"
+            "except OSError:\n    pass\nprint(os.getpid())")
+    pid = int(pod.run(_python(code), capture_output=True, text=True).stdout.split()[-1])
+    kernel.collector.flush()
+    (ok,) = _connects(kernel.out, pid, server)
+    assert ok.data["outcome"] == "established" and ok.data["result"] == 0
+    (bad,) = _connects(kernel.out, pid, refused)
+    assert bad.data["outcome"] == "refused" and bad.data["error"] == "ECONNREFUSED"
