@@ -53,6 +53,7 @@ __all__ = [
     "proc_of",
     "profile_envelope",
     "resolved_addresses",
+    "resolved_answers",
     "write_envelope",
 ]
 
@@ -389,11 +390,17 @@ def dns_envelope(ev: DnsEvent, *, node: str, pod: Pod | None, offset_ns: int) ->
 def resolved_addresses(envelope: Envelope) -> list[tuple[str, str]]:
     """(address, domain asked for) pairs of a net.dns answer envelope: every A/AAAA
     answer is credited to the question's name (CNAME chains collapse to it)."""
+    return [(address, name) for address, name, _ttl in resolved_answers(envelope)]
+
+
+def resolved_answers(envelope: Envelope) -> list[tuple[str, str, int]]:
+    """(address, domain asked for, ttl in seconds) of a net.dns answer envelope."""
     data = envelope.data
     if data.get("direction") != "answer" or not data.get("questions"):
         return []
     asked = data["questions"][0]["name"]
-    return [(a["data"], asked) for a in data.get("answers", []) if a["type"] in ("A", "AAAA")]
+    return [(a["data"], asked, int(a.get("ttl", 0))) for a in data.get("answers", [])
+            if a["type"] in ("A", "AAAA")]
 
 
 # -- syscall.profile ---------------------------------------------------------------------

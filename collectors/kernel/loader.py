@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from collectors.cgroups import find_cgroup2_mount
 from collectors.kernel import decode as dec
 from collectors.kernel.dedup import RepeatLedger
+from collectors.kernel.dnsnames import PodDnsNames
 from collectors.kernel.envelopes import (
     cgroup_path,
     close_envelope,
@@ -43,7 +44,7 @@ from collectors.kernel.envelopes import (
     open_envelope,
     opens_for_write,
     profile_envelope,
-    resolved_addresses,
+    resolved_answers,
     write_envelope,
 )
 from collectors.kernel.paths import PathResolver
@@ -235,6 +236,8 @@ class KernelCollector:
     - ``dedup_window_ms``: de-duplication window for file.open/net.connect (default 1000;
       ``dedup=False`` turns it off); ``max_dedup``: entries per dedup table (16384)
     - ``dns_port``: the resolver port whose traffic is parsed as DNS (53)
+    - ``dns_grace_s``: how long past its TTL a pod's DNS answer still names the
+      pod's connections to that address (30)
     - ``profile_interval_s``: how often syscall profiles are flushed (30)
     - ``sensitive_paths``: YAML file of sensitive-path rules (default: the packaged list)
     - ``metadata_wait_ms``: how long an event whose pod is known by uid only waits for
@@ -268,6 +271,7 @@ class KernelCollector:
         self.profile_interval_s = float(tuning.pop("profile_interval_s", 30.0))
         self.metadata_wait_ns = int(float(tuning.pop("metadata_wait_ms", 2000)) * 1_000_000)
         sensitive = tuning.pop("sensitive_paths", None)
+        dns_grace_s = float(tuning.pop("dns_grace_s", 30.0))
         if tuning:
             raise TypeError(f"unknown tuning option(s): {sorted(tuning)}")
         if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
@@ -284,7 +288,7 @@ class KernelCollector:
         # pid → (ppid, exe, cgroup id) of processes seen exec'ing: exit's exe and the
         # ancestry of later execs (bounded; an exit forgets its entry)
         self._procs: LruDict[int, tuple[int, str, int]] = LruDict(65_536)
-        self._domains: LruDict[tuple[int, str], str] = LruDict(65_536)
+        self.dns_names = PodDnsNames(65_536, grace_s=dns_grace_s)
         # relative paths: per-process cwd and directory fds from the events, /proc after
         self.paths = PathResolver(cwd_of=_cwd_from_proc, fd_path_of=_fd_path_from_proc)
         # (cgroup id, path) → (event ts, mode or -1) of files written or chmod'ed in a
@@ -457,19 +461,22 @@ class KernelCollector:
         elif isinstance(event, dec.NetEvent):
             if "net" not in self.concerns:
                 return 0
-            domain = self._domains.get((h.cgroup_id, event.daddr), "")
+            domain = self.dns_names.name_for(_dns_scope(pod, h.cgroup_id), event.daddr,
+                                             ts=h.ts + self._offset_ns)
             envelope = net_envelope(event, domain=domain, **common)
             if self.dedup and event.header.kind == dec.Kind.CONNECT:
                 self.ledger.opened(_net_key(event), envelope)
         elif isinstance(event, dec.CloseEvent):
             if "net" not in self.concerns:
                 return 0
-            domain = self._domains.get((h.cgroup_id, event.daddr), "")
+            domain = self.dns_names.name_for(_dns_scope(pod, h.cgroup_id), event.daddr,
+                                             ts=h.ts + self._offset_ns)
             envelope = close_envelope(event, domain=domain, **common)
         elif isinstance(event, dec.DnsEvent):
             envelope = dns_envelope(event, **common)
-            for address, name in resolved_addresses(envelope):
-                self._domains[(h.cgroup_id, address)] = name
+            scope = _dns_scope(pod, h.cgroup_id)
+            for address, name, ttl in resolved_answers(envelope):
+                self.dns_names.learn(scope, address, name, ts=envelope.ts, ttl_s=ttl)
         else:  # pragma: no cover - every decoded kind is handled above
             return 0
         return self._emit_or_park(envelope, h.cgroup_id)
@@ -752,6 +759,7 @@ class KernelCollector:
         out["ledger_evicted"] = self.ledger.evicted
         out.update({f"attribution_{k}": v for k, v in self.attributor.counts.items()})
         out.update({f"path_{k}": v for k, v in self.paths.counts.items()})
+        out.update({f"dns_names_{k}": v for k, v in self.dns_names.counts.items()})
         return out
 
 
@@ -817,6 +825,12 @@ def _delete_keys(table: Any, keys: list[Any]) -> None:
     for k in keys:
         with contextlib.suppress(KeyError):
             del table[k]
+
+
+def _dns_scope(pod: Pod | None, cgroup_id: int) -> str:
+    """Whose DNS answers name a connection: the pod's (its containers share the
+    network namespace and resolver), else the container cgroup's."""
+    return pod.uid if pod is not None and pod.uid else f"cgroup/{cgroup_id}"
 
 
 def _open_key(ev: dec.OpenEvent) -> tuple[Any, ...]:

@@ -109,3 +109,41 @@ def test_blocking_connects_keep_their_outcome(kernel, server: int) -> None:
     assert ok.data["outcome"] == "established" and ok.data["result"] == 0
     (bad,) = _connects(kernel.out, pid, refused)
     assert bad.data["outcome"] == "refused" and bad.data["error"] == "ECONNREFUSED"
+
+
+RESOLVE_AND_CONNECT = """
+import os, socket, sys
+from collectors.kernel.dnsmsg import build_query
+name = sys.argv[1]
+if name != "-":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(build_query(name, 1, ident=9), ("127.0.0.1", 53))
+    s.recvfrom(512)
+# a connected UDP socket to the answer's address: no packet leaves the machine
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.connect(("10.1.2.3", 443))
+print(os.getpid())
+"""
+
+
+def test_two_pods_resolving_one_address_each_get_their_own_name(
+        kernel, resolver: str) -> None:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    pods = {"a.example.com": kernel.pod("agent-a"), "b.example.com": kernel.pod("agent-b"),
+            "-": kernel.pod("bare-ip")}
+    pids = {}
+    for name, pod in pods.items():
+        out = pod.run([sys.executable, "-c", RESOLVE_AND_CONNECT, name],
+                      capture_output=True, text=True, cwd=repo)
+        pids[name] = int(out.stdout.split()[-1])
+    kernel.collector.flush()
+    for name, pid in pids.items():
+        (conn,) = _connects(kernel.out, pid, 443)
+        assert conn.data["dst_addr"] == resolver
+        assert conn.pod is not None and conn.pod.uid == pods[name].uid
+        if name == "-":
+            assert "domain" not in conn.data  # this pod resolved nothing
+        else:
+            assert conn.data["domain"] == name

@@ -189,7 +189,7 @@ def test_profile_envelope() -> None:
 @pytest.mark.parametrize("module", [
     "collectors.kernel.decode", "collectors.kernel.dnsmsg", "collectors.kernel.sensitive",
     "collectors.kernel.dedup", "collectors.kernel.envelopes", "collectors.kernel.syscall_names",
-    "collectors.kernel.paths",
+    "collectors.kernel.paths", "collectors.kernel.dnsnames",
 ])
 def test_doctests(module: str) -> None:
     import doctest
@@ -336,3 +336,34 @@ def test_fileop_record_and_envelopes() -> None:
     assert env.data["exec_bit_added"] is False
     for e in (rename, write, env):
         assert Envelope.from_dict(e.to_dict()) == e
+
+
+def test_dns_parsed_with_dnspython_cname_chain_and_ttl() -> None:
+    import dns.message
+    import dns.rrset
+
+    query = dns.message.make_query("www.example.com", "A")
+    reply = dns.message.make_response(query)
+    reply.answer.append(dns.rrset.from_text("www.example.com.", 300, "IN", "CNAME",
+                                            "edge.cdn.example.net."))
+    reply.answer.append(dns.rrset.from_text("edge.cdn.example.net.", 20, "IN", "A",
+                                            "192.0.2.10", "192.0.2.11"))
+    msg = parse_dns(reply.to_wire())
+    assert msg.is_response and msg.rcode == "NOERROR" and not msg.error
+    assert sorted(msg.answers) == [("edge.cdn.example.net", "A", "192.0.2.10", 20),
+                                   ("edge.cdn.example.net", "A", "192.0.2.11", 20),
+                                   ("www.example.com", "CNAME", "edge.cdn.example.net", 300)]
+    again = parse_dns(b"\x12\x34" + reply.to_wire()[2:])  # memoised, its own id
+    assert again.id == 0x1234 and again.answers == msg.answers
+
+
+def test_pod_dns_names_are_bounded_and_per_scope() -> None:
+    from collectors.kernel.dnsnames import NS, PodDnsNames
+
+    names = PodDnsNames(max_entries=2, grace_s=1)
+    names.learn("p", "10.0.0.1", "a", ts=0, ttl_s=0)
+    assert names.name_for("p", "10.0.0.1", ts=NS) == "a"  # within the grace
+    assert names.name_for("p", "10.0.0.1", ts=2 * NS) == ""
+    for i in range(3):
+        names.learn("p", f"10.0.0.{i}", "x", ts=0, ttl_s=60)
+    assert len(names) == 2 and names.counts["evicted"] == 1
