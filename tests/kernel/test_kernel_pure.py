@@ -348,12 +348,13 @@ def test_dns_parsed_with_dnspython_cname_chain_and_ttl() -> None:
                                             "edge.cdn.example.net."))
     reply.answer.append(dns.rrset.from_text("edge.cdn.example.net.", 20, "IN", "A",
                                             "192.0.2.10", "192.0.2.11"))
-    msg = parse_dns(reply.to_wire())
+    wire = reply.to_wire()
+    msg = parse_dns(wire)
     assert msg.is_response and msg.rcode == "NOERROR" and not msg.error
     assert sorted(msg.answers) == [("edge.cdn.example.net", "A", "192.0.2.10", 20),
                                    ("edge.cdn.example.net", "A", "192.0.2.11", 20),
                                    ("www.example.com", "CNAME", "edge.cdn.example.net", 300)]
-    again = parse_dns(b"\x12\x34" + reply.to_wire()[2:])  # memoised, its own id
+    again = parse_dns(b"\x12\x34" + wire[2:])  # memoised, with its own id
     assert again.id == 0x1234 and again.answers == msg.answers
 
 
