@@ -40,14 +40,21 @@ __all__ = [
     "Header",
     "KernelEvent",
     "Kind",
+    "Namespaces",
     "NetEvent",
     "NetKey",
     "NetRecord",
+    "NsIds",
+    "NsOp",
+    "NsOpEvent",
+    "NsOpRecord",
     "OpenEvent",
     "OpenKey",
     "OpenKeyShort",
     "OpenRecord",
     "Outcome",
+    "Stdio",
+    "StdioInfo",
     "Undecodable",
     "decode",
     "ip_text",
@@ -63,6 +70,10 @@ DNS_CAPTURE = 512
 
 EXEC_ARGV_TRUNCATED = 1
 EXEC_ARGV_MISSING = 2
+EXEC_HAS_INTERP = 4
+EXEC_HAS_NS = 8
+EXEC_HAS_STDIO = 16
+EXEC_HAS_EXE_FILE = 32
 EXIT_CODE_KNOWN = 1
 EXIT_SIGNAL_KNOWN = 2
 
@@ -115,6 +126,32 @@ class EventHeader(ctypes.Structure):
     ]
 
 
+class NsIds(ctypes.Structure):
+    """common.bpf.h: struct ns_ids (namespace inode numbers, 0 when unknown)."""
+
+    _fields_ = [
+        ("mnt", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),
+        ("net", ctypes.c_uint32),
+        ("pid_children", ctypes.c_uint32),
+    ]
+
+
+class StdioInfo(ctypes.Structure):
+    """exec.bpf.c: struct stdio_info (what fd 0, 1 or 2 is at exec)."""
+
+    _fields_ = [
+        ("mode", ctypes.c_uint16),
+        ("family", ctypes.c_uint16),
+        ("sotype", ctypes.c_uint16),
+        ("dport", ctypes.c_uint16),
+        ("protocol", ctypes.c_uint16),
+        ("pad", ctypes.c_uint16),
+        ("rdev", ctypes.c_uint32),
+        ("daddr", ctypes.c_uint8 * 16),
+    ]
+
+
 class ExecRecord(ctypes.Structure):
     _fields_ = [
         ("h", EventHeader),
@@ -125,6 +162,29 @@ class ExecRecord(ctypes.Structure):
         ("pcomm", ctypes.c_char * COMM_LEN),
         ("filename", ctypes.c_char * FILENAME_LEN),
         ("args", ctypes.c_char * ARGS_LEN),
+        ("interp", ctypes.c_char * FILENAME_LEN),
+        ("ns", NsIds),
+        ("exe_nlink", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("stdio", StdioInfo * 3),
+        ("exe_name", ctypes.c_char * 32),
+    ]
+
+
+class NsOpRecord(ctypes.Structure):
+    """ns.bpf.c: struct nsop_event (setns, unshare, mount)."""
+
+    _fields_ = [
+        ("h", EventHeader),
+        ("ret", ctypes.c_int64),
+        ("flags", ctypes.c_uint64),
+        ("op", ctypes.c_uint32),
+        ("fd", ctypes.c_int32),
+        ("before", NsIds),
+        ("after", NsIds),
+        ("source", ctypes.c_char * 128),
+        ("target", ctypes.c_char * FILENAME_LEN),
+        ("fstype", ctypes.c_char * 32),
     ]
 
 
@@ -333,6 +393,32 @@ def _comm_text(raw: bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Namespaces:
+    mnt: int
+    pid: int
+    net: int
+    pid_children: int = 0
+
+    @classmethod
+    def from_struct(cls, ns: NsIds) -> Namespaces | None:
+        return cls(ns.mnt, ns.pid, ns.net, ns.pid_children) if ns.mnt else None
+
+
+@dataclass(frozen=True, slots=True)
+class Stdio:
+    """What one of fds 0-2 was at exec: ``mode`` (S_IFMT bits, 0 when closed), and for
+    sockets the family, type, protocol and peer; ``rdev`` for character devices."""
+
+    mode: int
+    family: int = 0
+    sotype: int = 0
+    protocol: int = 0
+    peer: str = ""
+    port: int = 0
+    rdev: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ExecEvent:
     header: Header
     filename: str
@@ -340,6 +426,11 @@ class ExecEvent:
     parent_comm: str
     argv_truncated: bool
     argv_missing: bool
+    interpreter: str = ""          # binfmt_script / binfmt_misc's choice, "" when none
+    namespaces: Namespaces | None = None
+    stdio: tuple[Stdio, ...] = ()  # fds 0, 1, 2 (empty when not read)
+    exe_nlink: int | None = None   # links of the exe file: 0 for memfd and deleted files
+    exe_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,17 +577,19 @@ class Undecodable:
     raw: bytes = field(repr=False)
 
 
-KernelEvent = (
-    ExecEvent | ExitEvent | CgroupMkdirEvent | OpenEvent | NetEvent | CloseEvent | DnsEvent
-    | FileOpEvent
-)
 
 
 _ARGS_AT = ExecRecord.args.offset
 
 
+def _stdio(s: StdioInfo) -> Stdio:
+    return Stdio(mode=s.mode, family=s.family, sotype=s.sotype, protocol=s.protocol,
+                 peer=ip_text(s.family, bytes(s.daddr)), port=s.dport, rdev=s.rdev)
+
+
 def _exec(raw: bytes) -> ExecEvent:
     r = ExecRecord.from_buffer_copy(raw)
+    has_file = bool(r.flags & EXEC_HAS_EXE_FILE)
     return ExecEvent(
         header=Header.from_bytes(raw),
         filename=_text(r.filename),
@@ -505,6 +598,42 @@ def _exec(raw: bytes) -> ExecEvent:
         parent_comm=_text(r.pcomm),
         argv_truncated=bool(r.flags & EXEC_ARGV_TRUNCATED),
         argv_missing=bool(r.flags & EXEC_ARGV_MISSING),
+        interpreter=_text(r.interp) if r.flags & EXEC_HAS_INTERP else "",
+        namespaces=Namespaces.from_struct(r.ns) if r.flags & EXEC_HAS_NS else None,
+        stdio=(tuple(_stdio(s) for s in r.stdio) if r.flags & EXEC_HAS_STDIO else ()),
+        exe_nlink=r.exe_nlink if has_file else None,
+        exe_name=_text(r.exe_name) if has_file else "",
+    )
+
+
+class NsOp(enum.IntEnum):
+    """``NSOP_*`` in ns.bpf.c."""
+
+    SETNS = 1
+    UNSHARE = 2
+    MOUNT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class NsOpEvent:
+    header: Header
+    op: int
+    result: int
+    flags: int  # setns: nstype; unshare: CLONE_* flags; mount: MS_* flags
+    fd: int
+    before: Namespaces | None
+    after: Namespaces | None
+    source: str = ""
+    target: str = ""
+    fstype: str = ""
+
+
+def _nsop(raw: bytes) -> NsOpEvent:
+    r = NsOpRecord.from_buffer_copy(raw)
+    return NsOpEvent(
+        header=Header.from_bytes(raw), op=r.op, result=r.ret, flags=r.flags, fd=r.fd,
+        before=Namespaces.from_struct(r.before), after=Namespaces.from_struct(r.after),
+        source=_text(r.source), target=_text(r.target), fstype=_text(r.fstype),
     )
 
 
@@ -608,7 +737,14 @@ _DECODERS: dict[int, tuple[type[ctypes.Structure], object]] = {
     Kind.CLOSE: (CloseRecord, _close),
     Kind.DNS: (DnsRecord, _dns),
     Kind.FILEOP: (FileOpRecord, _fileop),
+    Kind.NSOP: (NsOpRecord, _nsop),
 }
+
+
+KernelEvent = (
+    ExecEvent | ExitEvent | CgroupMkdirEvent | OpenEvent | NetEvent | CloseEvent | DnsEvent
+    | FileOpEvent | NsOpEvent
+)
 
 
 def register(kind: int, record: type[ctypes.Structure], decoder: object) -> None:

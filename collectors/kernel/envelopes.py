@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
+import re
 import time
 from typing import Any
 
@@ -28,9 +29,13 @@ from collectors.kernel.decode import (
     FileOpEvent,
     Header,
     Kind,
+    Namespaces,
     NetEvent,
+    NsOp,
+    NsOpEvent,
     OpenEvent,
     Outcome,
+    Stdio,
 )
 from collectors.kernel.dnsmsg import parse_dns
 from collectors.kernel.paths import normalize
@@ -42,11 +47,13 @@ __all__ = [
     "connect_outcome",
     "dns_envelope",
     "exec_envelope",
+    "exec_facts",
     "exit_envelope",
     "fileop_envelopes",
     "mode_text",
     "monotonic_to_epoch_offset",
     "net_envelope",
+    "nsop_envelope",
     "open_envelope",
     "open_flags",
     "opens_for_write",
@@ -54,6 +61,8 @@ __all__ = [
     "profile_envelope",
     "resolved_addresses",
     "resolved_answers",
+    "script_argument",
+    "stdio_fact",
     "write_envelope",
 ]
 
@@ -92,6 +101,106 @@ def exec_envelope(
         kind="process.exec", ts=ev.header.ts + offset_ns, node=node, source="kernel",
         data=data, pod=pod, proc=proc_of(ev.header, exe=ev.filename, ppid=ppid),
     )
+
+
+# -- exec facts -------------------------------------------------------------------------
+S_IFMT, S_IFSOCK, S_IFIFO, S_IFCHR, S_IFREG = 0o170000, 0o140000, 0o010000, 0o020000, 0o100000
+_TTY_MAJORS = frozenset({4, 5, *range(136, 144)})  # vt/ttyS, tty/console, pts
+_NULL_DEV = (1 << 20) | 3  # /dev/null as the kernel's dev_t (major << 20 | minor)
+
+
+def stdio_fact(s: Stdio) -> dict[str, Any] | None:
+    """One fd of a new program: ``{"type": socket|pipe|tty|file|null|other, …}``; for
+    sockets the protocol and the peer (``ip:port``). None when the fd was closed.
+
+    >>> stdio_fact(Stdio(mode=S_IFSOCK, family=2, sotype=1, protocol=6, peer="10.0.0.9",
+    ...                  port=4444))
+    {'type': 'socket', 'protocol': 'tcp', 'peer': '10.0.0.9:4444'}
+    >>> stdio_fact(Stdio(mode=S_IFCHR | 0o620, rdev=(136 << 20) | 3))
+    {'type': 'tty'}
+    """
+    kind = s.mode & S_IFMT
+    if not kind:
+        return None
+    if kind == S_IFSOCK:
+        out: dict[str, Any] = {"type": "socket"}
+        if s.family == AF_UNIX:
+            out["protocol"] = "unix"
+        elif s.family in (AF_INET, AF_INET6):
+            out["protocol"] = {6: "tcp", 17: "udp"}.get(s.protocol, str(s.protocol))
+            if s.port:
+                host = f"[{s.peer}]" if ":" in s.peer else s.peer
+                out["peer"] = f"{host}:{s.port}"
+        return out
+    if kind == S_IFIFO:
+        return {"type": "pipe"}
+    if kind == S_IFREG:
+        return {"type": "file"}
+    if kind == S_IFCHR:
+        if s.rdev == _NULL_DEV:
+            return {"type": "null"}
+        return {"type": "tty" if (s.rdev >> 20) in _TTY_MAJORS else "other"}
+    return {"type": "other"}
+
+
+def ns_fact(ns: Namespaces | None) -> dict[str, int] | None:
+    return None if ns is None else {"mnt": ns.mnt, "pid": ns.pid, "net": ns.net}
+
+
+_INTERPRETERS = re.compile(
+    r"^(?:sh|bash|dash|zsh|ksh|mksh|ash|busybox|fish|python[0-9.]*|pypy[0-9.]*|perl[0-9.]*"
+    r"|ruby[0-9.]*|node|nodejs|deno|bun|php[0-9.]*|lua[0-9.]*|Rscript|tclsh|osascript)$")
+_INLINE = frozenset({"-c", "-m", "-e", "-E", "-p", "-r", "--eval", "--print", "-"})
+
+
+def script_argument(filename: str, argv: list[str]) -> str | None:
+    """The script an interpreter run by path was given (``sh /app/run.sh``,
+    ``python3 -u tool.py``), None for inline code (``-c``/``-e``/``-m``) or a program
+    that is not an interpreter.
+
+    >>> script_argument("/usr/bin/python3", ["python3", "-u", "agent/tool.py", "--x"])
+    'agent/tool.py'
+    >>> script_argument("/bin/sh", ["sh", "-c", "id"]) is None
+    True
+    >>> script_argument("/usr/bin/ls", ["ls", "/tmp"]) is None
+    True
+    """
+    if not _INTERPRETERS.match(filename.rsplit("/", 1)[-1]):
+        return None
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in _INLINE:
+            return None
+        if arg == "--":
+            return next(args, None)
+        if arg.startswith("-"):
+            continue
+        return arg
+    return None
+
+
+def exec_facts(ev: ExecEvent) -> dict[str, Any]:
+    """The kernel's facts about a new program beyond argv: interpreter and script,
+    stdio, namespaces, and the exe file's link count (0: memfd or deleted)."""
+    data: dict[str, Any] = {}
+    if ev.interpreter:
+        data["interpreter"] = ev.interpreter
+        data["script"] = ev.filename
+    if ev.stdio:
+        stdio = {}
+        for name, fd in zip(("stdin", "stdout", "stderr"), ev.stdio, strict=False):
+            fact = stdio_fact(fd)
+            if fact is not None:
+                stdio[name] = fact
+        data["stdio"] = stdio
+    ns = ns_fact(ev.namespaces)
+    if ns is not None:
+        data["ns"] = ns
+    if ev.exe_nlink == 0:
+        data["exe_origin"] = ("memfd" if ev.exe_name.startswith("memfd:") else "deleted")
+        if ev.exe_name:
+            data["exe_name"] = ev.exe_name
+    return data
 
 
 def exit_envelope(
@@ -401,6 +510,70 @@ def resolved_answers(envelope: Envelope) -> list[tuple[str, str, int]]:
     asked = data["questions"][0]["name"]
     return [(a["data"], asked, int(a.get("ttl", 0))) for a in data.get("answers", [])
             if a["type"] in ("A", "AAAA")]
+
+
+# -- namespaces and mounts --------------------------------------------------------------
+_CLONE_NS = ((0x00020000, "mnt"), (0x04000000, "uts"), (0x08000000, "ipc"),
+             (0x10000000, "user"), (0x20000000, "pid"), (0x40000000, "net"),
+             (0x02000000, "cgroup"), (0x00000080, "time"))
+
+
+def clone_ns_names(flags: int) -> list[str]:
+    """CLONE_NEW* bits as namespace names.
+
+    >>> clone_ns_names(0x40020000)
+    ['mnt', 'net']
+    """
+    return [name for bit, name in _CLONE_NS if flags & bit]
+
+
+def left_ns(ns: Namespaces | None, pod_ns: Namespaces | None) -> bool:
+    """True when any known namespace differs from the pod's reference."""
+    if ns is None or pod_ns is None:
+        return False
+    return any(a and b and a != b for a, b in ((ns.mnt, pod_ns.mnt), (ns.net, pod_ns.net),
+                                                (ns.pid, pod_ns.pid),
+                                                (ns.pid_children, pod_ns.pid_children)))
+
+
+def nsop_envelope(
+    ev: NsOpEvent, *, node: str, pod: Pod | None, offset_ns: int,
+    pod_ns: Namespaces | None = None, target_pid: int | None = None,
+    target: str | None = None,
+) -> Envelope:
+    """process.setns / process.unshare / process.mount. ``left_pod_ns``: after the call
+    the process is in a namespace that is not its pod's (``pod_ns``)."""
+    op = NsOp(ev.op)
+    data: dict[str, Any] = {"result": ev.result, "cgroup_id": ev.header.cgroup_id}
+    if ev.result < 0:
+        data["error"] = errno_name(ev.result)
+    if op == NsOp.SETNS:
+        kind = "process.setns"
+        names = clone_ns_names(ev.flags)
+        data["nstype"] = names[0] if len(names) == 1 else (names or "any")
+        data["fd"] = ev.fd
+        if target_pid is not None:
+            data["target_pid"] = target_pid
+    elif op == NsOp.UNSHARE:
+        kind = "process.unshare"
+        data["flags"] = clone_ns_names(ev.flags)
+    else:
+        kind = "process.mount"
+        data.update(source=ev.source, target=target or ev.target, fstype=ev.fstype,
+                    flags=ev.flags)
+        if target is not None and target != ev.target:
+            data["raw_target"] = ev.target
+    before, after = ns_fact(ev.before), ns_fact(ev.after)
+    if before is not None:
+        data["ns_before"] = before
+    if after is not None:
+        data["ns_after"] = after
+    if op != NsOp.MOUNT:
+        data["left_pod_ns"] = left_ns(ev.after, pod_ns)
+    if pod_ns is not None:
+        data["pod_ns"] = ns_fact(pod_ns)
+    return Envelope(kind=kind, ts=ev.header.ts + offset_ns, node=node, source="kernel",
+                    data=data, pod=pod, proc=proc_of(ev.header))
 
 
 # -- syscall.profile ---------------------------------------------------------------------

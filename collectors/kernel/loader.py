@@ -20,6 +20,7 @@ import errno
 import logging
 import os
 import platform
+import re
 import struct
 import subprocess
 import time
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 from collectors.cgroups import find_cgroup2_mount
 from collectors.kernel import decode as dec
+from collectors.kernel.btf import kernel_offsets
 from collectors.kernel.dedup import RepeatLedger
 from collectors.kernel.dnsnames import PodDnsNames
 from collectors.kernel.envelopes import (
@@ -37,17 +39,22 @@ from collectors.kernel.envelopes import (
     close_envelope,
     dns_envelope,
     exec_envelope,
+    exec_facts,
     exit_envelope,
     fileop_envelopes,
+    left_ns,
     monotonic_to_epoch_offset,
     net_envelope,
+    ns_fact,
+    nsop_envelope,
     open_envelope,
     opens_for_write,
     profile_envelope,
     resolved_answers,
+    script_argument,
     write_envelope,
 )
-from collectors.kernel.paths import PathResolver
+from collectors.kernel.paths import AT_FDCWD, PathResolver
 from collectors.kernel.sensitive import DEFAULT_RULES_FILE, SensitivePaths
 from collectors.kernel.syscall_names import syscall_name
 from collectors.pods import Attributor
@@ -59,6 +66,7 @@ __all__ = [
     "CollectorError",
     "KernelCollector",
     "assemble_source",
+    "btf_defines",
     "preflight",
 ]
 
@@ -77,6 +85,7 @@ _CONCERNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "file": (("file.bpf.c",), ()),
     "net": (("net.bpf.c",), ()),
     "dns": (("net.bpf.c", "dns.bpf.c"), ()),
+    "ns": (("ns.bpf.c",), ()),
     "syscalls": (("syscalls.bpf.c",), ()),
 }
 ALL_CONCERNS: tuple[str, ...] = tuple(_CONCERNS)
@@ -111,6 +120,21 @@ def assemble_source(concerns: Sequence[str], *, directory: Path = HERE) -> str:
 
 def concern_defines(concerns: Sequence[str]) -> list[str]:
     return [d for c in concerns for d in _CONCERNS[c][1]]
+
+
+_OFFSETS: dict[str, int] | None = None
+
+
+def btf_defines() -> list[str]:
+    """``-DOFF_…=n`` for the kernel struct members the programs read (btf.py), read
+    once per process. linux_binprm.filename is required: exec reads it."""
+    global _OFFSETS
+    if _OFFSETS is None:
+        _OFFSETS = kernel_offsets()
+    if "OFF_BPRM_FILENAME" not in _OFFSETS:
+        raise CollectorError("no BTF offset for linux_binprm.filename: the exec probe needs "
+                             "/sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF)")
+    return [f"-D{name}={value}" for name, value in sorted(_OFFSETS.items())]
 
 
 def _tracefs_ready() -> bool:
@@ -236,6 +260,8 @@ class KernelCollector:
     - ``dedup_window_ms``: de-duplication window for file.open/net.connect (default 1000;
       ``dedup=False`` turns it off); ``max_dedup``: entries per dedup table (16384)
     - ``dns_port``: the resolver port whose traffic is parsed as DNS (53)
+    - ``exe_recent_s``: how long after a file is written or chmod'ed in a pod its exec
+      is reported as ``exe_origin: written_in_pod`` with its age (3600)
     - ``dns_grace_s``: how long past its TTL a pod's DNS answer still names the
       pod's connections to that address (30)
     - ``profile_interval_s``: how often syscall profiles are flushed (30)
@@ -272,6 +298,7 @@ class KernelCollector:
         self.metadata_wait_ns = int(float(tuning.pop("metadata_wait_ms", 2000)) * 1_000_000)
         sensitive = tuning.pop("sensitive_paths", None)
         dns_grace_s = float(tuning.pop("dns_grace_s", 30.0))
+        self.exe_recent_ns = int(float(tuning.pop("exe_recent_s", 3600)) * 1e9)
         if tuning:
             raise TypeError(f"unknown tuning option(s): {sorted(tuning)}")
         if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
@@ -294,6 +321,7 @@ class KernelCollector:
         # (cgroup id, path) → (event ts, mode or -1) of files written or chmod'ed in a
         # pod: the mode before a chmod, and the age of a file when it is exec'd
         self._written: LruDict[tuple[int, str], tuple[int, int]] = LruDict(65_536)
+        self._pod_ns: LruDict[str, dec.Namespaces] = LruDict(16_384)
         self._parked: deque[tuple[int, int, Envelope]] = deque()  # deadline, cgroup, env
         self._parked_uids: dict[str, int] = {}
         self._pods: LruDict[int, Pod | None] = LruDict(16_384)
@@ -318,6 +346,7 @@ class KernelCollector:
             f"-DMAX_DEDUP={self.max_dedup}",
             f"-DDNS_PORT={self.dns_port}",
             *(f"-D{d}" for d in concern_defines(self.concerns)),
+            *btf_defines(),
         ]
         if self.include_host:
             flags.append("-DINCLUDE_HOST")
@@ -449,6 +478,7 @@ class KernelCollector:
             if cwd:
                 extra["cwd"] = cwd
                 self.paths.set_cwd(h.pid, cwd)
+            extra.update(self._exec_facts(event, ppid, pod))
             envelope = dataclasses.replace(envelope, data={**envelope.data, **extra})
         elif isinstance(event, dec.ExitEvent):
             known = self._procs.pop(h.pid, None)
@@ -458,6 +488,8 @@ class KernelCollector:
             return self._on_open(event, common)
         elif isinstance(event, dec.FileOpEvent):
             return self._on_fileop(event, common)
+        elif isinstance(event, dec.NsOpEvent):
+            envelope = self._nsop(event, pod, common)
         elif isinstance(event, dec.NetEvent):
             if "net" not in self.concerns:
                 return 0
@@ -480,6 +512,65 @@ class KernelCollector:
         else:  # pragma: no cover - every decoded kind is handled above
             return 0
         return self._emit_or_park(envelope, h.cgroup_id)
+
+    def _pod_ns_ref(self, pod: Pod | None, cgroup_id: int,
+                    seen: dec.Namespaces | None) -> dec.Namespaces | None:
+        """The pod's reference namespaces: those of the first process the collector saw
+        in it (an exec, or a namespace call before it ran)."""
+        scope = _dns_scope(pod, cgroup_id)
+        ref = self._pod_ns.get(scope)
+        if ref is None and seen is not None:
+            self._pod_ns[scope] = ref = seen
+        return ref
+
+    def _exec_facts(self, ev: dec.ExecEvent, ppid: int, pod: Pod | None) -> dict[str, Any]:
+        """Interpreter and script, stdio, namespaces (with the pod's), and where the
+        program came from: a memfd, a deleted file, or a file written or made
+        executable in this pod shortly before (``exe_age_ns``)."""
+        h = ev.header
+        facts = exec_facts(ev)
+        exe = self.paths.resolve(h.pid, ppid, AT_FDCWD, ev.filename) or ev.filename
+        if exe != ev.filename:
+            facts["exe_path"] = exe
+        if "script" in facts:
+            facts["script"] = exe
+        else:
+            arg = script_argument(ev.filename, ev.argv)
+            if arg is not None:
+                facts["script"] = self.paths.resolve(h.pid, ppid, AT_FDCWD, arg) or arg
+                facts["interpreter"] = ev.filename
+        if "exe_origin" not in facts:
+            age = self._written_age(h.cgroup_id, exe, h.ts)
+            if age is not None:
+                facts.update(exe_origin="written_in_pod", exe_age_ns=age)
+        if "script" in facts and facts["script"] != exe:
+            age = self._written_age(h.cgroup_id, facts["script"], h.ts)
+            if age is not None:
+                facts.update(script_origin="written_in_pod", script_age_ns=age)
+        ref = self._pod_ns_ref(pod, h.cgroup_id, ev.namespaces)
+        if ref is not None:
+            facts["pod_ns"] = ns_fact(ref)
+            facts["left_pod_ns"] = left_ns(ev.namespaces, ref)
+        return facts
+
+    def _written_age(self, cgroup_id: int, path: str, ts: int) -> int | None:
+        known = self._written.get((cgroup_id, path))
+        if known is None or not 0 <= ts - known[0] <= self.exe_recent_ns:
+            return None
+        return ts - known[0]
+
+    def _nsop(self, ev: dec.NsOpEvent, pod: Pod | None, common: dict[str, Any]) -> Envelope:
+        h = ev.header
+        ref = self._pod_ns_ref(pod, h.cgroup_id, ev.before)
+        target_pid = target = None
+        if ev.op == dec.NsOp.SETNS:
+            where = self.paths.resolve_fd(h.pid, ev.fd) or ""
+            found = _PROC_NS.match(where)
+            if found is not None:
+                target_pid = int(found.group(1))
+        elif ev.op == dec.NsOp.MOUNT and ev.target:
+            target = self.paths.resolve(h.pid, h.ppid, AT_FDCWD, ev.target)
+        return nsop_envelope(ev, pod_ns=ref, target_pid=target_pid, target=target, **common)
 
     def _on_open(self, ev: dec.OpenEvent, common: dict[str, Any]) -> int:
         h = ev.header
@@ -764,6 +855,7 @@ class KernelCollector:
 
 
 _MISSING = object()
+_PROC_NS = re.compile(r"^/proc/(\d+)/ns/")
 O_CREAT = 0o100
 K = TypeVar("K")
 V = TypeVar("V")
