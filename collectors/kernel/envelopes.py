@@ -2,8 +2,9 @@
 
 The kernel stamps events with CLOCK_MONOTONIC (``bpf_ktime_get_ns``); the envelope
 contract wants epoch nanoseconds. The loader measures the offset between the two clocks
-once at start (:func:`monotonic_to_epoch_offset`) and every conversion adds it, so event
-order and spacing are the kernel's, not the poll loop's.
+at start and again every minute (:func:`monotonic_to_epoch_offset`; the drift is a
+metric) and every conversion adds it, so event order and spacing are the kernel's, not
+the poll loop's.
 """
 
 from __future__ import annotations

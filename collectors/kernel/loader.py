@@ -260,6 +260,8 @@ class KernelCollector:
     - ``dedup_window_ms``: de-duplication window for file.open/net.connect (default 1000;
       ``dedup=False`` turns it off); ``max_dedup``: entries per dedup table (16384)
     - ``dns_port``: the resolver port whose traffic is parsed as DNS (53)
+    - ``clock_interval_s``: how often the epoch - monotonic clock offset is measured
+      again (60); each change is exported as ``clock_drift_ns``
     - ``exe_recent_s``: how long after a file is written or chmod'ed in a pod its exec
       is reported as ``exe_origin: written_in_pod`` with its age (3600)
     - ``dns_grace_s``: how long past its TTL a pod's DNS answer still names the
@@ -299,6 +301,7 @@ class KernelCollector:
         sensitive = tuning.pop("sensitive_paths", None)
         dns_grace_s = float(tuning.pop("dns_grace_s", 30.0))
         self.exe_recent_ns = int(float(tuning.pop("exe_recent_s", 3600)) * 1e9)
+        self.clock_interval_s = float(tuning.pop("clock_interval_s", 60.0))
         if tuning:
             raise TypeError(f"unknown tuning option(s): {sorted(tuning)}")
         if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
@@ -330,6 +333,9 @@ class KernelCollector:
         attributor.index.on_change(self._index_changed)
         self._epoch = 0
         self._next_profile = 0.0
+        self._next_clock = 0.0
+        self._clock = {"clock_offset_ns": 0, "clock_drift_ns": 0, "clock_drift_max_ns": 0,
+                       "clock_measurements": 0}
         self._next_sweep = 0
         self._user: dict[str, int] = {
             "records": 0, "undecodable": 0, "envelopes": 0, "emit_errors": 0,
@@ -370,6 +376,8 @@ class KernelCollector:
                 f"BPF compile/load failed ({message}); check the kernel headers at "
                 f"/lib/modules/{platform.release()}/build and the bcc version") from exc
         self._offset_ns = monotonic_to_epoch_offset()
+        self._clock["clock_offset_ns"] = self._offset_ns
+        self._next_clock = time.monotonic() + self.clock_interval_s
         self._bpf[b"events"].open_ring_buffer(self._on_record)
         self._next_profile = time.monotonic() + self.profile_interval_s
         if self.cgroup_scan:
@@ -449,7 +457,24 @@ class KernelCollector:
             self._next_sweep = now + self.window_ns // 2
         if "syscalls" in self.concerns and time.monotonic() >= self._next_profile:
             emitted += self.flush_profiles()
+        if time.monotonic() >= self._next_clock:
+            self.remeasure_clock()
         return emitted
+
+    def remeasure_clock(self) -> int:
+        """Measure the epoch - CLOCK_MONOTONIC offset again (NTP slews the wall clock;
+        the monotonic clock does not follow a step) and use it from now on. Returns the
+        drift since the last measurement, also exported as ``clock_drift_ns`` (and the
+        largest seen as ``clock_drift_max_ns``)."""
+        self._next_clock = time.monotonic() + self.clock_interval_s
+        offset = monotonic_to_epoch_offset()
+        drift = offset - self._offset_ns
+        self._offset_ns = offset
+        self._clock["clock_offset_ns"] = offset
+        self._clock["clock_drift_ns"] = drift
+        self._clock["clock_drift_max_ns"] = max(self._clock["clock_drift_max_ns"], abs(drift))
+        self._clock["clock_measurements"] += 1
+        return drift
 
     def _on_record(self, _ctx: object, data: int, size: int) -> None:
         self._batch.append(ctypes.string_at(data, size))
@@ -851,6 +876,7 @@ class KernelCollector:
         out.update({f"attribution_{k}": v for k, v in self.attributor.counts.items()})
         out.update({f"path_{k}": v for k, v in self.paths.counts.items()})
         out.update({f"dns_names_{k}": v for k, v in self.dns_names.counts.items()})
+        out.update(self._clock)
         return out
 
 

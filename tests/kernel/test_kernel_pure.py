@@ -368,3 +368,21 @@ def test_pod_dns_names_are_bounded_and_per_scope() -> None:
     for i in range(3):
         names.learn("p", f"10.0.0.{i}", "x", ts=0, ttl_s=60)
     assert len(names) == 2 and names.counts["evicted"] == 1
+
+
+def test_clock_offset_is_measured_again_and_drift_exported(monkeypatch) -> None:
+    from collectors.cgroups import CgroupResolver
+    from collectors.kernel import loader
+    from collectors.pods import Attributor, PodIndex
+
+    collector = loader.KernelCollector("n", Attributor(PodIndex(), CgroupResolver("/tmp")),
+                                       lambda e: None, clock_interval_s=60)
+    offsets = iter([1_000_000, 1_000_250, 999_900])
+    monkeypatch.setattr(loader, "monotonic_to_epoch_offset", lambda: next(offsets))
+    collector._offset_ns = 1_000_000
+    assert collector.remeasure_clock() == 0
+    assert collector.remeasure_clock() == 250
+    assert collector.remeasure_clock() == -350
+    stats = collector.stats
+    assert stats["clock_offset_ns"] == 999_900 and stats["clock_drift_ns"] == -350
+    assert stats["clock_drift_max_ns"] == 350 and stats["clock_measurements"] == 3
