@@ -148,33 +148,51 @@ def ns_fact(ns: Namespaces | None) -> dict[str, int] | None:
     return None if ns is None else {"mnt": ns.mnt, "pid": ns.pid, "net": ns.net}
 
 
-_INTERPRETERS = re.compile(
-    r"^(?:sh|bash|dash|zsh|ksh|mksh|ash|busybox|fish|python[0-9.]*|pypy[0-9.]*|perl[0-9.]*"
-    r"|ruby[0-9.]*|node|nodejs|deno|bun|php[0-9.]*|lua[0-9.]*|Rscript|tclsh|osascript)$")
-_INLINE = frozenset({"-c", "-m", "-e", "-E", "-p", "-r", "--eval", "--print", "-"})
+_SHELLS = re.compile(r"^(?:sh|bash|dash|zsh|ksh|mksh|ash|busybox|fish)$")
+_PYTHONS = re.compile(r"^(?:python[0-9.]*|pypy[0-9.]*)$")
+_OTHERS = re.compile(r"^(?:perl[0-9.]*|ruby[0-9.]*|node|nodejs|deno|bun|php[0-9.]*|lua[0-9.]*"
+                     r"|Rscript|tclsh)$")
+# per family: short flags that make the next argument inline code (or a module), and
+# options that take a value
+_FAMILIES = ((_SHELLS, frozenset("c"), frozenset({"-o", "-O", "+o", "+O"})),
+             (_PYTHONS, frozenset("cm"), frozenset({"-W", "-X", "-Q"})),
+             (_OTHERS, frozenset("eEpr"), frozenset({"-I", "-M", "-r", "--require"})))
+_INLINE_LONG = frozenset({"--eval", "--print", "--command", "-"})
 
 
 def script_argument(filename: str, argv: list[str]) -> str | None:
     """The script an interpreter run by path was given (``sh /app/run.sh``,
-    ``python3 -u tool.py``), None for inline code (``-c``/``-e``/``-m``) or a program
-    that is not an interpreter.
+    ``python3 -u tool.py``), None for inline code (``-c``, ``-lc``, ``-e``, ``-m``) or a
+    program that is not an interpreter.
 
     >>> script_argument("/usr/bin/python3", ["python3", "-u", "agent/tool.py", "--x"])
     'agent/tool.py'
-    >>> script_argument("/bin/sh", ["sh", "-c", "id"]) is None
+    >>> script_argument("/bin/bash", ["bash", "-e", "run.sh"])
+    'run.sh'
+    >>> script_argument("/bin/bash", ["bash", "-lc", "id"]) is None
     True
+    >>> script_argument("/usr/bin/python3", ["python3", "-W", "ignore", "-m", "http.server"])
     >>> script_argument("/usr/bin/ls", ["ls", "/tmp"]) is None
     True
     """
-    if not _INTERPRETERS.match(filename.rsplit("/", 1)[-1]):
+    name = filename.rsplit("/", 1)[-1]
+    found = next(((inline, valued) for family, inline, valued in _FAMILIES
+                  if family.match(name)), None)
+    if found is None:
         return None
+    inline, valued = found
     args = iter(argv[1:])
     for arg in args:
-        if arg in _INLINE:
+        if arg in _INLINE_LONG:
             return None
         if arg == "--":
             return next(args, None)
-        if arg.startswith("-"):
+        if arg in valued:
+            next(args, None)
+            continue
+        if arg.startswith("-") or arg.startswith("+"):
+            if not arg.startswith("--") and inline & set(arg[1:]):
+                return None
             continue
         return arg
     return None

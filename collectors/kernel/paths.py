@@ -49,6 +49,9 @@ def normalize(path: str) -> str:
     """
     if not path.startswith("/"):
         raise ValueError(f"not an absolute path: {path!r}")
+    if ("//" not in path and "/." not in path and not path.startswith("/proc/")
+            and (path == "/" or not path.endswith("/"))):
+        return path  # already normal: the common case, on the per-event path
     for _ in range(8):  # /proc/self/root/proc/self/root/… nests
         stripped = _PROC_ROOT.sub("", _lexical(path), count=1)
         if stripped == path:
@@ -108,7 +111,8 @@ class PathResolver:
         self.cwd_of = cwd_of
         self.fd_path_of = fd_path_of
         self._cwd: _Lru[int, str] = _Lru(max_procs)
-        self._fds: _Lru[tuple[int, int], str] = _Lru(max_fds)
+        self._fd_paths: dict[tuple[int, int], str] = {}
+        self.max_fds = max_fds
         self.counts = {"from_events": 0, "inherited": 0, "proc_fallback": 0,
                        "unresolved": 0}
 
@@ -125,9 +129,13 @@ class PathResolver:
             self._cwd.put(pid, target)
 
     def opened(self, pid: int, fd: int, path: str) -> None:
-        """A successful open of ``path`` (absolute) returned ``fd``."""
-        if fd >= 0 and path.startswith("/"):
-            self._fds.put((pid, fd), path)
+        """A successful open of ``path`` (absolute) returned ``fd``. On every open: a
+        plain dict, the oldest insertion dropped when full (not strict LRU)."""
+        if fd >= 0:
+            fds = self._fd_paths
+            fds[(pid, fd)] = path
+            if len(fds) > self.max_fds:
+                del fds[next(iter(fds))]
 
     def exited(self, pid: int) -> None:
         """Forget the working directory (its fds age out of the bounded table)."""
@@ -153,7 +161,7 @@ class PathResolver:
         return None
 
     def resolve_fd(self, pid: int, fd: int) -> str | None:
-        known = self._fds.get((pid, fd))
+        known = self._fd_paths.get((pid, fd))
         if known is not None:
             self.counts["from_events"] += 1
             return known
@@ -167,7 +175,7 @@ class PathResolver:
         """The absolute normalized path, or None when the base is unknown (counted)."""
         if path.startswith("/"):
             out = normalize(path)
-            proc = _PROC_REL.match(out)
+            proc = _PROC_REL.match(out) if out.startswith("/proc/") else None
             if proc is None:
                 return out
             who = pid if proc.group(1) in ("self", "thread-self") else int(proc.group(1))

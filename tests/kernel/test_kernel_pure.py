@@ -386,3 +386,77 @@ def test_clock_offset_is_measured_again_and_drift_exported(monkeypatch) -> None:
     stats = collector.stats
     assert stats["clock_offset_ns"] == 999_900 and stats["clock_drift_ns"] == -350
     assert stats["clock_drift_max_ns"] == 350 and stats["clock_measurements"] == 3
+
+
+def test_exec_record_facts_decode() -> None:
+    from collectors.kernel.envelopes import S_IFIFO, S_IFSOCK, exec_facts
+
+    r = dec.ExecRecord()
+    r.h = _header(dec.Kind.EXEC)
+    r.flags = (dec.EXEC_HAS_INTERP | dec.EXEC_HAS_NS | dec.EXEC_HAS_STDIO
+               | dec.EXEC_HAS_EXE_FILE)
+    _put(r, "filename", b"/app/run.sh\0")
+    _put(r, "interp", b"/bin/sh\0")
+    r.ns.mnt, r.ns.pid, r.ns.net, r.ns.pid_children = 11, 12, 13, 12
+    r.stdio[0].mode, r.stdio[0].family, r.stdio[0].protocol = S_IFSOCK, 10, 6
+    r.stdio[0].dport = 443
+    r.stdio[0].daddr[:] = list(bytes(15) + b"\x01")
+    r.stdio[1].mode = S_IFIFO
+    r.exe_nlink = 0
+    _put(r, "exe_name", b"memfd:x\0")
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.ExecEvent)
+    assert ev.interpreter == "/bin/sh" and ev.namespaces == dec.Namespaces(11, 12, 13, 12)
+    facts = exec_facts(ev)
+    assert facts["interpreter"] == "/bin/sh" and facts["script"] == "/app/run.sh"
+    assert facts["ns"] == {"mnt": 11, "pid": 12, "net": 13}
+    assert facts["stdio"] == {"stdin": {"type": "socket", "protocol": "tcp",
+                                        "peer": "[::1]:443"},
+                              "stdout": {"type": "pipe"}}
+    assert facts["exe_origin"] == "memfd"
+    # without the optional facts (offsets missing): nothing is made up
+    r.flags = 0
+    bare = dec.decode(bytes(r))
+    assert isinstance(bare, dec.ExecEvent) and exec_facts(bare) == {}
+
+
+def test_nsop_envelope_left_pod_ns() -> None:
+    from collectors.kernel.envelopes import nsop_envelope
+
+    r = dec.NsOpRecord()
+    r.h = _header(dec.Kind.NSOP)
+    r.op, r.ret, r.flags, r.fd = int(dec.NsOp.SETNS), 0, 0x00020000, 3
+    r.before.mnt, r.before.pid, r.before.net = 1, 2, 3
+    r.after.mnt, r.after.pid, r.after.net = 9, 2, 3
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.NsOpEvent)
+    env = nsop_envelope(ev, node="n", pod=POD, offset_ns=0, pod_ns=ev.before, target_pid=1)
+    assert env.kind == "process.setns" and env.data["nstype"] == "mnt"
+    assert env.data["left_pod_ns"] is True and env.data["target_pid"] == 1
+    assert env.data["ns_after"] == {"mnt": 9, "pid": 2, "net": 3}
+    assert Envelope.from_dict(env.to_dict()) == env
+
+
+def test_btf_reader_on_a_built_blob() -> None:
+    import struct as st
+
+    from collectors.kernel.btf import Btf, BtfError
+
+    strings = b"\0task\0pid\0inner\0x\0int\0"
+    off = {name: strings.index(name.encode() + b"\0") for name in
+           ("task", "pid", "inner", "x", "int")}
+    types = b""
+    types += st.pack("<III", off["int"], 1 << 24, 4) + st.pack("<I", 32)         # 1: int
+    types += st.pack("<III", off["inner"], (4 << 24) | 1, 4)                       # 2: struct
+    types += st.pack("<III", off["x"], 1, 0)
+    types += st.pack("<III", off["task"], (4 << 24) | 2, 16)                       # 3: struct
+    types += st.pack("<III", off["pid"], 1, 32)                                    # pid @4
+    types += st.pack("<III", 0, 2, 64)                                             # anon @8
+    header = st.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    btf = Btf(header + types + strings)
+    assert btf.offset("task", "pid") == 4 and btf.offset("task", "x") == 8
+    assert btf.size("task") == 16
+    with pytest.raises(BtfError):
+        btf.offset("task", "nope")
+    with pytest.raises(BtfError):
+        Btf(b"\0" * 30)
