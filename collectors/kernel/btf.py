@@ -179,6 +179,7 @@ WANTED: dict[str, tuple[str, str]] = {
     "OFF_SK_DPORT": ("sock", "__sk_common.skc_dport"),
     "OFF_SK_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
     "OFF_SK_PROTOCOL": ("sock", "sk_protocol"),
+    "OFF_SK_ERR": ("sock", "sk_err"),
     "OFF_FILE_DENTRY": ("file", "f_path.dentry"),
     "OFF_DENTRY_NAME": ("dentry", "d_name.name"),
 }

@@ -7,8 +7,9 @@
  *   state machine's, not the syscall's: SYN_SENT inside the call names the socket; a
  *   call that returns before the handshake ends (-EINPROGRESS: every non-blocking
  *   client) parks its event in `connecting`, and the socket's next state change sends
- *   it (ESTABLISHED: result 0; CLOSE: refused when a reset came in, timed out when the
- *   SYN was retransmitted, failed otherwise).
+ *   it (ESTABLISHED: result 0; CLOSE: the socket's sk_err, read at its BTF offset:
+ *   ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH …; failed with -EINPROGRESS when its owner
+ *   closed it before an answer).
  * - TCP volume: sock:inet_sock_set_state to SYN_SENT (in the connecting task) starts a
  *   record keyed by the socket address; sock:sock_send_length / sock_recv_length add
  *   bytes; the state change to CLOSE emits net.close with the totals (whatever context
@@ -90,6 +91,7 @@ struct net_event {
 struct connecting {
     u64 state;     /* 64-bit: the BPF atomics this kernel takes here */
     u64 owner;
+    s64 err;       /* sk->sk_err when it closed (BTF offset): ECONNREFUSED, ETIMEDOUT … */
     struct net_event e;
 };
 
@@ -306,20 +308,26 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
     return 0;
 }
 
-/* The outcome of a finished handshake: result and OUTCOME_* from the state bits. */
-static __always_inline void conn_outcome(struct net_event *e, u64 state)
+/* The outcome of a finished handshake: result and OUTCOME_* from the socket's error
+ * when it closed (the kernel's own verdict), else from the state bits. A socket closed
+ * with no error was closed by its owner before an answer: failed, still -EINPROGRESS. */
+static __always_inline void conn_outcome(struct net_event *e, u64 state, s64 err)
 {
     if (state & CONN_ESTABLISHED) {
         e->ret = 0;
         e->outcome = OUTCOME_ESTABLISHED;
+    } else if (err > 0) {
+        e->ret = -err;
+        e->outcome = err == ECONNREFUSED_ ? OUTCOME_REFUSED : OUTCOME_FAILED;
     } else if (state & CONN_RESET) {
         e->ret = -ECONNREFUSED_;
         e->outcome = OUTCOME_REFUSED;
-    } else if (state & CONN_RETRANSMIT) {
-        e->ret = -ETIMEDOUT_;
-        e->outcome = OUTCOME_FAILED;
     } else {
-        e->outcome = OUTCOME_FAILED;  /* closed before an answer (or an ICMP error) */
+#ifndef OFF_SK_ERR
+        if (state & CONN_RETRANSMIT)  /* no sk_err to read: a retransmitted SYN */
+            e->ret = -ETIMEDOUT_;
+#endif
+        e->outcome = OUTCOME_FAILED;
     }
 }
 
@@ -340,7 +348,7 @@ static __always_inline int connect_park(struct net_event *e, u64 sk)
     if (__sync_val_compare_and_swap(&c->owner, 1, 2) != 1)
         return 0;  /* the state change took it meanwhile */
     if (state)
-        conn_outcome(e, c->state);
+        conn_outcome(e, c->state, c->err);
     connecting.delete(&sk);
     return 1;
 }
@@ -351,12 +359,18 @@ static __always_inline void conn_progress(u64 sk, u64 bit, int final)
     struct connecting *c = connecting.lookup(&sk);
     if (!c)
         return;
+#ifdef OFF_SK_ERR
+    if (bit == CONN_CLOSED) {
+        s32 err = (s32)read_u32(sk + OFF_SK_ERR);
+        c->err = err;
+    }
+#endif
     __sync_fetch_and_or(&c->state, bit);
     if (!final)
         return;
     if (__sync_val_compare_and_swap(&c->owner, 1, 2) != 1)
         return;  /* the connect() call is still running: its exit sends */
-    conn_outcome(&c->e, c->state);
+    conn_outcome(&c->e, c->state, c->err);
     submit(&c->e, sizeof(c->e));
     connecting.delete(&sk);
 }

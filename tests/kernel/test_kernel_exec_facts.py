@@ -189,3 +189,15 @@ def test_namespaces_on_exec_and_unshare_nsenter_mount(kernel) -> None:
     assert back.data["target_pid"] == os.getpid()
     (true,) = [e for e in execs if e.data["filename"] == "/bin/true"]
     assert true.data["ns"]["mnt"] == host["mnt"] and true.data["left_pod_ns"] is False
+
+
+def test_host_namespace_calls_are_not_reported(kernel) -> None:
+    proc = subprocess.run(["/usr/bin/unshare", "--mount", "/bin/sh", "-c", "echo $$"],
+                          check=True, capture_output=True, text=True)
+    shell = int(proc.stdout.split()[-1])
+    pod = kernel.pod()
+    pod.run(["/bin/true"])
+    assert kernel.wait_for(lambda e: e.kind == "process.exec" and e.pod.uid == pod.uid)
+    assert not [e for e in kernel.out if e.kind.startswith("process.")
+                and e.kind != "process.exec" and (e.pod is None or e.pod.uid != pod.uid)]
+    assert shell not in {e.proc.pid for e in kernel.out if e.proc is not None}

@@ -4,6 +4,7 @@ processes in kubelet-shaped pod cgroups."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -147,3 +148,66 @@ def test_two_pods_resolving_one_address_each_get_their_own_name(
             assert "domain" not in conn.data  # this pod resolved nothing
         else:
             assert conn.data["domain"] == name
+
+
+HANDSHAKES = """
+import os, socket, sys, time
+port = int(sys.argv[1])
+socks = []
+for _ in range(6):
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    socks.append(s)
+time.sleep(0.3)
+print(os.getpid(), flush=True)
+sys.stdin.readline()   # hold the sockets until told
+"""
+
+
+def test_connect_still_in_handshake_goes_out_pending_then_once(kernel) -> None:
+    """A listener whose accept queue is full drops SYNs: later connects stay in
+    SYN_SENT. flush() sends them as pending; when the process then closes them,
+    nothing is sent twice."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)  # never accepted: the queue fills at once
+    port = srv.getsockname()[1]
+    pod = kernel.pod()
+    with srv, pod.popen([sys.executable, "-c", HANDSHAKES, str(port)],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stdin is not None
+        pid = int(proc.stdout.readline())
+        kernel.collector.flush()
+        first = [e.data["outcome"] for e in _connects(kernel.out, pid, port)]
+        assert "pending" in first and "established" in first, first
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(10)
+    kernel.collector.flush()
+    after = [e for e in _connects(kernel.out, pid, port)]
+    assert sum(e.data.get("count", 1) for e in after) == 6  # each connect once
+    pending = [e for e in after if e.data["outcome"] == "pending"]
+    assert pending and all(e.data["error"] == "EINPROGRESS" for e in pending)
+
+
+def test_connect_closed_by_its_owner_before_an_answer_failed(kernel) -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    pod = kernel.pod()
+    with srv:
+        out = pod.run([sys.executable, "-c", HANDSHAKES, str(port)],
+                      stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        pid = int(out.stdout.split()[0])
+        kernel.collector.flush()
+    connects = _connects(kernel.out, pid, port)
+    outcomes = [(e.data["outcome"], e.data.get("error")) for e in connects]
+    assert ("established", None) in outcomes
+    # no reset, no timeout: the socket closed with sk_err 0 while in SYN_SENT
+    assert ("failed", "EINPROGRESS") in outcomes, outcomes
+    assert sum(e.data["count"] for e in connects) == 6
