@@ -501,8 +501,11 @@ class KernelCollector:
             extra: dict[str, Any] = {"ancestry": self._ancestry(ppid, h.cgroup_id)}
             cwd = _cwd_from_proc(h.pid)
             if cwd:
-                extra["cwd"] = cwd
                 self.paths.set_cwd(h.pid, cwd)
+            else:  # gone already: what the chdir events (its own or its parent's) said
+                cwd = self.paths.cwd(h.pid, ppid) or ""
+            if cwd:
+                extra["cwd"] = cwd
             extra.update(self._exec_facts(event, ppid, pod))
             envelope = dataclasses.replace(envelope, data={**envelope.data, **extra})
         elif isinstance(event, dec.ExitEvent):
