@@ -69,17 +69,15 @@ class Btf:
 
     def _parse(self) -> None:
         raw, pos, n = self._types_raw, 0, len(self._types_raw)
-        extra = {_INT: lambda v: 4, _ARRAY: lambda v: 12, _STRUCT: lambda v: 12 * v,
-                 _UNION: lambda v: 12 * v, _ENUM: lambda v: 8 * v,
-                 _FUNC_PROTO: lambda v: 8 * v, _VAR: lambda v: 4,
-                 _DATASEC: lambda v: 12 * v, _DECL_TAG: lambda v: 4,
-                 _ENUM64: lambda v: 12 * v}
+        # bytes after the type record: fixed, or per member (vlen)
+        fixed = {_INT: 4, _ARRAY: 12, _VAR: 4, _DECL_TAG: 4}
+        per_member = {_STRUCT: 12, _UNION: 12, _ENUM: 8, _FUNC_PROTO: 8, _DATASEC: 12,
+                      _ENUM64: 12}
         while pos + 12 <= n:
             name_off, info, size_or_type = _TYPE.unpack_from(raw, pos)
             kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
             data_at = pos + 12
-            size = extra.get(kind)
-            pos = data_at + (size(vlen) if size else 0)
+            pos = data_at + fixed.get(kind, 0) + per_member.get(kind, 0) * vlen
             name = self._name(name_off) if kind in (_STRUCT, _UNION) and name_off else ""
             self._types.append(_Type(kind, name, size_or_type, bool(info >> 31), vlen,
                                      data_at))

@@ -398,13 +398,13 @@ def fileop_envelopes(
             sensitive.match(where, write=True) if target != where else None)
         if found is not None:
             data["sensitive"] = found.to_data()
-    common = {"ts": ev.header.ts + offset_ns, "node": node, "source": "kernel", "pod": pod,
-              "proc": proc_of(ev.header)}
-    out = [Envelope(kind=kind, data=data, **common)]
+    ts, proc = ev.header.ts + offset_ns, proc_of(ev.header)
+    out = [Envelope(kind=kind, ts=ts, node=node, source="kernel", data=data, pod=pod,
+                    proc=proc)]
     if op == FileOp.RENAME and found is not None and ev.result == 0:
-        out.append(Envelope(kind="file.write", data={
+        out.append(Envelope(kind="file.write", ts=ts, node=node, source="kernel", data={
             "path": target, "from_path": where, "sensitive": data["sensitive"],
-            "via": "rename", "cgroup_id": ev.header.cgroup_id}, **common))
+            "via": "rename", "cgroup_id": ev.header.cgroup_id}, pod=pod, proc=proc))
     return out
 
 
