@@ -169,6 +169,20 @@ static __always_inline int net_dedup_check(struct net_key *key)
     return DEDUP_BYPASS;
 }
 
+/* The dedup key of a connect event (same container, window, result, destination). */
+static __always_inline void net_key_of(struct net_key *k, struct net_event *e)
+{
+    __builtin_memset(k, 0, sizeof(*k));
+    k->cgroup_id = e->h.cgroup_id;
+    k->window = e->window;
+    k->result = e->ret < 0 ? (s32)e->ret : 0;
+    k->family = e->family;
+    k->sotype = e->sotype;
+    k->dport = e->dport;
+    __builtin_memcpy(k->daddr, e->daddr, sizeof(k->daddr));
+    __builtin_memcpy(k->unix_path, e->unix_path, sizeof(k->unix_path));
+}
+
 /* Fill family/port/address (or unix path) of `e` from a user sockaddr. */
 static __always_inline void read_sockaddr(struct net_event *e, u64 uaddr, u32 addrlen)
 {
@@ -371,6 +385,17 @@ static __always_inline void conn_progress(u64 sk, u64 bit, int final)
     if (__sync_val_compare_and_swap(&c->owner, 1, 2) != 1)
         return;  /* the connect() call is still running: its exit sends */
     conn_outcome(&c->e, c->state, c->err);
+#ifndef NO_DEDUP
+    /* folded like connects decided at exit (an async client's pool opening the same
+     * destination again); the key on the stack: this may run in softirq, on top of a
+     * program using the per-CPU scratch */
+    struct net_key k;
+    net_key_of(&k, &c->e);
+    if (net_dedup_check(&k) == DEDUP_REPEAT) {
+        connecting.delete(&sk);
+        return;
+    }
+#endif
     submit(&c->e, sizeof(c->e));
     connecting.delete(&sk);
 }
@@ -411,15 +436,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     struct net_key *k = net_key_scratch.lookup(&zero);
     if (!k)
         return 0;
-    __builtin_memset(k, 0, sizeof(*k));
-    k->cgroup_id = cgroup_id;
-    k->window = e->window;
-    k->result = e->ret < 0 ? (s32)e->ret : 0;
-    k->family = e->family;
-    k->sotype = e->sotype;
-    k->dport = e->dport;
-    __builtin_memcpy(k->daddr, e->daddr, sizeof(k->daddr));
-    __builtin_memcpy(k->unix_path, e->unix_path, sizeof(k->unix_path));
+    net_key_of(k, e);
     if (net_dedup_check(k) == DEDUP_REPEAT)
         return 0;
 #endif

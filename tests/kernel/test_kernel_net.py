@@ -211,3 +211,23 @@ def test_connect_closed_by_its_owner_before_an_answer_failed(kernel) -> None:
     # no reset, no timeout: the socket closed with sk_err 0 while in SYN_SENT
     assert ("failed", "EINPROGRESS") in outcomes, outcomes
     assert sum(e.data["count"] for e in connects) == 6
+
+
+def test_nonblocking_connects_to_one_destination_fold_with_exact_count(
+        kernel, server: int) -> None:
+    pod = kernel.pod()
+    code = (
+        "import os, select, socket, sys\n"
+        "socks = []\n"
+        "for _ in range(5):\n"
+        "    s = socket.socket()\n    s.setblocking(False)\n"
+        f"    try:\n        s.connect(('127.0.0.1', {server}))\n"
+        "    except BlockingIOError:\n        pass\n"
+        "    select.select([], [s], [], 5)\n    socks.append(s)\n"
+        "print(os.getpid())")
+    pid = int(pod.run(_python(code), capture_output=True, text=True).stdout.split()[-1])
+    kernel.collector.flush()
+    connects = _connects(kernel.out, pid, server)
+    assert all(e.data["outcome"] == "established" for e in connects)
+    assert sum(e.data["count"] for e in connects) == 5
+    assert len(connects) < 5  # folded in the kernel, the repeats counted
