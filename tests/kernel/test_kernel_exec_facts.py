@@ -201,3 +201,15 @@ def test_host_namespace_calls_are_not_reported(kernel) -> None:
     assert not [e for e in kernel.out if e.kind.startswith("process.")
                 and e.kind != "process.exec" and (e.pod is None or e.pod.uid != pod.uid)]
     assert shell not in {e.proc.pid for e in kernel.out if e.proc is not None}
+
+
+def test_stdio_tty(kernel) -> None:
+    pod = kernel.pod()
+    code = ("import os, pty\nmaster, slave = pty.openpty()\n"
+            "for fd in (0, 1, 2):\n    os.dup2(slave, fd)\n"
+            "os.execv('/bin/true', ['true-on-a-tty'])")
+    pod.run(_python(code), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kernel.collector.flush()
+    (true,) = [e for e in _execs(kernel.out, pod.uid) if e.data["argv"] == ["true-on-a-tty"]]
+    assert true.data["stdio"] == {"stdin": {"type": "tty"}, "stdout": {"type": "tty"},
+                                  "stderr": {"type": "tty"}}
