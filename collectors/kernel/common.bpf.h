@@ -50,6 +50,8 @@
 #define EV_DNS 7
 #define EV_ACCEPT 8
 #define EV_LISTEN 9
+#define EV_FILEOP 10      /* chdir, unlink, rename, chmod, chown (file.bpf.c) */
+#define EV_NSOP 11        /* setns, unshare, mount (ns.bpf.c) */
 
 /* Counter slots of the per-CPU `counters` array (decode.py: Counter). */
 #define C_EMITTED 0       /* records written to the ring buffer */
@@ -59,6 +61,7 @@
 #define C_FILTERED 4      /* cgroup not a pod (dropped in the kernel) */
 #define C_PODS_ADDED 5    /* pod cgroups learnt from cgroup_mkdir */
 #define C_PROFILE_FULL 6  /* syscall profile table full */
+#define C_CONNECT_PARKED 7 /* non-blocking connects waiting for the TCP handshake */
 #define NR_COUNTERS 8
 
 struct event_header {
@@ -214,6 +217,67 @@ static __always_inline int submit(void *record, u32 size)
     }
     count_add(C_EMITTED, 1);
     return 0;
+}
+
+/* -- kernel structs at BTF offsets -------------------------------------------------
+ * The loader reads member offsets of the running kernel from its BTF (btf.py) and
+ * passes them as OFF_* defines; a fact whose offsets are missing is left out. */
+static __always_inline u64 read_ptr(u64 addr)
+{
+    u64 value = 0;
+    if (addr)
+        bpf_probe_read_kernel(&value, sizeof(value), (void *)addr);
+    return value;
+}
+
+static __always_inline u32 read_u32(u64 addr)
+{
+    u32 value = 0;
+    if (addr)
+        bpf_probe_read_kernel(&value, sizeof(value), (void *)addr);
+    return value;
+}
+
+/* Namespace inode numbers (as in /proc/<pid>/ns/<name>), 0 when unknown. */
+struct ns_ids {
+    u32 mnt;
+    u32 pid;           /* the task's own (active) pid namespace */
+    u32 net;
+    u32 pid_children;  /* where its children will live (setns/unshare of pid) */
+};
+
+static __always_inline void read_ns(struct ns_ids *ns)
+{
+    ns->mnt = 0;
+    ns->pid = 0;
+    ns->net = 0;
+    ns->pid_children = 0;
+#if defined(OFF_TASK_NSPROXY) && defined(OFF_MNT_NS_INUM) && defined(OFF_NET_NS_INUM)
+    u64 task = (u64)bpf_get_current_task();
+    u64 nsproxy = read_ptr(task + OFF_TASK_NSPROXY);
+    if (nsproxy) {
+        u64 mnt = read_ptr(nsproxy + OFF_NSPROXY_MNT);
+        u64 net = read_ptr(nsproxy + OFF_NSPROXY_NET);
+        u64 pidc = read_ptr(nsproxy + OFF_NSPROXY_PID_CHILDREN);
+        if (mnt)
+            ns->mnt = read_u32(mnt + OFF_MNT_NS_INUM);
+        if (net)
+            ns->net = read_u32(net + OFF_NET_NS_INUM);
+        if (pidc)
+            ns->pid_children = read_u32(pidc + OFF_PID_NS_INUM);
+    }
+#if defined(OFF_TASK_THREAD_PID) && defined(OFF_PID_NUMBERS) && defined(SIZEOF_UPID)
+    u64 pid = read_ptr(task + OFF_TASK_THREAD_PID);
+    if (pid) {
+        u32 level = read_u32(pid + OFF_PID_LEVEL);
+        if (level < 32) {
+            u64 pidns = read_ptr(pid + OFF_PID_NUMBERS + (u64)level * SIZEOF_UPID + OFF_UPID_NS);
+            if (pidns)
+                ns->pid = read_u32(pidns + OFF_PID_NS_INUM);
+        }
+    }
+#endif
+#endif
 }
 
 #endif /* AGENTSTORY_COMMON_BPF_H */

@@ -34,16 +34,27 @@ __all__ = [
     "ExecRecord",
     "ExitEvent",
     "ExitRecord",
+    "FileOp",
+    "FileOpEvent",
+    "FileOpRecord",
     "Header",
     "KernelEvent",
     "Kind",
+    "Namespaces",
     "NetEvent",
     "NetKey",
     "NetRecord",
+    "NsIds",
+    "NsOp",
+    "NsOpEvent",
+    "NsOpRecord",
     "OpenEvent",
     "OpenKey",
     "OpenKeyShort",
     "OpenRecord",
+    "Outcome",
+    "Stdio",
+    "StdioInfo",
     "Undecodable",
     "decode",
     "ip_text",
@@ -59,6 +70,10 @@ DNS_CAPTURE = 512
 
 EXEC_ARGV_TRUNCATED = 1
 EXEC_ARGV_MISSING = 2
+EXEC_HAS_INTERP = 4
+EXEC_HAS_NS = 8
+EXEC_HAS_STDIO = 16
+EXEC_HAS_EXE_FILE = 32
 EXIT_CODE_KNOWN = 1
 EXIT_SIGNAL_KNOWN = 2
 
@@ -75,6 +90,8 @@ class Kind(enum.IntEnum):
     DNS = 7
     ACCEPT = 8
     LISTEN = 9
+    FILEOP = 10
+    NSOP = 11
 
 
 class Counter(enum.IntEnum):
@@ -87,6 +104,7 @@ class Counter(enum.IntEnum):
     FILTERED = 4
     PODS_ADDED = 5
     PROFILE_FULL = 6
+    CONNECT_PARKED = 7
 
 
 NR_COUNTERS = 8
@@ -108,6 +126,32 @@ class EventHeader(ctypes.Structure):
     ]
 
 
+class NsIds(ctypes.Structure):
+    """common.bpf.h: struct ns_ids (namespace inode numbers, 0 when unknown)."""
+
+    _fields_ = [
+        ("mnt", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),
+        ("net", ctypes.c_uint32),
+        ("pid_children", ctypes.c_uint32),
+    ]
+
+
+class StdioInfo(ctypes.Structure):
+    """exec.bpf.c: struct stdio_info (what fd 0, 1 or 2 is at exec)."""
+
+    _fields_ = [
+        ("mode", ctypes.c_uint16),
+        ("family", ctypes.c_uint16),
+        ("sotype", ctypes.c_uint16),
+        ("dport", ctypes.c_uint16),
+        ("protocol", ctypes.c_uint16),
+        ("pad", ctypes.c_uint16),
+        ("rdev", ctypes.c_uint32),
+        ("daddr", ctypes.c_uint8 * 16),
+    ]
+
+
 class ExecRecord(ctypes.Structure):
     _fields_ = [
         ("h", EventHeader),
@@ -118,6 +162,29 @@ class ExecRecord(ctypes.Structure):
         ("pcomm", ctypes.c_char * COMM_LEN),
         ("filename", ctypes.c_char * FILENAME_LEN),
         ("args", ctypes.c_char * ARGS_LEN),
+        ("interp", ctypes.c_char * FILENAME_LEN),
+        ("ns", NsIds),
+        ("exe_nlink", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("stdio", StdioInfo * 3),
+        ("exe_name", ctypes.c_char * 32),
+    ]
+
+
+class NsOpRecord(ctypes.Structure):
+    """ns.bpf.c: struct nsop_event (setns, unshare, mount)."""
+
+    _fields_ = [
+        ("h", EventHeader),
+        ("ret", ctypes.c_int64),
+        ("flags", ctypes.c_uint64),
+        ("op", ctypes.c_uint32),
+        ("fd", ctypes.c_int32),
+        ("before", NsIds),
+        ("after", NsIds),
+        ("source", ctypes.c_char * 128),
+        ("target", ctypes.c_char * FILENAME_LEN),
+        ("fstype", ctypes.c_char * 32),
     ]
 
 
@@ -149,7 +216,28 @@ class OpenRecord(ctypes.Structure):
         ("ret", ctypes.c_int64),
         ("flags", ctypes.c_uint32),
         ("dfd", ctypes.c_int32),
+        ("mode", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
         ("path", ctypes.c_char * FILENAME_LEN),
+    ]
+
+
+class FileOpRecord(ctypes.Structure):
+    """file.bpf.c: struct fileop_event (chdir, unlink, rename, chmod, chown, memfd)."""
+
+    _fields_ = [
+        ("h", EventHeader),
+        ("ret", ctypes.c_int64),
+        ("op", ctypes.c_uint32),
+        ("dfd", ctypes.c_int32),
+        ("dfd2", ctypes.c_int32),
+        ("mode", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("path", ctypes.c_char * FILENAME_LEN),
+        ("path2", ctypes.c_char * FILENAME_LEN),
     ]
 
 
@@ -188,7 +276,7 @@ class NetRecord(ctypes.Structure):
         ("sotype", ctypes.c_uint16),
         ("dport", ctypes.c_uint16),
         ("lport", ctypes.c_uint16),
-        ("pad", ctypes.c_uint32),
+        ("outcome", ctypes.c_uint32),
         ("daddr", ctypes.c_uint8 * 16),
         ("unix_path", ctypes.c_char * UNIX_PATH_LEN),
     ]
@@ -305,6 +393,32 @@ def _comm_text(raw: bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Namespaces:
+    mnt: int
+    pid: int
+    net: int
+    pid_children: int = 0
+
+    @classmethod
+    def from_struct(cls, ns: NsIds) -> Namespaces | None:
+        return cls(ns.mnt, ns.pid, ns.net, ns.pid_children) if ns.mnt else None
+
+
+@dataclass(frozen=True, slots=True)
+class Stdio:
+    """What one of fds 0-2 was at exec: ``mode`` (S_IFMT bits, 0 when closed), and for
+    sockets the family, type, protocol and peer; ``rdev`` for character devices."""
+
+    mode: int
+    family: int = 0
+    sotype: int = 0
+    protocol: int = 0
+    peer: str = ""
+    port: int = 0
+    rdev: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ExecEvent:
     header: Header
     filename: str
@@ -312,6 +426,11 @@ class ExecEvent:
     parent_comm: str
     argv_truncated: bool
     argv_missing: bool
+    interpreter: str = ""          # binfmt_script / binfmt_misc's choice, "" when none
+    namespaces: Namespaces | None = None
+    stdio: tuple[Stdio, ...] = ()  # fds 0, 1, 2 (empty when not read)
+    exe_nlink: int | None = None   # links of the exe file: 0 for memfd and deleted files
+    exe_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +480,40 @@ class OpenEvent:
     result: int  # fd, or -errno
     dfd: int
     path_raw: bytes = field(repr=False, default=b"")
+    mode: int = 0
+
+
+class FileOp(enum.IntEnum):
+    """``FOP_*`` in file.bpf.c."""
+
+    CHDIR = 1
+    UNLINK = 2
+    RENAME = 3
+    CHMOD = 4
+    CHOWN = 5
+    MEMFD = 6
+
+
+NO_ID = 0xFFFFFFFF  # chown's "leave unchanged" (-1)
+
+
+@dataclass(frozen=True, slots=True)
+class FileOpEvent:
+    """A change of the file system or of the working directory. ``dfd`` is the dirfd
+    of ``path`` (AT_FDCWD for the plain calls) or, when ``path`` is empty, the fd the
+    call acts on (fchdir, fchmod, fchown)."""
+
+    header: Header
+    op: int
+    result: int
+    dfd: int
+    path: str
+    dfd2: int = -100
+    path2: str = ""
+    mode: int = 0
+    uid: int = NO_ID
+    gid: int = NO_ID
+    flags: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +533,17 @@ class NetEvent:
     unix_path: str
     daddr_raw: bytes = field(repr=False, default=b"")
     unix_raw: bytes = field(repr=False, default=b"")
+    outcome: int = 0  # connect: Outcome (0: only the syscall's result is known)
+
+
+class Outcome(enum.IntEnum):
+    """``OUTCOME_*`` in net.bpf.c: how a TCP connect ended, from the state machine."""
+
+    UNKNOWN = 0
+    ESTABLISHED = 1
+    REFUSED = 2
+    FAILED = 3
+    PENDING = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,16 +577,19 @@ class Undecodable:
     raw: bytes = field(repr=False)
 
 
-KernelEvent = (
-    ExecEvent | ExitEvent | CgroupMkdirEvent | OpenEvent | NetEvent | CloseEvent | DnsEvent
-)
 
 
 _ARGS_AT = ExecRecord.args.offset
 
 
+def _stdio(s: StdioInfo) -> Stdio:
+    return Stdio(mode=s.mode, family=s.family, sotype=s.sotype, protocol=s.protocol,
+                 peer=ip_text(s.family, bytes(s.daddr)), port=s.dport, rdev=s.rdev)
+
+
 def _exec(raw: bytes) -> ExecEvent:
     r = ExecRecord.from_buffer_copy(raw)
+    has_file = bool(r.flags & EXEC_HAS_EXE_FILE)
     return ExecEvent(
         header=Header.from_bytes(raw),
         filename=_text(r.filename),
@@ -431,6 +598,42 @@ def _exec(raw: bytes) -> ExecEvent:
         parent_comm=_text(r.pcomm),
         argv_truncated=bool(r.flags & EXEC_ARGV_TRUNCATED),
         argv_missing=bool(r.flags & EXEC_ARGV_MISSING),
+        interpreter=_text(r.interp) if r.flags & EXEC_HAS_INTERP else "",
+        namespaces=Namespaces.from_struct(r.ns) if r.flags & EXEC_HAS_NS else None,
+        stdio=(tuple(_stdio(s) for s in r.stdio) if r.flags & EXEC_HAS_STDIO else ()),
+        exe_nlink=r.exe_nlink if has_file else None,
+        exe_name=_text(r.exe_name) if has_file else "",
+    )
+
+
+class NsOp(enum.IntEnum):
+    """``NSOP_*`` in ns.bpf.c."""
+
+    SETNS = 1
+    UNSHARE = 2
+    MOUNT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class NsOpEvent:
+    header: Header
+    op: int
+    result: int
+    flags: int  # setns: nstype; unshare: CLONE_* flags; mount: MS_* flags
+    fd: int
+    before: Namespaces | None
+    after: Namespaces | None
+    source: str = ""
+    target: str = ""
+    fstype: str = ""
+
+
+def _nsop(raw: bytes) -> NsOpEvent:
+    r = NsOpRecord.from_buffer_copy(raw)
+    return NsOpEvent(
+        header=Header.from_bytes(raw), op=r.op, result=r.ret, flags=r.flags, fd=r.fd,
+        before=Namespaces.from_struct(r.before), after=Namespaces.from_struct(r.after),
+        source=_text(r.source), target=_text(r.target), fstype=_text(r.fstype),
     )
 
 
@@ -460,19 +663,28 @@ def _cstr(raw: bytes) -> bytes:
     return raw.split(b"\0", 1)[0]
 
 
-# struct open_event after its header: window, ret, flags, dfd (then the path).
-_OPEN_TAIL = struct.Struct("<QqIi")
+# struct open_event after its header: window, ret, flags, dfd, mode, pad (then the path).
+_OPEN_TAIL = struct.Struct("<QqIiII")
 _OPEN_TAIL_AT = OpenRecord.window.offset
 
 
 def _open(raw: bytes) -> OpenEvent:
-    window, ret, flags, dfd = _OPEN_TAIL.unpack_from(raw, _OPEN_TAIL_AT)
+    window, ret, flags, dfd, mode, _pad = _OPEN_TAIL.unpack_from(raw, _OPEN_TAIL_AT)
     end = raw.find(b"\0", _OPEN_PATH_AT, _OPEN_PATH_AT + FILENAME_LEN)
     path = raw[_OPEN_PATH_AT : end if end >= 0 else _OPEN_PATH_AT + FILENAME_LEN]
     return OpenEvent(
         header=Header.from_bytes(raw), window=window,
         path=path.decode("utf-8", "backslashreplace"), flags=flags, result=ret,
-        dfd=dfd, path_raw=path,
+        dfd=dfd, path_raw=path, mode=mode,
+    )
+
+
+def _fileop(raw: bytes) -> FileOpEvent:
+    r = FileOpRecord.from_buffer_copy(raw)
+    return FileOpEvent(
+        header=Header.from_bytes(raw), op=r.op, result=r.ret, dfd=r.dfd,
+        path=_text(r.path), dfd2=r.dfd2, path2=_text(r.path2), mode=r.mode, uid=r.uid,
+        gid=r.gid, flags=r.flags,
     )
 
 
@@ -490,6 +702,7 @@ def _net(raw: bytes) -> NetEvent:
         family=r.family, sotype=r.sotype, dport=r.dport, lport=r.lport,
         daddr=ip_text(r.family, daddr), unix_path=unix.decode("utf-8", "backslashreplace"),
         daddr_raw=daddr, unix_raw=bytes(raw[_NET_UNIX_AT : _NET_UNIX_AT + UNIX_PATH_LEN]),
+        outcome=r.outcome,
     )
 
 
@@ -523,7 +736,15 @@ _DECODERS: dict[int, tuple[type[ctypes.Structure], object]] = {
     Kind.LISTEN: (NetRecord, _net),
     Kind.CLOSE: (CloseRecord, _close),
     Kind.DNS: (DnsRecord, _dns),
+    Kind.FILEOP: (FileOpRecord, _fileop),
+    Kind.NSOP: (NsOpRecord, _nsop),
 }
+
+
+KernelEvent = (
+    ExecEvent | ExitEvent | CgroupMkdirEvent | OpenEvent | NetEvent | CloseEvent | DnsEvent
+    | FileOpEvent | NsOpEvent
+)
 
 
 def register(kind: int, record: type[ctypes.Structure], decoder: object) -> None:

@@ -1,12 +1,32 @@
-/* process.exec: sched:sched_process_exec gives the pid and the resolved filename once the
- * new image is in place; argv is copied earlier, at sys_enter_execve/execveat, while the
+/* process.exec: the raw tracepoint sched_process_exec runs once the new image is in
+ * place, with the binprm: the filename as exec'd, the interpreter when binfmt_script /
+ * binfmt_misc chose one (bprm->interp no longer points at the filename), the exe file
+ * (its link count: 0 for memfd and deleted files; its name). The task gives its
+ * namespaces and what its fds 0-2 are (socket with peer, pipe, tty, file). Struct
+ * members are read at offsets from the kernel's BTF (btf.py); missing offsets leave
+ * the fact out. argv is copied earlier, at sys_enter_execve/execveat, while the
  * caller's memory still holds it, and handed over through `exec_args` keyed by the
- * thread id (== sched_process_exec's old_pid when a non-leader thread execs).
+ * thread id (== the tracepoint's old_pid when a non-leader thread execs).
  */
 #include "common.bpf.h"
 
 #define EXEC_ARGV_TRUNCATED 1
 #define EXEC_ARGV_MISSING 2
+#define EXEC_HAS_INTERP 4
+#define EXEC_HAS_NS 8
+#define EXEC_HAS_STDIO 16
+#define EXEC_HAS_EXE_FILE 32
+
+struct stdio_info {
+    u16 mode;      /* inode i_mode (S_IFMT bits tell socket, fifo, chr, reg); 0: closed */
+    u16 family;    /* sockets */
+    u16 sotype;
+    u16 dport;     /* host order */
+    u16 protocol;
+    u16 pad;
+    u32 rdev;      /* character devices: tty, pts, null */
+    u8 daddr[16];
+};
 
 struct exec_args {
     u32 len;    /* bytes used in args: NUL-separated strings */
@@ -25,6 +45,12 @@ struct exec_event {
     char pcomm[COMM_LEN];
     char filename[FILENAME_LEN];
     char args[ARGS_LEN];
+    char interp[FILENAME_LEN];
+    struct ns_ids ns;
+    u32 exe_nlink;
+    u32 pad;
+    struct stdio_info stdio[3];
+    char exe_name[32];   /* name of the exe file's dentry ("memfd:x" for a memfd) */
 };
 
 BPF_PERCPU_ARRAY(exec_args_scratch, struct exec_args, 1);
@@ -101,7 +127,50 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
     return 0;
 }
 
-TRACEPOINT_PROBE(sched, sched_process_exec)
+static __always_inline void read_stdio(struct exec_event *e)
+{
+#if defined(OFF_TASK_FILES) && defined(OFF_FILES_FDT) && defined(OFF_FDT_FD) && \
+    defined(OFF_FILE_INODE) && defined(OFF_INODE_MODE)
+    u64 task = (u64)bpf_get_current_task();
+    u64 fdt = read_ptr(read_ptr(task + OFF_TASK_FILES) + OFF_FILES_FDT);
+    u64 fds = read_ptr(fdt + OFF_FDT_FD);
+    if (!fds)
+        return;
+    u32 max_fds = read_u32(fdt + OFF_FDT_MAX_FDS);
+#pragma unroll
+    for (int i = 0; i < 3; i++) {
+        struct stdio_info *s = &e->stdio[i];
+        if ((u32)i >= max_fds)
+            break;
+        u64 file = read_ptr(fds + 8 * i);
+        if (!file)
+            continue;
+        u64 inode = read_ptr(file + OFF_FILE_INODE);
+        bpf_probe_read_kernel(&s->mode, sizeof(s->mode), (void *)(inode + OFF_INODE_MODE));
+        s->rdev = read_u32(inode + OFF_INODE_RDEV);
+        if ((s->mode & 0170000) != 0140000)
+            continue;
+        u64 sock = read_ptr(file + OFF_FILE_PRIVATE);
+        bpf_probe_read_kernel(&s->sotype, sizeof(s->sotype), (void *)(sock + OFF_SOCKET_TYPE));
+        u64 sk = read_ptr(sock + OFF_SOCKET_SK);
+        if (!sk)
+            continue;
+        bpf_probe_read_kernel(&s->family, sizeof(s->family), (void *)(sk + OFF_SK_FAMILY));
+        bpf_probe_read_kernel(&s->protocol, sizeof(s->protocol),
+                              (void *)(sk + OFF_SK_PROTOCOL));
+        u16 port = 0;
+        bpf_probe_read_kernel(&port, sizeof(port), (void *)(sk + OFF_SK_DPORT));
+        s->dport = (port >> 8) | ((port & 0xFF) << 8);
+        if (s->family == 2)
+            bpf_probe_read_kernel(s->daddr, 4, (void *)(sk + OFF_SK_DADDR));
+        else if (s->family == 10)
+            bpf_probe_read_kernel(s->daddr, 16, (void *)(sk + OFF_SK_V6_DADDR));
+    }
+    e->flags |= EXEC_HAS_STDIO;
+#endif
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
     u64 cgroup_id = bpf_get_current_cgroup_id();
     if (!in_scope(cgroup_id))
@@ -112,6 +181,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         return 0;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     u64 now = bpf_ktime_get_ns();
+    u64 bprm = ctx->args[2];
 
     /* The process starts anew at exec: keep its parent, reset start and comm. */
     struct proc_info fresh = {};
@@ -130,11 +200,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     if (parent)
         __builtin_memcpy(e->pcomm, parent->comm, sizeof(e->pcomm));
 
-    u16 off = args->data_loc_filename & 0xFFFF;
-    __builtin_memset(e->filename, 0, sizeof(e->filename));
-    bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)args + off);
-
-    u32 old_pid = args->old_pid;
+    u32 old_pid = (u32)ctx->args[1];
     e->old_pid = old_pid;
     struct exec_args *a = exec_args_by_tid.lookup(&old_pid);
     if (a) {
@@ -148,6 +214,35 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         e->argc = 0;
         e->flags = EXEC_ARGV_MISSING;
     }
+
+    __builtin_memset(e->filename, 0, sizeof(e->filename));
+    __builtin_memset(e->interp, 0, sizeof(e->interp));
+    __builtin_memset(e->stdio, 0, sizeof(e->stdio));
+    __builtin_memset(e->exe_name, 0, sizeof(e->exe_name));
+    e->exe_nlink = 0;
+    e->pad = 0;
+    u64 filename = read_ptr(bprm + OFF_BPRM_FILENAME);
+    bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)filename);
+#ifdef OFF_BPRM_INTERP
+    u64 interp = read_ptr(bprm + OFF_BPRM_INTERP);
+    if (interp && interp != filename) {
+        bpf_probe_read_kernel_str(e->interp, sizeof(e->interp), (void *)interp);
+        e->flags |= EXEC_HAS_INTERP;
+    }
+#endif
+#if defined(OFF_BPRM_FILE) && defined(OFF_INODE_NLINK) && defined(OFF_FILE_DENTRY)
+    u64 exe = read_ptr(bprm + OFF_BPRM_FILE);
+    if (exe) {
+        e->exe_nlink = read_u32(read_ptr(exe + OFF_FILE_INODE) + OFF_INODE_NLINK);
+        u64 name = read_ptr(read_ptr(exe + OFF_FILE_DENTRY) + OFF_DENTRY_NAME);
+        bpf_probe_read_kernel_str(e->exe_name, sizeof(e->exe_name), (void *)name);
+        e->flags |= EXEC_HAS_EXE_FILE;
+    }
+#endif
+    read_ns(&e->ns);
+    if (e->ns.mnt)
+        e->flags |= EXEC_HAS_NS;
+    read_stdio(e);
     submit(e, sizeof(*e));
     return 0;
 }

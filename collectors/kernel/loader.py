@@ -20,6 +20,8 @@ import errno
 import logging
 import os
 import platform
+import re
+import struct
 import subprocess
 import time
 from collections import OrderedDict, deque
@@ -29,19 +31,30 @@ from typing import Any, TypeVar
 
 from collectors.cgroups import find_cgroup2_mount
 from collectors.kernel import decode as dec
+from collectors.kernel.btf import kernel_offsets
 from collectors.kernel.dedup import RepeatLedger
+from collectors.kernel.dnsnames import PodDnsNames
 from collectors.kernel.envelopes import (
     cgroup_path,
     close_envelope,
     dns_envelope,
     exec_envelope,
+    exec_facts,
     exit_envelope,
+    fileop_envelopes,
+    left_ns,
     monotonic_to_epoch_offset,
     net_envelope,
+    ns_fact,
+    nsop_envelope,
     open_envelope,
+    opens_for_write,
     profile_envelope,
-    resolved_addresses,
+    resolved_answers,
+    script_argument,
+    write_envelope,
 )
+from collectors.kernel.paths import AT_FDCWD, PathResolver
 from collectors.kernel.sensitive import DEFAULT_RULES_FILE, SensitivePaths
 from collectors.kernel.syscall_names import syscall_name
 from collectors.pods import Attributor
@@ -53,6 +66,7 @@ __all__ = [
     "CollectorError",
     "KernelCollector",
     "assemble_source",
+    "btf_defines",
     "preflight",
 ]
 
@@ -71,6 +85,7 @@ _CONCERNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "file": (("file.bpf.c",), ()),
     "net": (("net.bpf.c",), ()),
     "dns": (("net.bpf.c", "dns.bpf.c"), ()),
+    "ns": (("ns.bpf.c",), ()),
     "syscalls": (("syscalls.bpf.c",), ()),
 }
 ALL_CONCERNS: tuple[str, ...] = tuple(_CONCERNS)
@@ -105,6 +120,21 @@ def assemble_source(concerns: Sequence[str], *, directory: Path = HERE) -> str:
 
 def concern_defines(concerns: Sequence[str]) -> list[str]:
     return [d for c in concerns for d in _CONCERNS[c][1]]
+
+
+_OFFSETS: dict[str, int] | None = None
+
+
+def btf_defines() -> list[str]:
+    """``-DOFF_…=n`` for the kernel struct members the programs read (btf.py), read
+    once per process. linux_binprm.filename is required: exec reads it."""
+    global _OFFSETS
+    if _OFFSETS is None:
+        _OFFSETS = kernel_offsets()
+    if "OFF_BPRM_FILENAME" not in _OFFSETS:
+        raise CollectorError("no BTF offset for linux_binprm.filename: the exec probe needs "
+                             "/sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF)")
+    return [f"-D{name}={value}" for name, value in sorted(_OFFSETS.items())]
 
 
 def _tracefs_ready() -> bool:
@@ -182,6 +212,13 @@ def _cwd_from_proc(pid: int) -> str:
         return ""
 
 
+def _fd_path_from_proc(pid: int, fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return ""
+
+
 def _exe_from_proc(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/exe")
@@ -223,6 +260,12 @@ class KernelCollector:
     - ``dedup_window_ms``: de-duplication window for file.open/net.connect (default 1000;
       ``dedup=False`` turns it off); ``max_dedup``: entries per dedup table (16384)
     - ``dns_port``: the resolver port whose traffic is parsed as DNS (53)
+    - ``clock_interval_s``: how often the epoch - monotonic clock offset is measured
+      again (60); each change is exported as ``clock_drift_ns``
+    - ``exe_recent_s``: how long after a file is written or chmod'ed in a pod its exec
+      is reported as ``exe_origin: written_in_pod`` with its age (3600)
+    - ``dns_grace_s``: how long past its TTL a pod's DNS answer still names the
+      pod's connections to that address (30)
     - ``profile_interval_s``: how often syscall profiles are flushed (30)
     - ``sensitive_paths``: YAML file of sensitive-path rules (default: the packaged list)
     - ``metadata_wait_ms``: how long an event whose pod is known by uid only waits for
@@ -256,6 +299,9 @@ class KernelCollector:
         self.profile_interval_s = float(tuning.pop("profile_interval_s", 30.0))
         self.metadata_wait_ns = int(float(tuning.pop("metadata_wait_ms", 2000)) * 1_000_000)
         sensitive = tuning.pop("sensitive_paths", None)
+        dns_grace_s = float(tuning.pop("dns_grace_s", 30.0))
+        self.exe_recent_ns = int(float(tuning.pop("exe_recent_s", 3600)) * 1e9)
+        self.clock_interval_s = float(tuning.pop("clock_interval_s", 60.0))
         if tuning:
             raise TypeError(f"unknown tuning option(s): {sorted(tuning)}")
         if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
@@ -272,7 +318,13 @@ class KernelCollector:
         # pid → (ppid, exe, cgroup id) of processes seen exec'ing: exit's exe and the
         # ancestry of later execs (bounded; an exit forgets its entry)
         self._procs: LruDict[int, tuple[int, str, int]] = LruDict(65_536)
-        self._domains: LruDict[tuple[int, str], str] = LruDict(65_536)
+        self.dns_names = PodDnsNames(65_536, grace_s=dns_grace_s)
+        # relative paths: per-process cwd and directory fds from the events, /proc after
+        self.paths = PathResolver(cwd_of=_cwd_from_proc, fd_path_of=_fd_path_from_proc)
+        # (cgroup id, path) → (event ts, mode or -1) of files written or chmod'ed in a
+        # pod: the mode before a chmod, and the age of a file when it is exec'd
+        self._written: LruDict[tuple[int, str], tuple[int, int]] = LruDict(65_536)
+        self._pod_ns: LruDict[str, dec.Namespaces] = LruDict(16_384)
         self._parked: deque[tuple[int, int, Envelope]] = deque()  # deadline, cgroup, env
         self._parked_uids: dict[str, int] = {}
         self._pods: LruDict[int, Pod | None] = LruDict(16_384)
@@ -281,6 +333,9 @@ class KernelCollector:
         attributor.index.on_change(self._index_changed)
         self._epoch = 0
         self._next_profile = 0.0
+        self._next_clock = 0.0
+        self._clock = {"clock_offset_ns": 0, "clock_drift_ns": 0, "clock_drift_max_ns": 0,
+                       "clock_measurements": 0}
         self._next_sweep = 0
         self._user: dict[str, int] = {
             "records": 0, "undecodable": 0, "envelopes": 0, "emit_errors": 0,
@@ -297,6 +352,7 @@ class KernelCollector:
             f"-DMAX_DEDUP={self.max_dedup}",
             f"-DDNS_PORT={self.dns_port}",
             *(f"-D{d}" for d in concern_defines(self.concerns)),
+            *btf_defines(),
         ]
         if self.include_host:
             flags.append("-DINCLUDE_HOST")
@@ -320,6 +376,8 @@ class KernelCollector:
                 f"BPF compile/load failed ({message}); check the kernel headers at "
                 f"/lib/modules/{platform.release()}/build and the bcc version") from exc
         self._offset_ns = monotonic_to_epoch_offset()
+        self._clock["clock_offset_ns"] = self._offset_ns
+        self._next_clock = time.monotonic() + self.clock_interval_s
         self._bpf[b"events"].open_ring_buffer(self._on_record)
         self._next_profile = time.monotonic() + self.profile_interval_s
         if self.cgroup_scan:
@@ -356,6 +414,7 @@ class KernelCollector:
         if self._bpf is None:
             return 0
         emitted = self.poll(0)
+        emitted += self._flush_connecting()
         emitted += self.sweep_dedup(force=True)
         emitted += self.flush_profiles()
         emitted += self._release_parked(force=True)
@@ -398,7 +457,24 @@ class KernelCollector:
             self._next_sweep = now + self.window_ns // 2
         if "syscalls" in self.concerns and time.monotonic() >= self._next_profile:
             emitted += self.flush_profiles()
+        if time.monotonic() >= self._next_clock:
+            self.remeasure_clock()
         return emitted
+
+    def remeasure_clock(self) -> int:
+        """Measure the epoch - CLOCK_MONOTONIC offset again (NTP slews the wall clock;
+        the monotonic clock does not follow a step) and use it from now on. Returns the
+        drift since the last measurement, also exported as ``clock_drift_ns`` (and the
+        largest seen as ``clock_drift_max_ns``)."""
+        self._next_clock = time.monotonic() + self.clock_interval_s
+        offset = monotonic_to_epoch_offset()
+        drift = offset - self._offset_ns
+        self._offset_ns = offset
+        self._clock["clock_offset_ns"] = offset
+        self._clock["clock_drift_ns"] = drift
+        self._clock["clock_drift_max_ns"] = max(self._clock["clock_drift_max_ns"], abs(drift))
+        self._clock["clock_measurements"] += 1
+        return drift
 
     def _on_record(self, _ctx: object, data: int, size: int) -> None:
         self._batch.append(ctypes.string_at(data, size))
@@ -425,34 +501,162 @@ class KernelCollector:
             extra: dict[str, Any] = {"ancestry": self._ancestry(ppid, h.cgroup_id)}
             cwd = _cwd_from_proc(h.pid)
             if cwd:
+                self.paths.set_cwd(h.pid, cwd)
+            else:  # gone already: what the chdir events (its own or its parent's) said
+                cwd = self.paths.cwd(h.pid, ppid) or ""
+            if cwd:
                 extra["cwd"] = cwd
+            extra.update(self._exec_facts(event, ppid, pod))
             envelope = dataclasses.replace(envelope, data={**envelope.data, **extra})
         elif isinstance(event, dec.ExitEvent):
             known = self._procs.pop(h.pid, None)
+            self.paths.exited(h.pid)
             envelope = exit_envelope(event, exe=known[1] if known else "", **common)
         elif isinstance(event, dec.OpenEvent):
-            envelope = open_envelope(event, sensitive=self.sensitive, **common)
-            if self.dedup:
-                self.ledger.opened(_open_key(event), envelope)
+            return self._on_open(event, common)
+        elif isinstance(event, dec.FileOpEvent):
+            return self._on_fileop(event, common)
+        elif isinstance(event, dec.NsOpEvent):
+            envelope = self._nsop(event, pod, common)
         elif isinstance(event, dec.NetEvent):
             if "net" not in self.concerns:
                 return 0
-            domain = self._domains.get((h.cgroup_id, event.daddr), "")
+            domain = self.dns_names.name_for(_dns_scope(pod, h.cgroup_id), event.daddr,
+                                             ts=h.ts + self._offset_ns)
             envelope = net_envelope(event, domain=domain, **common)
             if self.dedup and event.header.kind == dec.Kind.CONNECT:
                 self.ledger.opened(_net_key(event), envelope)
         elif isinstance(event, dec.CloseEvent):
             if "net" not in self.concerns:
                 return 0
-            domain = self._domains.get((h.cgroup_id, event.daddr), "")
+            domain = self.dns_names.name_for(_dns_scope(pod, h.cgroup_id), event.daddr,
+                                             ts=h.ts + self._offset_ns)
             envelope = close_envelope(event, domain=domain, **common)
         elif isinstance(event, dec.DnsEvent):
             envelope = dns_envelope(event, **common)
-            for address, name in resolved_addresses(envelope):
-                self._domains[(h.cgroup_id, address)] = name
+            scope = _dns_scope(pod, h.cgroup_id)
+            for address, name, ttl in resolved_answers(envelope):
+                self.dns_names.learn(scope, address, name, ts=envelope.ts, ttl_s=ttl)
         else:  # pragma: no cover - every decoded kind is handled above
             return 0
         return self._emit_or_park(envelope, h.cgroup_id)
+
+    def _pod_ns_ref(self, pod: Pod | None, cgroup_id: int,
+                    seen: dec.Namespaces | None) -> dec.Namespaces | None:
+        """The pod's reference namespaces: those of the first process the collector saw
+        in it (an exec, or a namespace call before it ran)."""
+        scope = _dns_scope(pod, cgroup_id)
+        ref = self._pod_ns.get(scope)
+        if ref is None and seen is not None:
+            self._pod_ns[scope] = ref = seen
+        return ref
+
+    def _exec_facts(self, ev: dec.ExecEvent, ppid: int, pod: Pod | None) -> dict[str, Any]:
+        """Interpreter and script, stdio, namespaces (with the pod's), and where the
+        program came from: a memfd, a deleted file, or a file written or made
+        executable in this pod shortly before (``exe_age_ns``)."""
+        h = ev.header
+        facts = exec_facts(ev)
+        exe = self.paths.resolve(h.pid, ppid, AT_FDCWD, ev.filename) or ev.filename
+        if exe != ev.filename:
+            facts["exe_path"] = exe
+        if "script" in facts:
+            facts["script"] = exe
+        else:
+            arg = script_argument(ev.filename, ev.argv)
+            if arg is not None:
+                facts["script"] = self.paths.resolve(h.pid, ppid, AT_FDCWD, arg) or arg
+                facts["interpreter"] = ev.filename
+        if "exe_origin" not in facts:
+            age = self._written_age(h.cgroup_id, exe, h.ts)
+            if age is not None:
+                facts.update(exe_origin="written_in_pod", exe_age_ns=age)
+        if "script" in facts and facts["script"] != exe:
+            age = self._written_age(h.cgroup_id, facts["script"], h.ts)
+            if age is not None:
+                facts.update(script_origin="written_in_pod", script_age_ns=age)
+        ref = self._pod_ns_ref(pod, h.cgroup_id, ev.namespaces)
+        if ref is not None:
+            facts["pod_ns"] = ns_fact(ref)
+            facts["left_pod_ns"] = left_ns(ev.namespaces, ref)
+        return facts
+
+    def _written_age(self, cgroup_id: int, path: str, ts: int) -> int | None:
+        known = self._written.get((cgroup_id, path))
+        if known is None or not 0 <= ts - known[0] <= self.exe_recent_ns:
+            return None
+        return ts - known[0]
+
+    def _nsop(self, ev: dec.NsOpEvent, pod: Pod | None, common: dict[str, Any]) -> Envelope:
+        h = ev.header
+        ref = self._pod_ns_ref(pod, h.cgroup_id, ev.before)
+        target_pid = target = None
+        if ev.op == dec.NsOp.SETNS:
+            where = self.paths.resolve_fd(h.pid, ev.fd) or ""
+            found = _PROC_NS.match(where)
+            if found is not None:
+                target_pid = int(found.group(1))
+        elif ev.op == dec.NsOp.MOUNT and ev.target:
+            target = self.paths.resolve(h.pid, h.ppid, AT_FDCWD, ev.target)
+        return nsop_envelope(ev, pod_ns=ref, target_pid=target_pid, target=target, **common)
+
+    def _on_open(self, ev: dec.OpenEvent, common: dict[str, Any]) -> int:
+        h = ev.header
+        path = self.paths.resolve(h.pid, h.ppid, ev.dfd, ev.path)
+        if path is not None and ev.result >= 0:
+            # every fd the events show (directories are never folded by the dedup; a
+            # folded repeat of a file leaves its fd unknown: fchmod/fchown on it may
+            # then name an older file of that fd number, a stated limit)
+            self.paths.opened(h.pid, ev.result, path)
+            if opens_for_write(ev.flags):
+                mode = ev.mode & 0o7777 if ev.flags & O_CREAT else -1
+                old = self._written.get((h.cgroup_id, path))
+                if mode < 0 and old is not None:
+                    mode = old[1]
+                self._written[(h.cgroup_id, path)] = (h.ts, mode)
+        envelope = open_envelope(ev, sensitive=self.sensitive, path=path, **common)
+        if self.dedup:
+            self.ledger.opened(_open_key(ev), envelope)
+        emitted = self._emit_or_park(envelope, h.cgroup_id)
+        written = write_envelope(envelope)
+        if written is not None:
+            emitted += self._emit_or_park(written, h.cgroup_id)
+        return emitted
+
+    def _on_fileop(self, ev: dec.FileOpEvent, common: dict[str, Any]) -> int:
+        h = ev.header
+        if ev.op == dec.FileOp.CHDIR:
+            if ev.result == 0:
+                self.paths.chdir(h.pid, h.ppid, ev.path, ev.dfd)
+            return 0
+        if ev.op == dec.FileOp.MEMFD:
+            return 0
+        if ev.path:
+            path = self.paths.resolve(h.pid, h.ppid, ev.dfd, ev.path)
+        else:  # fchmod/fchown name an fd
+            path = self.paths.resolve_fd(h.pid, ev.dfd)
+        new_path = (self.paths.resolve(h.pid, h.ppid, ev.dfd2, ev.path2)
+                    if ev.op == dec.FileOp.RENAME else None)
+        mode_before = None
+        if path is not None and ev.result == 0:
+            key = (h.cgroup_id, path)
+            known = self._written.get(key)
+            if ev.op == dec.FileOp.CHMOD:
+                if known is not None and known[1] >= 0:
+                    mode_before = known[1]
+                self._written[key] = (h.ts, ev.mode & 0o7777)
+            elif ev.op == dec.FileOp.UNLINK:
+                self._written.pop(key, None)
+            elif ev.op == dec.FileOp.RENAME and new_path is not None:
+                self._written.pop(key, None)
+                if known is not None:
+                    self._written[(h.cgroup_id, new_path)] = known
+        emitted = 0
+        for envelope in fileop_envelopes(ev, sensitive=self.sensitive, path=path,
+                                         new_path=new_path, mode_before=mode_before,
+                                         **common):
+            emitted += self._emit_or_park(envelope, h.cgroup_id)
+        return emitted
 
     def _ancestry(self, ppid: int, cgroup_id: int, depth: int = 8) -> list[dict[str, Any]]:
         """Parents up the chain while they are in the same container: from the execs
@@ -571,6 +775,23 @@ class KernelCollector:
                     emitted += self._emit(envelope)
         return emitted
 
+    def _flush_connecting(self) -> int:
+        """Connects whose handshake is still running go out as ``pending`` (flush is
+        called before stopping: their outcome would never be sent)."""
+        if "net" not in self.concerns or not self._has_table(b"connecting"):
+            return 0
+        table = self._bpf[b"connecting"]
+        emitted = 0
+        for key, value in list(table.items()):
+            if value.owner != 1:
+                continue
+            with contextlib.suppress(KeyError):
+                del table[key]
+            raw = bytearray(bytes(value.e))
+            struct.pack_into("<I", raw, dec.NetRecord.outcome.offset, dec.Outcome.PENDING)
+            emitted += self._handle(bytes(raw))
+        return emitted
+
     def _has_table(self, name: bytes) -> bool:
         try:
             self._bpf[name]
@@ -656,10 +877,15 @@ class KernelCollector:
         out["pending_attribution"] = len(self._parked)
         out["ledger_evicted"] = self.ledger.evicted
         out.update({f"attribution_{k}": v for k, v in self.attributor.counts.items()})
+        out.update({f"path_{k}": v for k, v in self.paths.counts.items()})
+        out.update({f"dns_names_{k}": v for k, v in self.dns_names.counts.items()})
+        out.update(self._clock)
         return out
 
 
 _MISSING = object()
+_PROC_NS = re.compile(r"^/proc/(\d+)/ns/")
+O_CREAT = 0o100
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -720,6 +946,12 @@ def _delete_keys(table: Any, keys: list[Any]) -> None:
     for k in keys:
         with contextlib.suppress(KeyError):
             del table[k]
+
+
+def _dns_scope(pod: Pod | None, cgroup_id: int) -> str:
+    """Whose DNS answers name a connection: the pod's (its containers share the
+    network namespace and resolver), else the container cgroup's."""
+    return pod.uid if pod is not None and pod.uid else f"cgroup/{cgroup_id}"
 
 
 def _open_key(ev: dec.OpenEvent) -> tuple[Any, ...]:

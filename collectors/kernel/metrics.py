@@ -17,7 +17,8 @@ from streams.events import Envelope
 __all__ = ["StatsReporter", "merged_stats"]
 
 # Counters that only go up (exported as Prometheus counters); everything else is a gauge.
-_GAUGES = frozenset({"spooled", "pod_cgroups", "pending_attribution", "procs_tracked"})
+_GAUGES = frozenset({"spooled", "pod_cgroups", "pending_attribution", "procs_tracked",
+                     "clock_offset_ns", "clock_drift_ns", "clock_drift_max_ns"})
 
 
 class _HasStats(Protocol):

@@ -3,8 +3,13 @@
  * - socket(): the type (stream/datagram) per (tgid, fd) in `socks`, so connect can say
  *   TCP or UDP without reading kernel structs; bind() adds the local port.
  * - connect(): the destination is copied at entry, the event goes out at exit with the
- *   result (0, -EINPROGRESS for non-blocking, -ECONNREFUSED …), de-duplicated per
- *   container like file.open.
+ *   result, de-duplicated per container like file.open. For TCP the outcome is the
+ *   state machine's, not the syscall's: SYN_SENT inside the call names the socket; a
+ *   call that returns before the handshake ends (-EINPROGRESS: every non-blocking
+ *   client) parks its event in `connecting`, and the socket's next state change sends
+ *   it (ESTABLISHED: result 0; CLOSE: the socket's sk_err, read at its BTF offset:
+ *   ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH …; failed with -EINPROGRESS when its owner
+ *   closed it before an answer).
  * - TCP volume: sock:inet_sock_set_state to SYN_SENT (in the connecting task) starts a
  *   record keyed by the socket address; sock:sock_send_length / sock_recv_length add
  *   bytes; the state change to CLOSE emits net.close with the totals (whatever context
@@ -45,6 +50,7 @@ struct connect_args {
     u32 addrlen;
     u32 busy;      /* 1 between entry and exit (task-local storage) */
     u32 pad;
+    u64 sk;        /* the socket that entered SYN_SENT during this call, 0 if none */
 };
 
 struct pending_u32 {
@@ -61,9 +67,32 @@ struct net_event {
     u16 sotype;
     u16 dport;     /* host byte order; peer port for accept, local port for listen */
     u16 lport;
-    u32 pad;
+    u32 outcome;   /* connect: OUTCOME_*, 0 when the syscall's result is all there is */
     u8 daddr[16];
     char unix_path[UNIX_PATH_LEN];
+};
+
+#define OUTCOME_ESTABLISHED 1
+#define OUTCOME_REFUSED 2
+#define OUTCOME_FAILED 3
+#define OUTCOME_PENDING 4
+#define EINPROGRESS_ 115
+#define ECONNREFUSED_ 111
+#define ETIMEDOUT_ 110
+
+/* A TCP connect between SYN_SENT and its outcome. `owner` says who sends the event:
+ * 0 the connect() call is still running, 1 its event is parked here, 2 taken (sent).
+ * Whoever moves it from 1 to 2 (compare-and-swap) sends, so the state change on
+ * another CPU and the syscall's exit never both send, nor both leave it. */
+#define CONN_ESTABLISHED 1
+#define CONN_RESET 2
+#define CONN_CLOSED 4
+#define CONN_RETRANSMIT 8
+struct connecting {
+    u64 state;     /* 64-bit: the BPF atomics this kernel takes here */
+    u64 owner;
+    s64 err;       /* sk->sk_err when it closed (BTF offset): ECONNREFUSED, ETIMEDOUT … */
+    struct net_event e;
 };
 
 struct net_key {
@@ -110,6 +139,7 @@ BPF_TASK_STORAGE(accept_pending, struct connect_args);
 BPF_TASK_STORAGE(listen_pending, struct pending_u32);
 BPF_HASH(net_dedup, struct net_key, u64, MAX_DEDUP);
 BPF_HASH(conns, u64, struct conn_info, 65536);
+BPF_TABLE("lru_hash", u64, struct connecting, connecting, 16384);
 BPF_PERCPU_ARRAY(net_scratch, struct net_event, 1);
 BPF_PERCPU_ARRAY(net_key_scratch, struct net_key, 1);
 BPF_PERCPU_ARRAY(sockaddr_scratch, struct sockaddr_buf, 1);
@@ -137,6 +167,20 @@ static __always_inline int net_dedup_check(struct net_key *key)
     }
     count_add(C_DEDUP_FULL, 1);
     return DEDUP_BYPASS;
+}
+
+/* The dedup key of a connect event (same container, window, result, destination). */
+static __always_inline void net_key_of(struct net_key *k, struct net_event *e)
+{
+    __builtin_memset(k, 0, sizeof(*k));
+    k->cgroup_id = e->h.cgroup_id;
+    k->window = e->window;
+    k->result = e->ret < 0 ? (s32)e->ret : 0;
+    k->family = e->family;
+    k->sotype = e->sotype;
+    k->dport = e->dport;
+    __builtin_memcpy(k->daddr, e->daddr, sizeof(k->daddr));
+    __builtin_memcpy(k->unix_path, e->unix_path, sizeof(k->unix_path));
 }
 
 /* Fill family/port/address (or unix path) of `e` from a user sockaddr. */
@@ -273,8 +317,87 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
     a->sockaddr = (u64)args->uservaddr;
     a->fd = (u32)args->fd;
     a->addrlen = (u32)args->addrlen;
+    a->sk = 0;
     a->busy = 1;
     return 0;
+}
+
+/* The outcome of a finished handshake: result and OUTCOME_* from the socket's error
+ * when it closed (the kernel's own verdict), else from the state bits. A socket closed
+ * with no error was closed by its owner before an answer: failed, still -EINPROGRESS. */
+static __always_inline void conn_outcome(struct net_event *e, u64 state, s64 err)
+{
+    if (state & CONN_ESTABLISHED) {
+        e->ret = 0;
+        e->outcome = OUTCOME_ESTABLISHED;
+    } else if (err > 0) {
+        e->ret = -err;
+        e->outcome = err == ECONNREFUSED_ ? OUTCOME_REFUSED : OUTCOME_FAILED;
+    } else if (state & CONN_RESET) {
+        e->ret = -ECONNREFUSED_;
+        e->outcome = OUTCOME_REFUSED;
+    } else {
+#ifndef OFF_SK_ERR
+        if (state & CONN_RETRANSMIT)  /* no sk_err to read: a retransmitted SYN */
+            e->ret = -ETIMEDOUT_;
+#endif
+        e->outcome = OUTCOME_FAILED;
+    }
+}
+
+/* Park the event of a connect whose handshake is still running; returns 1 when the
+ * caller must send it itself (the outcome is known, or nothing is parked). */
+static __always_inline int connect_park(struct net_event *e, u64 sk)
+{
+    struct connecting *c = connecting.lookup(&sk);
+    if (!c)
+        return 1;
+    __builtin_memcpy(&c->e, e, sizeof(*e));
+    __sync_val_compare_and_swap(&c->owner, 0, 1);
+    u64 state = c->state & (CONN_ESTABLISHED | CONN_RESET | CONN_CLOSED);
+    if (!state && e->ret == -EINPROGRESS_) {
+        count_add(C_CONNECT_PARKED, 1);
+        return 0;  /* the state change sends it */
+    }
+    if (__sync_val_compare_and_swap(&c->owner, 1, 2) != 1)
+        return 0;  /* the state change took it meanwhile */
+    if (state)
+        conn_outcome(e, c->state, c->err);
+    connecting.delete(&sk);
+    return 1;
+}
+
+/* A state change (or reset, or SYN retransmit) of a connecting socket. */
+static __always_inline void conn_progress(u64 sk, u64 bit, int final)
+{
+    struct connecting *c = connecting.lookup(&sk);
+    if (!c)
+        return;
+#ifdef OFF_SK_ERR
+    if (bit == CONN_CLOSED) {
+        s32 err = (s32)read_u32(sk + OFF_SK_ERR);
+        c->err = err;
+    }
+#endif
+    __sync_fetch_and_or(&c->state, bit);
+    if (!final)
+        return;
+    if (__sync_val_compare_and_swap(&c->owner, 1, 2) != 1)
+        return;  /* the connect() call is still running: its exit sends */
+    conn_outcome(&c->e, c->state, c->err);
+#ifndef NO_DEDUP
+    /* folded like connects decided at exit (an async client's pool opening the same
+     * destination again); the key on the stack: this may run in softirq, on top of a
+     * program using the per-CPU scratch */
+    struct net_key k;
+    net_key_of(&k, &c->e);
+    if (net_dedup_check(&k) == DEDUP_REPEAT) {
+        connecting.delete(&sk);
+        return;
+    }
+#endif
+    submit(&c->e, sizeof(c->e));
+    connecting.delete(&sk);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
@@ -291,6 +414,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     e->ret = args->ret;
     e->fd = a.fd;
     read_sockaddr(e, a.sockaddr, a.addrlen);
+    if (a.sk && !connect_park(e, a.sk))
+        return 0;
     u64 key = fd_key(a.fd);
     struct sock_info *info = socks.lookup(&key);
     if (info) {
@@ -311,15 +436,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     struct net_key *k = net_key_scratch.lookup(&zero);
     if (!k)
         return 0;
-    __builtin_memset(k, 0, sizeof(*k));
-    k->cgroup_id = cgroup_id;
-    k->window = e->window;
-    k->result = e->ret < 0 ? (s32)e->ret : 0;
-    k->family = e->family;
-    k->sotype = e->sotype;
-    k->dport = e->dport;
-    __builtin_memcpy(k->daddr, e->daddr, sizeof(k->daddr));
-    __builtin_memcpy(k->unix_path, e->unix_path, sizeof(k->unix_path));
+    net_key_of(k, e);
     if (net_dedup_check(k) == DEDUP_REPEAT)
         return 0;
 #endif
@@ -398,6 +515,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         u64 cgroup_id = bpf_get_current_cgroup_id();
         if (!in_scope(cgroup_id))
             return 0;
+        struct connect_args *pending = connect_pending.task_storage_get(CURRENT_TASK, 0, 0);
+        if (pending && pending->busy) {
+            pending->sk = sk;
+            struct connecting fresh = {};
+            connecting.update(&sk, &fresh);
+        }
         struct conn_info info = {};
         fill_header(&info.h, EV_CLOSE, cgroup_id);
         info.family = args->family;
@@ -414,6 +537,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         return 0;
     }
     if (args->newstate == TCP_ESTABLISHED) {
+        if (args->oldstate == TCP_SYN_SENT)
+            conn_progress(sk, CONN_ESTABLISHED, 1);
         /* The source port is chosen after SYN_SENT is entered: take it now. */
         struct conn_info *est = conns.lookup(&sk);
         if (est) {
@@ -427,6 +552,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     }
     if (args->newstate != TCP_CLOSE)
         return 0;
+    if (args->oldstate == TCP_SYN_SENT)
+        conn_progress(sk, CONN_CLOSED, 1);
     struct conn_info *info = conns.lookup(&sk);
     if (!info)
         return 0;
@@ -444,6 +571,19 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     __builtin_memcpy(e.daddr, info->daddr, 16);
     conns.delete(&sk);
     submit(&e, sizeof(e));
+    return 0;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_receive_reset)
+{
+    conn_progress((u64)args->skaddr, CONN_RESET, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
+{
+    if (args->state == TCP_SYN_SENT)
+        conn_progress((u64)args->skaddr, CONN_RETRANSMIT, 0);
     return 0;
 }
 

@@ -3,9 +3,13 @@ kubelet-shaped pod cgroups that are removed even when a test fails."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
+
+from collectors.kernel.dnsmsg import build_answer
 
 from .harness import Harness, kernel_unavailable, make_harness
 
@@ -36,3 +40,36 @@ def kernel(harness: Harness) -> Iterator[Harness]:
         yield harness
     finally:
         harness.cleanup()
+
+
+@pytest.fixture
+def resolver() -> Iterator[str]:
+    """A loopback DNS resolver on 127.0.0.1:53 answering every A query with 10.1.2.3."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("127.0.0.1", 53))
+    except OSError as exc:
+        sock.close()
+        pytest.skip(f"cannot bind the test resolver on 127.0.0.1:53: {exc}")
+
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                query, addr = sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.sendto(build_answer(query, ["10.1.2.3"]), addr)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield "10.1.2.3"
+    finally:
+        stop.set()
+        thread.join(5)  # the port is free only once no thread is inside recvfrom
+        sock.close()

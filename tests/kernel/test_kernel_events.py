@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from collectors.kernel.dnsmsg import build_answer
 from streams.events import Envelope
 
 pytestmark = pytest.mark.root
@@ -63,39 +62,6 @@ def listener() -> Iterator[int]:
         srv.close()
 
 
-@pytest.fixture
-def resolver() -> Iterator[str]:
-    """A loopback DNS resolver on 127.0.0.1:53 answering every A query with 10.1.2.3."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.bind(("127.0.0.1", 53))
-    except OSError as exc:
-        sock.close()
-        pytest.skip(f"cannot bind the test resolver on 127.0.0.1:53: {exc}")
-
-    sock.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                query, addr = sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            sock.sendto(build_answer(query, ["10.1.2.3"]), addr)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield "10.1.2.3"
-    finally:
-        stop.set()
-        thread.join(5)  # the port is free only once no thread is inside recvfrom
-        sock.close()
-
-
 # -- file.open ---------------------------------------------------------------------------
 def test_open_of_token_path_is_reported_and_marked_sensitive(kernel, tmp_path: Path) -> None:
     pod = kernel.pod("coder", "agents")
@@ -108,7 +74,8 @@ def test_open_of_token_path_is_reported_and_marked_sensitive(kernel, tmp_path: P
     opens = [e for e in _of_pid(kernel.out, pid) if e.kind == "file.open"]
     (token,) = [e for e in opens if e.data["path"] == TOKEN]
     assert token.pod is not None and token.pod.uid == pod.uid and token.pod.name == "coder"
-    assert token.data["sensitive"] == {"rule": "k8s-service-account-token", "level": "high"}
+    assert token.data["sensitive"] == {"rule": "k8s-service-account-token", "level": "high",
+                                       "class": "token"}
     assert token.data["access"] == "read" and token.data["result"] == -2
     assert token.data["error"] == "ENOENT" and token.data["count"] == 1
     (write,) = [e for e in opens if e.data["path"] == str(written)]

@@ -18,6 +18,8 @@ MIRRORS = {
     b"layout_exit_event": dec.ExitRecord,
     b"layout_cgroup_event": dec.CgroupMkdirRecord,
     b"layout_open_event": dec.OpenRecord,
+    b"layout_fileop_event": dec.FileOpRecord,
+    b"layout_nsop_event": dec.NsOpRecord,
     b"layout_open_key": dec.OpenKey,
     b"layout_open_key_short": dec.OpenKeyShort,
     b"layout_net_event": dec.NetRecord,
@@ -44,9 +46,10 @@ def _layout(cls: type[ctypes.Structure], prefix: str = "") -> dict[str, tuple[in
 def compiled(kernel_ok):
     from bcc import BPF
 
-    from collectors.kernel.loader import ALL_CONCERNS, assemble_source
+    from collectors.kernel.loader import ALL_CONCERNS, assemble_source, btf_defines
 
-    bpf = BPF(text=assemble_source(ALL_CONCERNS).encode(), cflags=["-DLAYOUT_CHECK"])
+    bpf = BPF(text=assemble_source(ALL_CONCERNS).encode(),
+              cflags=["-DLAYOUT_CHECK", *btf_defines()])
     try:
         yield bpf
     finally:

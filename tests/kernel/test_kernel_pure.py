@@ -189,6 +189,7 @@ def test_profile_envelope() -> None:
 @pytest.mark.parametrize("module", [
     "collectors.kernel.decode", "collectors.kernel.dnsmsg", "collectors.kernel.sensitive",
     "collectors.kernel.dedup", "collectors.kernel.envelopes", "collectors.kernel.syscall_names",
+    "collectors.kernel.paths", "collectors.kernel.dnsnames",
 ])
 def test_doctests(module: str) -> None:
     import doctest
@@ -219,3 +220,243 @@ def test_stats_reporter_prometheus_and_envelope() -> None:
     assert env.kind == "collector.stats" and env.key == "node/n1"
     assert env.data["counters"]["deduplicated"] == 5
     assert Envelope.from_dict(env.to_dict()) == env
+
+
+# -- paths, sensitive classes, file changes ----------------------------------------------
+@pytest.mark.parametrize(("given", "expected"), [
+    ("//etc//shadow", "/etc/shadow"),
+    ("/etc/./ssh/../shadow", "/etc/shadow"),
+    ("/proc/self/root/etc/shadow", "/etc/shadow"),
+    ("/proc/thread-self/root/proc/1/root/etc/shadow", "/etc/shadow"),
+    ("/proc/42/task/43/root//etc/shadow", "/etc/shadow"),
+    ("/proc/self/rootfs/x", "/proc/self/rootfs/x"),
+    ("/", "/"),
+])
+def test_normalize(given: str, expected: str) -> None:
+    from collectors.kernel.paths import normalize
+
+    assert normalize(given) == expected
+
+
+def test_resolver_counts_and_proc_spellings() -> None:
+    from collectors.kernel.paths import AT_FDCWD, PathResolver
+
+    proc_cwd = {7: "/srv/app"}
+    proc_fds = {(7, 3): "/home/u/.ssh"}
+    r = PathResolver(cwd_of=lambda pid: proc_cwd.get(pid, ""),
+                     fd_path_of=lambda pid, fd: proc_fds.get((pid, fd), ""))
+    # unknown to the events: /proc, counted
+    assert r.resolve(7, 1, AT_FDCWD, "a/../b") == "/srv/app/b"
+    assert r.resolve(7, 1, 3, "id_rsa") == "/home/u/.ssh/id_rsa"
+    assert r.counts["proc_fallback"] == 2
+    # /proc/<pid>/cwd and /proc/self/fd/<n> spellings of another base
+    r.chdir(9, 1, "/root")
+    assert r.resolve(7, 1, AT_FDCWD, "/proc/9/cwd/.kube/config") == "/root/.kube/config"
+    r.opened(7, 5, "/var/run/secrets/kubernetes.io/serviceaccount")
+    assert (r.resolve(7, 1, AT_FDCWD, "/proc/self/fd/5/token")
+            == "/var/run/secrets/kubernetes.io/serviceaccount/token")
+    # fchdir to a known directory fd
+    r.chdir(7, 1, "", 5)
+    assert r.resolve(7, 1, AT_FDCWD, "ca.crt").endswith("serviceaccount/ca.crt")
+    assert r.resolve(8, 0, AT_FDCWD, "x") is None and r.counts["unresolved"] == 1
+    r.exited(7)
+    assert r.cwd(7, 0) == "/srv/app"  # from /proc again
+
+
+def test_sensitive_extended_list_read_and_write() -> None:
+    rules = SensitivePaths.load()
+    reads = {
+        "/home/a/.netrc": ("credential-file", "credential"),
+        "/root/.bash_history": ("shell-history", "history"),
+        "/home/a/.git-credentials": ("credential-file", "credential"),
+        "/proc/1/environ": ("process-environment", "environ"),
+        "/etc/shadow": ("shadow", "system"),
+        "/root/.ssh/id_ed25519": ("ssh-key", "ssh"),
+    }
+    for path, (rule, klass) in reads.items():
+        found = rules.match(path)
+        assert found is not None and (found.rule, found.category) == (rule, klass), path
+    writes = ["/etc/cron.d/evil", "/etc/ld.so.preload", "/etc/systemd/system/x.service",
+              "/root/.ssh/authorized_keys", "/home/a/.bashrc", "/etc/sudoers.d/x",
+              "/var/spool/cron/crontabs/root"]
+    for path in writes:
+        assert rules.match(path) is None, path  # every process reads them
+        found = rules.match(path, write=True)
+        assert found is not None and found.category == "persistence", path
+    with pytest.raises(ValueError, match="class"):
+        SensitivePaths([{"id": "x", "class": "nope", "patterns": ["/x"]}])
+
+
+def test_relative_open_envelope_and_write() -> None:
+    from collectors.kernel.envelopes import write_envelope
+
+    r = dec.OpenRecord()
+    r.h = _header(dec.Kind.OPEN)
+    r.ret, r.flags, r.dfd, r.mode = 3, 0o1101, -100, 0o644
+    _put(r, "path", b"../etc/ld.so.preload\0")
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.OpenEvent) and ev.mode == 0o644
+    rules = SensitivePaths.load()
+    env = open_envelope(ev, node="n", pod=POD, offset_ns=0, sensitive=rules,
+                        path="/etc/ld.so.preload")
+    assert env.data["path"] == "/etc/ld.so.preload"
+    assert env.data["raw_path"] == "../etc/ld.so.preload" and env.data["mode"] == 0o644
+    assert env.data["sensitive"]["class"] == "persistence"
+    written = write_envelope(env)
+    assert written is not None and written.kind == "file.write"
+    assert written.data["path"] == "/etc/ld.so.preload"
+    unresolved = open_envelope(ev, node="n", pod=POD, offset_ns=0, sensitive=rules)
+    assert unresolved.data["path"] == "../etc/ld.so.preload"
+    assert unresolved.data["path_unresolved"] is True
+    assert "sensitive" not in unresolved.data and write_envelope(unresolved) is None
+
+
+def test_fileop_record_and_envelopes() -> None:
+    from collectors.kernel.envelopes import fileop_envelopes
+
+    r = dec.FileOpRecord()
+    r.h = _header(dec.Kind.FILEOP)
+    r.op, r.ret, r.dfd, r.dfd2 = int(dec.FileOp.RENAME), 0, -100, -100
+    _put(r, "path", b"/tmp/x\0")
+    _put(r, "path2", b"/etc/cron.d/x\0")
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.FileOpEvent) and ev.path2 == "/etc/cron.d/x"
+    rename, write = fileop_envelopes(ev, node="n", pod=POD, offset_ns=0,
+                                     sensitive=SensitivePaths.load(), path="/tmp/x",
+                                     new_path="/etc/cron.d/x")
+    assert rename.kind == "file.rename" and rename.data["new_path"] == "/etc/cron.d/x"
+    assert rename.data["sensitive"]["rule"] == "scheduled-task"
+    assert write.kind == "file.write" and write.data["via"] == "rename"
+    chmod = dec.FileOpEvent(ev.header, int(dec.FileOp.CHMOD), 0, -100, "a", mode=0o100755)
+    (env,) = fileop_envelopes(chmod, node="n", pod=POD, offset_ns=0, path="/w/a",
+                              mode_before=0o644)
+    assert env.data["mode_text"] == "0755" and env.data["exec_bit_added"] is True
+    (env,) = fileop_envelopes(chmod, node="n", pod=POD, offset_ns=0, path="/w/a",
+                              mode_before=0o700)
+    assert env.data["exec_bit_added"] is False
+    for e in (rename, write, env):
+        assert Envelope.from_dict(e.to_dict()) == e
+
+
+def test_dns_parsed_with_dnspython_cname_chain_and_ttl() -> None:
+    import dns.message
+    import dns.rrset
+
+    query = dns.message.make_query("www.example.com", "A")
+    reply = dns.message.make_response(query)
+    reply.answer.append(dns.rrset.from_text("www.example.com.", 300, "IN", "CNAME",
+                                            "edge.cdn.example.net."))
+    reply.answer.append(dns.rrset.from_text("edge.cdn.example.net.", 20, "IN", "A",
+                                            "192.0.2.10", "192.0.2.11"))
+    wire = reply.to_wire()
+    msg = parse_dns(wire)
+    assert msg.is_response and msg.rcode == "NOERROR" and not msg.error
+    assert sorted(msg.answers) == [("edge.cdn.example.net", "A", "192.0.2.10", 20),
+                                   ("edge.cdn.example.net", "A", "192.0.2.11", 20),
+                                   ("www.example.com", "CNAME", "edge.cdn.example.net", 300)]
+    again = parse_dns(b"\x12\x34" + wire[2:])  # memoised, with its own id
+    assert again.id == 0x1234 and again.answers == msg.answers
+
+
+def test_pod_dns_names_are_bounded_and_per_scope() -> None:
+    from collectors.kernel.dnsnames import NS, PodDnsNames
+
+    names = PodDnsNames(max_entries=2, grace_s=1)
+    names.learn("p", "10.0.0.1", "a", ts=0, ttl_s=0)
+    assert names.name_for("p", "10.0.0.1", ts=NS) == "a"  # within the grace
+    assert names.name_for("p", "10.0.0.1", ts=2 * NS) == ""
+    for i in range(3):
+        names.learn("p", f"10.0.0.{i}", "x", ts=0, ttl_s=60)
+    assert len(names) == 2 and names.counts["evicted"] == 1
+
+
+def test_clock_offset_is_measured_again_and_drift_exported(monkeypatch) -> None:
+    from collectors.cgroups import CgroupResolver
+    from collectors.kernel import loader
+    from collectors.pods import Attributor, PodIndex
+
+    collector = loader.KernelCollector("n", Attributor(PodIndex(), CgroupResolver("/tmp")),
+                                       lambda e: None, clock_interval_s=60)
+    offsets = iter([1_000_000, 1_000_250, 999_900])
+    monkeypatch.setattr(loader, "monotonic_to_epoch_offset", lambda: next(offsets))
+    collector._offset_ns = 1_000_000
+    assert collector.remeasure_clock() == 0
+    assert collector.remeasure_clock() == 250
+    assert collector.remeasure_clock() == -350
+    stats = collector.stats
+    assert stats["clock_offset_ns"] == 999_900 and stats["clock_drift_ns"] == -350
+    assert stats["clock_drift_max_ns"] == 350 and stats["clock_measurements"] == 3
+
+
+def test_exec_record_facts_decode() -> None:
+    from collectors.kernel.envelopes import S_IFIFO, S_IFSOCK, exec_facts
+
+    r = dec.ExecRecord()
+    r.h = _header(dec.Kind.EXEC)
+    r.flags = (dec.EXEC_HAS_INTERP | dec.EXEC_HAS_NS | dec.EXEC_HAS_STDIO
+               | dec.EXEC_HAS_EXE_FILE)
+    _put(r, "filename", b"/app/run.sh\0")
+    _put(r, "interp", b"/bin/sh\0")
+    r.ns.mnt, r.ns.pid, r.ns.net, r.ns.pid_children = 11, 12, 13, 12
+    r.stdio[0].mode, r.stdio[0].family, r.stdio[0].protocol = S_IFSOCK, 10, 6
+    r.stdio[0].dport = 443
+    r.stdio[0].daddr[:] = list(bytes(15) + b"\x01")
+    r.stdio[1].mode = S_IFIFO
+    r.exe_nlink = 0
+    _put(r, "exe_name", b"memfd:x\0")
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.ExecEvent)
+    assert ev.interpreter == "/bin/sh" and ev.namespaces == dec.Namespaces(11, 12, 13, 12)
+    facts = exec_facts(ev)
+    assert facts["interpreter"] == "/bin/sh" and facts["script"] == "/app/run.sh"
+    assert facts["ns"] == {"mnt": 11, "pid": 12, "net": 13}
+    assert facts["stdio"] == {"stdin": {"type": "socket", "protocol": "tcp",
+                                        "peer": "[::1]:443"},
+                              "stdout": {"type": "pipe"}}
+    assert facts["exe_origin"] == "memfd"
+    # without the optional facts (offsets missing): nothing is made up
+    r.flags = 0
+    bare = dec.decode(bytes(r))
+    assert isinstance(bare, dec.ExecEvent) and exec_facts(bare) == {}
+
+
+def test_nsop_envelope_left_pod_ns() -> None:
+    from collectors.kernel.envelopes import nsop_envelope
+
+    r = dec.NsOpRecord()
+    r.h = _header(dec.Kind.NSOP)
+    r.op, r.ret, r.flags, r.fd = int(dec.NsOp.SETNS), 0, 0x00020000, 3
+    r.before.mnt, r.before.pid, r.before.net = 1, 2, 3
+    r.after.mnt, r.after.pid, r.after.net = 9, 2, 3
+    ev = dec.decode(bytes(r))
+    assert isinstance(ev, dec.NsOpEvent)
+    env = nsop_envelope(ev, node="n", pod=POD, offset_ns=0, pod_ns=ev.before, target_pid=1)
+    assert env.kind == "process.setns" and env.data["nstype"] == "mnt"
+    assert env.data["left_pod_ns"] is True and env.data["target_pid"] == 1
+    assert env.data["ns_after"] == {"mnt": 9, "pid": 2, "net": 3}
+    assert Envelope.from_dict(env.to_dict()) == env
+
+
+def test_btf_reader_on_a_built_blob() -> None:
+    import struct as st
+
+    from collectors.kernel.btf import Btf, BtfError
+
+    strings = b"\0task\0pid\0inner\0x\0int\0"
+    off = {name: strings.index(name.encode() + b"\0") for name in
+           ("task", "pid", "inner", "x", "int")}
+    types = b""
+    types += st.pack("<III", off["int"], 1 << 24, 4) + st.pack("<I", 32)         # 1: int
+    types += st.pack("<III", off["inner"], (4 << 24) | 1, 4)                       # 2: struct
+    types += st.pack("<III", off["x"], 1, 0)
+    types += st.pack("<III", off["task"], (4 << 24) | 2, 16)                       # 3: struct
+    types += st.pack("<III", off["pid"], 1, 32)                                    # pid @4
+    types += st.pack("<III", 0, 2, 64)                                             # anon @8
+    header = st.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    btf = Btf(header + types + strings)
+    assert btf.offset("task", "pid") == 4 and btf.offset("task", "x") == 8
+    assert btf.size("task") == 16
+    with pytest.raises(BtfError):
+        btf.offset("task", "nope")
+    with pytest.raises(BtfError):
+        Btf(b"\0" * 30)
