@@ -66,7 +66,7 @@ class Signal:
     # showed on a dimension too thin to estimate p(new) (fewer than min_obs observations,
     # none at all included) still counts: what the agent did not do is also learned
     novelty: tuple[str, float, bool] | None = None
-    rate: tuple[str, float, float] | None = None  # (metric, min z, min ratio)
+    rate: tuple[str, float, float, float] | None = None  # (metric, min z, min ratio, min value)
     after: tuple[str, int] | None = None  # (mark, within ns): a recent fact of the same pod
     marks: tuple[str, ...] = ()  # facts this match records in the pod's context
     clears: tuple[str, ...] = ()  # facts this match ends (a clean request: a new conversation)
@@ -168,8 +168,8 @@ def _signal(raw: Mapping[str, Any], lists: Mapping[str, Any], stages: set[str]) 
         why=str(raw.get("why", raw["title"])), techniques=_techniques(raw),
         novelty=(novelty["dimension"], float(novelty.get("min_surprise", 0.0)),
                  bool(novelty.get("when_sparse", False))) if novelty else None,
-        rate=(rate["metric"], float(rate.get("min_z", 0.0)), float(rate.get("min_ratio", 0.0)))
-        if rate else None,
+        rate=(rate["metric"], float(rate.get("min_z", 0.0)), float(rate.get("min_ratio", 0.0)),
+              float(rate.get("min_value", 0.0))) if rate else None,
         after=(after["mark"], int(after["within_s"] * 1e9)) if after else None,
         marks=tuple(raw.get("marks") or ()), clears=tuple(raw.get("clears") or ()),
         critical=bool(raw.get("critical", False)),

@@ -217,11 +217,12 @@ def _novel(scores: Scores, dimension: str, min_surprise: float, when_sparse: boo
 
 
 def _unusual_rate(event: Envelope, scores: Scores, metric: str, min_z: float,
-                  min_ratio: float) -> RateScore | None:
+                  min_ratio: float, min_value: float) -> RateScore | None:
     if "{" in metric:
         metric = metric.format_map(_Fields(event, {}, ""))
     rate = scores.rate(metric)
-    if rate is None or not rate.judged or rate.z < min_z or rate.ratio < min_ratio:
+    if (rate is None or not rate.judged or rate.z < min_z or rate.ratio < min_ratio
+            or rate.value < min_value):
         return None
     return rate
 
