@@ -145,7 +145,7 @@ class StoryEngine:
         self.content = content
         self.settings = settings or EngineSettings()
         self.rules = content.incidents
-        self.evaluator = SignalEvaluator(content)
+        self.evaluator = SignalEvaluator(content, self.settings.evidence_policy)
         learning = self.settings.learning_ns
         # The phase windows scale with the learning span: six of them must settle in it.
         self.profile_settings = ProfileSettings(

@@ -85,8 +85,9 @@ def _as_text(value: Any) -> str:
 class SignalEvaluator:
     """The catalogue compiled for one content version (lists canonicalized once)."""
 
-    def __init__(self, content: DetectionContent) -> None:
+    def __init__(self, content: DetectionContent, evidence_policy: str = "keep") -> None:
         self.content = content
+        self.evidence_policy = evidence_policy  # tool content in a `why` only with keep
         self.by_kind: dict[str, list[Signal]] = {}
         for signal in content.signals:
             for kind in signal.kinds:
@@ -172,6 +173,9 @@ class SignalEvaluator:
                 continue
             if self._suppressed(signal.id, agent, value):
                 continue
+            if self.evidence_policy != "keep":
+                figures.setdefault("argument_excerpt", "arguments withheld by the evidence "
+                                                       "policy")
             hit = Hit(signal.id, event.ts, signal.risk, explain(signal.why, event, figures, agent),
                       value, signal.critical, figures,
                       signal.novelty[0] if signal.novelty else "")

@@ -97,9 +97,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
                               [*CATALOGUE, *worker_topics(args.app_id)]))
     asyncio.set_event_loop(asyncio.new_event_loop())
     settings = EngineSettings(learning_ns=int(args.learning_seconds * SECOND_NS),
-                              min_events=args.min_events)
+                              min_events=args.min_events, evidence_policy=args.evidence)
     app = build_app(args.bootstrap_servers, settings=settings, app_id=args.app_id,
-                    fetch_max_wait_ms=args.fetch_max_wait_ms)
+                    fetch_max_wait_ms=args.fetch_max_wait_ms, store=args.store)
     from faust import Worker
 
     Worker(app, loglevel=args.log_level.upper(), quiet=True).execute_from_commandline()
@@ -200,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="execs an agent must have shown before it is judged (default 20)")
     p.add_argument("--app-id", default=WORKER_APP_ID,
                    help="Faust app id: consumer group and changelog prefix (default %(default)s)")
+    p.add_argument("--store", default="memory://",
+                   help="table store: memory:// (rebuilt from the changelog at start) or "
+                        "rocksdb:// (on disk, with rocksdict; set --data-dir)")
+    p.add_argument("--evidence", choices=["keep", "hash", "drop"], default="keep",
+                   help="tool arguments and results in story evidence: keep, hash or drop "
+                        "(the same policy as the L7 collector's --content)")
     p.add_argument("--fetch-max-wait-ms", type=int, default=100,
                    help="longest a fetch waits for data (Faust's own 1500 stalls each hop "
                         "on the embedded broker, which does not end a parked fetch early)")

@@ -1,7 +1,10 @@
-"""End to end on this machine: real bcc collector, real broker, real Faust worker.
+"""End to end on this machine: real agents, real collectors, real broker, real Faust worker.
 
-Two agent pods (kubelet-shaped cgroups) run their routine while learning; one then
-spawns a shell. Exactly one story must come out, for that pod, as an OCSF 2004 finding.
+The seed's scenario (topologies/scenarios/demo.py): a support bot on the official openai
+SDK with an MCP server and IRSA credentials learns, then an injected ticket leads to a PII
+query, an upload to a new domain and a secret read; a research agent runs beside it.
+Exactly one story must come out, for the support bot, with its kernel, L7 and cloud steps
+in event-time order and causally linked; none for the research agent.
 """
 
 from __future__ import annotations
@@ -16,24 +19,34 @@ from topologies.demo import missing_requirements, run_scenario
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
 
-async def test_one_story_for_the_unexpected_shell_and_none_for_the_benign_agent(
+async def test_the_seeds_attack_is_one_cross_layer_story_and_the_benign_agent_has_none(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     problems = missing_requirements()
     if problems:
         pytest.skip("; ".join(problems))
-    result = await run_scenario(kafka_bootstrap, tmp_path, learning_s=4.0, min_events=8,
-                                timeout_s=120.0)
-    assert result.stories_of(result.benign) == []
-    [story] = result.stories_of(result.compromised)
+    result = await run_scenario(kafka_bootstrap, tmp_path, learning_s=3600, min_events=20,
+                                timeout_s=240.0)
+    assert result.meta["agent_errors"] == []
+    assert result.stories_of("research") == []
+    [story] = result.stories_of("support")
     assert validate_detection_finding(story) == []
     ext = story["unmapped"]["agentstory"]
     assert ext["agent"] == "support/Deployment/support-bot"
-    assert ext["pod"]["name"] == result.compromised.name
-    assert ext["baseline_phase"] == "monitoring"
-    first = ext["chain"][0]
-    assert (first["layer"], first["kind"], first["evidence"]["exe"]) == \
-        ("kernel", "process.exec", "/bin/sh")
-    assert story["severity_id"] == 4
-    assert "T1059.004" in [a["technique"]["uid"] for a in story["finding_info"]["attacks"]]
-    assert result.publisher_stats["dropped_spool_full"] == 0
-    assert result.collector_stats["lost"] == 0
+    chain = ext["chain"]
+    kinds = [s["kind"] for s in chain]
+    assert {"llm.request", "llm.tool_call", "net.connect", "cloud.api"} <= set(kinds)
+    assert {s["layer"] for s in chain} == {"kernel", "l7", "cloud"}
+    # The injected request comes first; the secret read is tied to the process that
+    # reached the AWS endpoint; the upload's connection to its interpreter by lineage.
+    assert chain[0]["kind"] == "llm.request" and chain[0]["evidence"]["injection"]["score"]
+    cloud = next(s for s in chain if s["kind"] == "cloud.api")
+    assert cloud["evidence"]["api"]["operation"] == "GetSecretValue"
+    assert cloud["link"]["causal"] and cloud["link"]["type"] == "cloud endpoint"
+    upload = next(s for s in chain if s["kind"] == "net.connect"
+                  and s["evidence"]["dst_endpoint"].get("domain") == "telemetry-sync.io")
+    assert upload["link"]["causal"]
+    assert [s["ts"] for s in chain if s["layer"] != "cloud"] == sorted(
+        s["ts"] for s in chain if s["layer"] != "cloud")
+    assert story["severity_id"] >= 4
+    assert "AML.T0051.001" in [a["uid"] for a in ext["atlas"]]
+    assert result.meta["collectors"]["kernel"].get("lost", 0) == 0

@@ -216,3 +216,22 @@ def test_the_frozen_allowlist_runs_in_the_same_engine(attacked: list[Envelope]) 
     assert state.profile.phase == "enforce"
     again = AgentState.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
     assert type(again.profile) is type(state.profile)
+
+
+@pytest.mark.parametrize("policy", ["hash", "drop"])
+def test_the_evidence_policy_keeps_tool_content_out_of_the_siem(
+        attacked: list[Envelope], policy: str) -> None:
+    """A PII-exfiltration story must not ship the PII: tool arguments are hashed or left
+    out of the step's sentence, its evidence and the OCSF document."""
+    settings = dataclasses.replace(SETTINGS, evidence_policy=policy)
+    [story] = run(attacked, settings)
+    doc = orjson.dumps(story.to_ocsf()).decode()
+    # The argument's shape (verb and table) may stay: it says what was touched, not what
+    # was in it. The SQL text itself (and any value in it) must not.
+    assert "ssn, card_number" not in doc
+    call = next(s for s in story.steps if s.kind == "llm.tool_call")
+    if policy == "hash":
+        assert call.evidence["arguments"].startswith("sha256:")
+        assert "with arguments sha256:" in call.what
+    else:
+        assert "arguments" not in call.evidence
