@@ -54,7 +54,8 @@ DIMENSIONS = (
     "net.domain", "net.ip_prefix", "net.port", "net.listen_port", "net.unix", "dns.name",
     "l7.provider_model", "l7.http_host", "l7.tool_offered", "l7.tool_called", "l7.mcp_tool",
     "l7.tool_arg_shape", "l7.system_prompt_hash", "l7.tools_hash",
-    "cloud.action", "cloud.resource", "cloud.error", "syscall",
+    "cloud.action", "cloud.resource", "cloud.error", "cloud.source", "l7.tool_method",
+    "syscall",
 )
 # Dimensions whose values are network destinations (the "distinct destinations" rate).
 EXTERNAL_DIMENSIONS = frozenset({"net.domain", "net.ip_prefix"})
@@ -476,6 +477,9 @@ def _l7(event: Envelope) -> list[Observation]:
         out.append(Observation("l7.tool_called", tool))
         out.extend(Observation("l7.tool_arg_shape", s)
                    for s in arg_shapes(tool, data.get("arguments")))
+        method = _http_method(data.get("arguments"))
+        if method:  # reading vs sending: apart from the hosts, which vary on their own
+            out.append(Observation("l7.tool_method", f"{tool} {method}"))
     elif kind == "mcp.call":
         server = str(data.get("host") or "?")
         method = str(data.get("method") or "")
@@ -495,10 +499,33 @@ def _l7(event: Envelope) -> list[Observation]:
     return out
 
 
+def _http_method(arguments: Any) -> str:
+    """The HTTP verb a tool call asks for (``GET`` when it names a URL and no verb)."""
+    if isinstance(arguments, str):
+        try:
+            arguments = orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            return ""
+    if not isinstance(arguments, Mapping):
+        return ""
+    method = arguments.get("method")
+    if isinstance(method, str) and method.isalpha():
+        return method.upper()
+    return "GET" if isinstance(arguments.get("url"), str) else ""
+
+
+def cloud_source(address: str) -> str:
+    """Where a cloud call came from: an IP's prefix, or AWS's own names for its services
+    (``ec2.amazonaws.com``, ``AWS Internal``) as they are."""
+    return ip_prefix(address) if _is_ip(address) else address
+
+
 def _cloud(event: Envelope) -> list[Observation]:
     data = event.data
     service, action = str(data.get("service") or "?"), str(data.get("action") or "?")
     out = [Observation("cloud.action", f"{service}:{action}")]
+    if data.get("source_ip"):
+        out.append(Observation("cloud.source", cloud_source(str(data["source_ip"]))))
     for res in (data.get("resources") or ())[:8]:
         if isinstance(res, Mapping) and res.get("arn"):
             out.append(Observation("cloud.resource", _resource_class(str(res["arn"]))))

@@ -60,6 +60,9 @@ class FrozenAllowlist:
     def advance(self, ts: int) -> None:
         self.now = max(self.now, ts)
 
+    def reopen(self, dimensions: Iterable[str], why: str) -> None:
+        pass  # an allowlist is edited by people, not reopened
+
     def knows(self, o: Observation) -> bool:
         return o.value in self.seen.get(o.dimension, ())
 

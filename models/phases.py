@@ -21,6 +21,7 @@ agent's windows are simply longer (it still leaves learning).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,19 @@ class Phases:
         c[0] += 1
         if is_new:
             c[1] += 1
+
+    def reopen(self, dims: Iterable[str], why: str) -> None:
+        """Relearn these dimensions (a new version of the agent: its tool definitions
+        changed), as drift would after a window; the others keep judging."""
+        new = set(dims) - self.relearning
+        if not new:
+            return
+        self.relearning.update(new)
+        for dim in new:
+            self.history.pop(dim, None)
+        self.phase = LEARNING
+        self.audit_windows = 0
+        self.reasons = [f"{why}: relearning {', '.join(sorted(self.relearning))}"]
 
     def learning(self, dim: str) -> bool:
         """Whether ``dim`` is not judged yet: a drifted dimension until it settles again;

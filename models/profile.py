@@ -168,6 +168,10 @@ class AgentProfile:
             return self.paths.apply(o.value)
         return o.value
 
+    def reopen(self, dimensions: Iterable[str], why: str) -> None:
+        """Relearn these dimensions only (a new version of the agent)."""
+        self.phases.reopen(dimensions, why)
+
     def knows(self, o: Observation) -> bool:
         """Whether the (generalized) value is already part of the baseline."""
         nov = self.dims.get(o.dimension)

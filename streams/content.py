@@ -70,6 +70,7 @@ class Signal:
     after: tuple[str, int] | None = None  # (mark, within ns): a recent fact of the same pod
     marks: tuple[str, ...] = ()  # facts this match records in the pod's context
     clears: tuple[str, ...] = ()  # facts this match ends (a clean request: a new conversation)
+    reopens: tuple[str, ...] = ()  # baseline dimensions this hit sends back to learning
     critical: bool = False  # opens a story at once
     baseline: bool = True  # False: fires in every phase and its value is never learned
     falsepositives: tuple[str, ...] = ()
@@ -172,6 +173,7 @@ def _signal(raw: Mapping[str, Any], lists: Mapping[str, Any], stages: set[str]) 
               float(rate.get("min_value", 0.0))) if rate else None,
         after=(after["mark"], int(after["within_s"] * 1e9)) if after else None,
         marks=tuple(raw.get("marks") or ()), clears=tuple(raw.get("clears") or ()),
+        reopens=tuple(raw.get("reopens") or ()),
         critical=bool(raw.get("critical", False)),
         baseline=bool(novelty or rate),
         falsepositives=tuple(raw.get("falsepositives") or ()),
@@ -210,6 +212,13 @@ def load_content(
     ids = [s.id for s in signals]
     if len(ids) != len(set(ids)):
         raise ContentError(f"{path}: duplicate signal ids")
+    from models.features import DIMENSIONS  # what the baselines observe
+
+    for s in signals:
+        dims = [*s.reopens, *([s.novelty[0]] if s.novelty else [])]
+        unknown = [d for d in dims if d not in DIMENSIONS]
+        if unknown:
+            raise ContentError(f"signal {s.id}: unknown baseline dimension {unknown[0]!r}")
     marks = {m for s in signals for m in s.marks}
     for s in signals:
         if s.after and s.after[0] not in marks:

@@ -196,6 +196,10 @@ class StoryEngine:
         if queued is not None:
             queued.append(1)  # flagged: held (K days or a verdict), never simply learned
         state.profile.protect(event.ts)
+        for hit in hits:
+            signal = self.content.signal(hit.signal)
+            if signal.reopens:
+                state.profile.reopen(signal.reopens, signal.title.lower())
         state.count("hits", len(hits))
         step = self._step(event, hits, facts, ref)
         incident = self._incident_for(pod_state, event.ts)

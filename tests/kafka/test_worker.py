@@ -5,6 +5,8 @@ replay of the raw topics gives the same story."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -153,3 +155,49 @@ async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_
     assert len({s["finding_info"]["uid"] for s in stories}) == 1
     assert stories[0]["unmapped"]["agentstory"]["chain"][0]["evidence"]["process"]["file"][
         "path"] == "/bin/sh"
+
+
+async def test_a_worker_killed_mid_incident_ends_with_the_uninterrupted_story(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    """SIGKILL between two steps of one incident (no commit, no leaving the group): the
+    restarted worker resumes from the changelog and the re-delivered input, and the final
+    story equals a replay's: same uid, same steps, no step or risk counted twice."""
+    tag = uuid.uuid4().hex[:8]
+    pod = Pod(uid=f"pod-{tag}", namespace="t", name=f"bot-{tag}", agent=f"t/Deployment/{tag}")
+    t0 = time.time_ns()
+    app_id = f"agentstory-kill-{tag}"
+
+    def ours(messages: list) -> list[dict]:
+        return [orjson.loads(m.value) for m in messages if m.topic == STORIES.name and
+                orjson.loads(m.value)["unmapped"]["agentstory"]["pod"]["uid"] == pod.uid]
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        key = pod.uid.encode()
+        await producer.send_and_wait(RAW_KERNEL.name, execs(pod, t0, ROUTINE), key=key)
+        await producer.send_and_wait(
+            RAW_KERNEL.name, execs(pod, t0 + 40 * SECOND, ATTACK[:1]), key=key)
+        await producer.send_and_wait(  # the netcat a second later: one story, two steps
+            RAW_KERNEL.name, execs(pod, t0 + 41 * SECOND, ["/usr/bin/nc"]), key=key)
+        with running_worker(kafka_bootstrap, tmp_path, app_id=app_id) as worker:
+            await collect(kafka_bootstrap, [STORIES.name], lambda ms: len(ours(ms)) >= 1)
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+        await producer.send_and_wait(
+            RAW_KERNEL.name, execs(pod, t0 + 42 * SECOND, ATTACK[1:]), key=key)
+    finally:
+        await producer.stop()
+    with running_worker(kafka_bootstrap, tmp_path, app_id=app_id):
+        messages = await collect(kafka_bootstrap, [STORIES.name], lambda ms: any(
+            "curl" in orjson.dumps(d).decode() for d in ours(ms)), timeout_s=90)
+    final = ours(messages)[-1]
+    chain = [(s["kind"], s["signal"], s.get("count", 1))
+             for s in final["unmapped"]["agentstory"]["chain"]]
+    settings = EngineSettings(learning_ns=4 * SECOND, min_events=4)
+    replayed, _ = await replay_topics(kafka_bootstrap, settings, load_content(),
+                                      idle_timeout_s=2.0)
+    [expected] = [s for s in replayed if s.pod.uid == pod.uid]
+    assert final["finding_info"]["uid"] == expected.uid
+    assert chain == [(s.kind, s.signal, s.count) for s in expected.steps]
+    assert final["risk_score"] == expected.risk_score

@@ -53,10 +53,11 @@ def llm_request(ts: int, ticket: str, flagged: bool = False) -> Envelope:
         "injection": inj, "conn": {"id": f"{AGENT_PID}:7f01", "tls": True, "sport": 50000}})
 
 
-def tool_call(ts: int, sql: str) -> Envelope:
+def tool_call(ts: int, sql: str, tool: str = "query_db",
+              arguments: dict[str, Any] | None = None) -> Envelope:
     return _ev("llm.tool_call", ts, "l7", {
         "provider": "openai", "api": "chat.completions", "model": "gpt-4o",
-        "tool": "query_db", "arguments": {"sql": sql}, "call_id": "call_1",
+        "tool": tool, "arguments": arguments or {"sql": sql}, "call_id": "call_1",
         "host": "api.openai.com", "conn": {"id": f"{AGENT_PID}:7f01", "tls": True}})
 
 
@@ -98,6 +99,9 @@ def learning(seed: int = 7, tickets: int = 120, start: int = T0) -> list[Envelop
         sql = f"SELECT * FROM {table} WHERE id = {rng.randint(1, 9999)}"
         out.append(tool_call(ts + SECOND // 2, sql))
         out.append(mcp_call(ts + SECOND // 2 + SECOND // 20, sql))
+        if rng.random() < 0.6:  # reads the ticket with its HTTP tool
+            out.append(tool_call(ts + SECOND // 4, "", "http", {
+                "url": f"https://tickets.example-helpdesk.com/api/tickets/{n}"}))
         if rng.random() < 0.3:
             pid = 5000 + n
             out.append(exec_(ts + SECOND, pid, MCP_PID, "/usr/bin/python3",

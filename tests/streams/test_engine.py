@@ -11,6 +11,7 @@ import pytest
 from streams.content import load_content
 from streams.engine import SECOND_NS, AgentState, EngineSettings, Message, StoryEngine
 from streams.events import Envelope
+from streams.ocsf import validate_detection_finding
 from streams.replay import Replayer
 from streams.stories import Story
 from tests.streams.scenario import BOT, attack, exec_, learning
@@ -85,6 +86,7 @@ def test_story_ocsf_carries_evidence_objects_and_status_only_on_create(
     replayer = Replayer(StoryEngine(load_content(), SETTINGS))
     versions = replayer.feed(attacked) + replayer.finish()
     first, last = versions[0].to_ocsf(), versions[-1].to_ocsf()
+    assert validate_detection_finding(first) == [] and validate_detection_finding(last) == []
     assert first["activity_id"] == 1 and first["status"] == "New"
     assert last["activity_id"] == 3 and "status" not in last
     assert [v.version for v in versions] == list(range(1, len(versions) + 1))
@@ -151,8 +153,10 @@ def test_one_signal_repeating_cannot_open_a_story_alone(benign: list[Envelope]) 
 
 def test_a_critical_hit_opens_a_story_at_once_even_while_learning() -> None:
     shell = exec_(1_763_700_000 * SECOND_NS, 9000, 4300, "/bin/bash", ["bash", "-i"],
-                  stdio={"stdin": {"type": "socket", "peer": "203.0.113.9:4444"},
-                         "stdout": {"type": "socket", "peer": "203.0.113.9:4444"}})
+                  stdio={"stdin": {"type": "socket", "peer": "203.0.113.9:4444",
+                                   "protocol": "tcp"},
+                         "stdout": {"type": "socket", "peer": "203.0.113.9:4444",
+                                    "protocol": "tcp"}})
     [story] = run([shell])
     assert story.signals == ("AS-K-REVSHELL",) and story.severity_id == 5
     assert "203.0.113.9:4444" in story.steps[0].why
