@@ -21,13 +21,6 @@ MAX_FALSE_STORIES_PER_AGENT_HOUR = 0.1
 ATTACKS = ["attack-injection-pii-exfil", "attack-reverse-shell", "attack-mass-s3-download"]
 BENIGN = ["benign-support", "benign-research"]
 
-pytestmark = pytest.mark.xfail(
-    strict=False,
-    reason="the story engine does not meet the targets yet: on these recordings it misses "
-           "the attacks and raises false stories (see EVALUATION.md); remove this mark once "
-           "`./taskw eval` shows the targets met")
-
-
 @pytest.fixture(scope="module")
 def full():
     return build_variants()[0]
