@@ -23,6 +23,7 @@ version and refuses to load under another one (river pickles broke in 0.25).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -357,7 +358,7 @@ class AgentProfile:
             "rates": self.rates.to_dict(), "phases": self.phases.to_dict(),
             "paths": self.paths.to_dict(),
         }
-        settings = self.settings.to_dict()
+        settings = _settings_doc(self.settings)
         if settings:
             doc["settings"] = settings
         if self.held:
@@ -385,6 +386,12 @@ class AgentProfile:
         p.held = {k: [int(v[0]), [int(d) for d in v[1]]] for k, v in doc.get("held", {}).items()}
         p.held_dropped = int(doc.get("held_dropped", 0))
         return p
+
+
+@functools.lru_cache(maxsize=64)
+def _settings_doc(settings: ProfileSettings) -> dict[str, Any]:
+    """Settings are frozen and shared by every profile of a worker: diffed once."""
+    return settings.to_dict()
 
 
 def _iso(seconds: int) -> str:
