@@ -41,6 +41,7 @@ class EngineSettings:
     lateness_ns: dict[str, int] = field(default_factory=lambda: {
         "kernel": 5 * SECOND_NS, "l7": 5 * SECOND_NS, "cloud": 20 * 60 * SECOND_NS})
     source_idle_ns: int = 40 * 60 * SECOND_NS  # a source this far behind the fastest is idle
+    retain_closed_ns: int = 3600 * SECOND_NS  # a closed story still takes late steps this long
     max_pending: int = 4096  # events waiting to be learned per agent
     max_pods: int = 256  # pod contexts kept per agent
     pod_idle_ns: int = 3600 * SECOND_NS  # a pod context with no event this long is dropped
@@ -261,10 +262,14 @@ class StoryEngine:
         for uid in list(state.pods):
             pod_state = state.pods[uid]
             for incident in list(pod_state.incidents):
-                if incident.last_ts + self.rules.quiet_ns < watermark:
-                    if incident.opened:
-                        incident.closed = True
-                        stories.append(self._story(state, pod_state, incident, "close"))
+                quiet_until = incident.last_ts + self.rules.quiet_ns
+                if quiet_until >= watermark:
+                    continue
+                if incident.opened and not incident.closed:
+                    incident.closed = True
+                    stories.append(self._story(state, pod_state, incident, "close"))
+                if not incident.opened or (
+                        quiet_until + self.settings.retain_closed_ns < watermark):
                     pod_state.incidents.remove(incident)
             if not pod_state.incidents and pod_state.ctx.last_ts + self.settings.pod_idle_ns \
                     < watermark:
@@ -379,7 +384,10 @@ class StoryEngine:
 
     def _incident_for(self, pod_state: PodState, ts: int) -> Incident:
         for incident in pod_state.incidents:
-            if not incident.closed and incident.covers(ts, self.rules):
+            if incident.covers(ts, self.rules):
+                # A late step of a closed story (a source that was read behind the others)
+                # reopens it under the same uid rather than starting a second story.
+                incident.closed = False
                 return incident
         incident = Incident(pod_state.pod, pod_state.node)
         pod_state.incidents.append(incident)

@@ -107,6 +107,8 @@ async def _await_stories(bootstrap: str, bad_uid: str, timeout_s: float,
             for messages in batch.values():
                 for message in messages:
                     latest[message.key] = orjson.loads(message.value)
+                    if seen_at is not None:  # a late step reopened a story: wait again
+                        seen_at = time.monotonic()
             if seen_at is None and any(_pod_uid(d) == bad_uid and d["activity_id"] == 3
                                        for d in latest.values()):
                 seen_at = time.monotonic()
@@ -157,7 +159,7 @@ async def run_scenario(bootstrap: str, tmp: Path, *, learning_s: float, min_even
         keys = {pod.key: {"uid": str(pod.uid), "namespace": pod.namespace, "name": pod.name}
                 for pod in scenario.pods}
         stories = await _await_stories(bootstrap, keys["support"]["uid"], timeout_s,
-                                       settle_s=5.0)
+                                       settle_s=10.0)
     return ScenarioResult(stories, keys, meta)
 
 

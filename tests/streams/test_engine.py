@@ -239,3 +239,22 @@ def test_the_evidence_policy_keeps_tool_content_out_of_the_siem(
         assert "with arguments sha256:" in call.what
     else:
         assert "arguments" not in call.evidence
+
+
+def test_steps_of_a_topic_read_far_behind_reopen_the_closed_story(
+        attacked: list[Envelope]) -> None:
+    """A consumer that drained the L7 topic long before the kernel one (a catch-up after
+    an outage): the story closed on the fast topic's watermark takes the late kernel steps
+    under the same uid instead of a second story."""
+    attack_start = next(e.ts for e in attacked if e.kind == "llm.request"
+                        and e.data["injection"]["flagged"])
+    late_kernel = [e for e in attacked if e.source == "kernel" and e.ts >= attack_start]
+    first = [e for e in attacked if e not in late_kernel]
+    replayer = Replayer(StoryEngine(load_content(), SETTINGS))
+    versions = replayer.feed(first)
+    versions += replayer.finish(at=attack_start + 1800 * SECOND_NS)
+    assert versions[-1].activity == "close"
+    versions += replayer.feed(late_kernel) + replayer.finish()
+    assert len({v.uid for v in versions}) == 1
+    final = Replayer.latest(versions)[0]
+    assert {"kernel", "l7", "cloud"} <= {s.layer for s in final.steps}
