@@ -80,8 +80,18 @@ class PodContext:
     MAX_MARK_HISTORY = 32
 
     def mark(self, name: str, ts: int, on: bool = True) -> None:
-        history = self.marks.setdefault(name, [])
-        bisect.insort(history, [ts, int(on)])
+        """Record a set (or a clear) at ``ts``. A clear right after a clear says nothing
+        new and is not kept, so a routine of clean requests cannot push the last set out
+        of the bounded history before a lagging topic's steps ask about it."""
+        history = self.marks.get(name)
+        if history is None:
+            if not on:
+                return
+            history = self.marks[name] = []
+        i = bisect.bisect_right(history, [ts, int(on)])
+        if not on and i > 0 and not history[i - 1][1]:
+            return
+        history.insert(i, [ts, int(on)])
         del history[:-self.MAX_MARK_HISTORY]
 
     def since(self, name: str, ts: int) -> int | None:
