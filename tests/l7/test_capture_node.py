@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -89,12 +90,26 @@ main().catch((e) => { console.error(e); process.exit(1); });
 """
 
 
-def start_node(url: str, cafile: Path, key: str, tag: str) -> subprocess.Popen[str]:
+def start_node(url: str, cafile: Path, key: str, tag: str,
+               image: Path | None = None) -> subprocess.Popen[str]:
+    """Start the agent script; with ``image``, in its own mount namespace where a copy
+    of node sits on a tmpfs over ``image`` (the host sees an empty directory there)."""
     assert NODE is not None
     env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(cafile)}
-    proc = subprocess.Popen([str(NODE), "-e", NODE_AGENT, url, key, tag, str(BIG)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    args = [NODE_AGENT, url, key, tag, str(BIG)]
+    if image is None:
+        argv = [str(NODE), "-e", *args]
+    else:  # sh execs node: the pid stays the Popen's
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                'mount -t tmpfs none "$0" && cp "$1" "$0/node" && shift && '
+                'exec "$IMAGE/node" -e "$@"', str(image), str(NODE), *args]
+        env["IMAGE"] = str(image)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        reap(proc)
+        raise AssertionError("the node agent did not start")
     return proc
 
 
@@ -135,7 +150,11 @@ def test_node_static_openssl_is_captured_in_a_pod_and_not_on_the_host(
     collector = TlsCollector(probes, capture, PodProcesses(CgroupResolver(pod_cgroup.root)),
                              rescan_s=0.1)
     pod_node = start_node(server.url, cafile, key, "pod")
-    host_node = start_node(server.url, cafile, key, "host")
+    try:
+        host_node = start_node(server.url, cafile, key, "host")
+    except AssertionError:
+        reap(pod_node)
+        raise
     try:
         pod_cgroup.add(pod_node.pid)
         collector.start()
@@ -184,3 +203,44 @@ def test_node_static_openssl_is_captured_in_a_pod_and_not_on_the_host(
     assert all(e.data["conn"]["tls"] is True for e in emitted)
     assert not any(key.encode() in e.to_json() for e in emitted)
     assert kernel["lost"] == 0 and kernel["truncated"] == 0 and kernel["read_failures"] == 0
+
+
+def test_node_inside_its_own_mount_namespace_is_probed_through_its_root(
+    tls_server: tuple[TlsServer, Path], pod_cgroup: FakePod, tmp_path: Path,
+) -> None:
+    """The image's node is not the host's: a node binary only the pod's mount namespace
+    reaches is found, parsed and probed through ``/proc/<pid>/root``."""
+    from collectors.l7.loader import SslProbes, TlsCollector
+    from collectors.l7.parser import L7Parser
+
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is not installed")
+    server, cafile = tls_server
+    image = tmp_path / "image"
+    image.mkdir()
+    pod = Pod(uid=pod_cgroup.uid)
+    emitted: list[Envelope] = []
+    capture = Capture(L7Parser(), node="test-node", emit=emitted.append,
+                      attribute=lambda cgid: pod if cgid == pod_cgroup.cgroup_id else None)
+    probes = SslProbes()
+    collector = TlsCollector(probes, capture, PodProcesses(CgroupResolver(pod_cgroup.root)),
+                             rescan_s=0.1)
+    agent = start_node(server.url, cafile, "sk-test-ns", "ns", image=image)
+    try:
+        assert not (image / "node").exists()  # invisible from the host's namespace
+        pod_cgroup.add(agent.pid)
+        collector.start()
+        wait_for(lambda: bool(probes.libraries),
+                 lambda: f"the pod's node to be probed: {collector.snapshot()}")
+        assert finish_node(agent) == "done 200 200"
+        wait_for(lambda: sum(e.kind == "llm.request" for e in emitted) >= 2,
+                 lambda: f"both llm.request events: {collector.snapshot()}")
+    finally:
+        collector.stop()
+        libraries = probes.libraries
+        probes.close()
+        reap(agent)
+    assert list(libraries) == [f"/proc/{agent.pid}/root{image}/node"]
+    models = sorted(e.data["model"] for e in emitted if e.kind == "llm.request")
+    assert models == ["gpt-node-fetch-ns", "gpt-node-https-ns"]
+    assert all(e.pod == pod and e.proc and e.proc.pid == agent.pid for e in emitted)
