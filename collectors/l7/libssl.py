@@ -9,6 +9,11 @@ through ``/proc/<pid>/root`` (its mount namespace).
 :class:`PodProcesses` lists pod cgroups and their pids on each rescan;
 :class:`LibraryTracker` inspects each new pid once it is seen, and again on later scans
 until a libssl shows up (Python maps libssl only when ``ssl`` is first imported).
+
+Statically linked OpenSSL counts too: any file a pod process maps executable that
+defines ``SSL_write`` in its dynamic symbol table (an official ``node`` binary) is probed
+exactly like a libssl, read through the process's root (:mod:`collectors.l7.elfsyms`,
+one parse per file, cached by the maps line's device and inode).
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collectors.cgroups import CgroupResolver, parse_cgroup_path
+from collectors.l7.elfsyms import ExportCache
 
 __all__ = [
     "LIBSSL_NAME",
     "Library",
     "LibraryTracker",
     "PodProcesses",
+    "exec_mappings",
     "libssl_paths",
 ]
 
@@ -58,9 +65,36 @@ def libssl_paths(maps_text: str) -> set[str]:
     return found
 
 
+def exec_mappings(maps_text: str) -> dict[str, tuple[str, int]]:
+    """{path: (device, inode)} of the files a ``/proc/<pid>/maps`` text maps executable.
+
+    >>> exec_mappings(
+    ...   "55a-55b r--p 00000000 fe:00 77  /usr/bin/node\n"
+    ...   "55b-55c r-xp 00001000 fe:00 77  /usr/bin/node\n"
+    ...   "7f0-7f1 r-xp 00000000 00:00 0   [vdso]\n"
+    ...   "7f2-7f3 rw-p 00000000 fe:00 9   /data/file\n"
+    ...   "7f4-7f5 r-xp 00000000 fe:00 5   /old/node (deleted)\n")
+    {'/usr/bin/node': ('fe:00', 77)}
+    """
+    found: dict[str, tuple[str, int]] = {}
+    for line in maps_text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 6 or "x" not in parts[1]:
+            continue
+        path = parts[5].strip()
+        if not path.startswith("/") or path.endswith(" (deleted)"):
+            continue
+        try:
+            found[path] = (parts[3], int(parts[4]))
+        except ValueError:
+            continue
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Library:
-    """One distinct libssl file: ``host_path`` reaches it from this (host) namespace."""
+    """One distinct TLS library file (a libssl, or an executable with OpenSSL linked
+    in): ``host_path`` reaches it from this (host) namespace."""
 
     host_path: str
     maps_path: str  # as the process sees it
@@ -70,16 +104,22 @@ class Library:
 
 
 class LibraryTracker:
-    """Attaches ``attach(host_path)`` once per distinct libssl (device, inode).
+    """Attaches ``attach(host_path)`` once per distinct TLS library (device, inode).
 
-    ``attach`` returns the symbols it probed (an empty list means the file is not a
-    usable libssl, and it is not retried). Pids already found with a libssl are not
-    read again; pids without one are rechecked on every call until they exit.
+    A TLS library is a file named like libssl, or any file mapped executable that
+    defines ``SSL_write`` (``exports`` answers that, cached per file). ``attach`` returns
+    the symbols it probed (an empty list means the file is not usable, and it is not
+    retried). Pids already found with one are not read again; pids without one are
+    rechecked on every call until they exit.
     """
 
-    def __init__(self, attach: Callable[[str], list[str]], *, proc: str = "/proc") -> None:
+    def __init__(
+        self, attach: Callable[[str], list[str]], *, proc: str = "/proc",
+        exports: ExportCache | None = None,
+    ) -> None:
         self.attach = attach
         self.proc = proc
+        self.exports = exports if exports is not None else ExportCache()
         self.libraries: dict[tuple[int, int], Library] = {}
         self.rejected: set[tuple[int, int]] = set()
         self._done: set[int] = set()
@@ -97,7 +137,7 @@ class LibraryTracker:
             except OSError:
                 continue
             self.stats["maps_read"] += 1
-            paths = libssl_paths(text)
+            paths = libssl_paths(text) | self._static_tls(pid, text)
             if not paths:
                 continue
             self._done.add(pid)
@@ -106,6 +146,12 @@ class LibraryTracker:
                 if lib is not None:
                     added.append(lib)
         return added
+
+    def _static_tls(self, pid: int, maps_text: str) -> set[str]:
+        """Executable mappings of ``pid`` (other than libssl-named) that define SSL_write."""
+        return {path for path, ident in exec_mappings(maps_text).items()
+                if not LIBSSL_NAME.search(path)
+                and self.exports.exports_tls(ident, f"{self.proc}/{pid}/root{path}")}
 
     def _library(self, pid: int, maps_path: str) -> Library | None:
         host_path = f"{self.proc}/{pid}/root{maps_path}"

@@ -1,7 +1,8 @@
 """bcc side of the TLS capture: load ``ssl.bpf.c``, attach, fill the cgroup filter, and
 drive :class:`~collectors.l7.capture.Capture` from the ring buffer.
 
-:class:`SslProbes` is the thin IO layer (one BPF program, uprobes per libssl file).
+:class:`SslProbes` is the thin IO layer (one BPF program, uprobes per libssl file, or per
+executable with OpenSSL linked in, such as ``node``).
 :class:`TlsCollector` runs it: a rescan loop keeps the kernel's cgroup filter equal to the
 pod cgroups on the node and attaches to the libssl copies their processes map; a poll
 loop drains the ring buffer into the capture. Both are plain threads, so the caller
@@ -256,6 +257,7 @@ class TlsCollector:
             "capture": dict(self.capture.stats),
             "parser": parser_stats,
             "collector": dict(self.stats),
+            "discovery": {**self.tracker.stats, **self.tracker.exports.stats},
             "libraries": sorted(self.probes.libraries),
             "watched_cgroups": len(self.probes.watched),
             "connections": self.capture.connections,
