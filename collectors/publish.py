@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownError
 
 from streams.events import Envelope, decode_frame, encode_frame
+from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.topics import raw_topic_for
 
 __all__ = ["FramePublisher", "PublishStats"]
@@ -73,8 +74,10 @@ class FramePublisher:
         retry_backoff_s: tuple[float, float] = (0.2, 5.0),
         spool_dir: str | Path | None = None,
         spool_dir_limit_bytes: int = 256 * 1024 * 1024,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security or PLAINTEXT  # TLS/SASL: streams.kafka_config
         self.client_id = client_id
         self.topic_for = topic_for or (lambda e: raw_topic_for(e.source).name)
         self.max_frame = max_frame
@@ -225,6 +228,7 @@ class FramePublisher:
             acks="all",
             linger_ms=int(self.linger_s * 1000),
             max_request_size=8 * 1024 * 1024,
+            **self.security.aiokafka_kwargs(),
         )
         try:
             await producer.start()

@@ -27,6 +27,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.admin import ensure_topics
+from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.topics import CATALOGUE, PARTITIONS, RAW_TOPICS, TopicSpec
 
 __all__ = ["export_topics", "import_jsonl", "parse_time", "read_lines"]
@@ -68,14 +69,16 @@ def _open(path: Path, mode: str) -> Iterator[Any]:
 
 async def export_topics(bootstrap: str, out: Path, *, topics: list[str] | None = None,
                         start_ms: int | None = None, end_ms: int | None = None,
-                        idle_timeout_s: float = 3.0, progress: bool = False) -> int:
+                        idle_timeout_s: float = 3.0, progress: bool = False,
+                        security: KafkaSecurity = PLAINTEXT) -> int:
     """Write the messages of ``topics`` (default: the raw topics) in [start, end) to
     ``out``; returns how many."""
     from tqdm import tqdm
 
     names = topics or [t.name for t in RAW_TOPICS]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                **security.aiokafka_kwargs())
     await consumer.start()
     n = 0
     bar = tqdm(desc="export", unit="msg", disable=not progress)
@@ -121,7 +124,8 @@ def read_lines(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
 
 
 async def import_jsonl(bootstrap: str, paths: list[Path], *,
-                       topic_map: dict[str, str] | None = None, progress: bool = False) -> int:
+                       topic_map: dict[str, str] | None = None, progress: bool = False,
+                       security: KafkaSecurity = PLAINTEXT) -> int:
     """Produce every line of ``paths`` with its key, value and timestamp; topics of the
     catalogue are created with its partition count, others with the raw topics' count."""
     from tqdm import tqdm
@@ -135,8 +139,9 @@ async def import_jsonl(bootstrap: str, paths: list[Path], *,
         if dst not in wanted:
             wanted[dst] = known.get(dst) or TopicSpec(dst, PARTITIONS, "as exported", "delete",
                                                        -1, "imported")
-    await ensure_topics(bootstrap, list(wanted.values()))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    await ensure_topics(bootstrap, list(wanted.values()), security=security)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                                **security.aiokafka_kwargs())
     await producer.start()
     n = 0
     bar = tqdm(desc="import", unit="msg", disable=not progress)

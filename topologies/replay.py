@@ -18,6 +18,7 @@ from streams.admin import ensure_topics
 from streams.content import DetectionContent
 from streams.engine import EngineSettings, StoryEngine, event_ref
 from streams.events import decode_frame
+from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.replay import Replayer
 from streams.stories import Story
 from streams.topics import PARTITIONS, RAW_TOPICS, TopicSpec
@@ -28,6 +29,7 @@ __all__ = ["replay_topics"]
 async def replay_topics(
     bootstrap_servers: str, settings: EngineSettings, content: DetectionContent, *,
     idle_timeout_s: float = 5.0, publish_to: str | None = None,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> tuple[list[Story], Replayer]:
     """Latest version of every story the raw topics produce, and the replay's counters.
 
@@ -35,7 +37,8 @@ async def replay_topics(
     offsets count record batches, not records, so they cannot bound the read).
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                auto_offset_reset="earliest", group_id=None)
+                                auto_offset_reset="earliest", group_id=None,
+                                **security.aiokafka_kwargs())
     await consumer.start()
     replayer = Replayer(StoryEngine(content, settings))
     stories: list[Story] = []
@@ -60,9 +63,10 @@ async def replay_topics(
     stories.extend(replayer.finish())
     latest = Replayer.latest(stories)
     if publish_to:
-        await ensure_topics(bootstrap_servers, [TopicSpec(
+        await ensure_topics(bootstrap_servers, security=security, specs=[TopicSpec(
             publish_to, PARTITIONS, "story uid", "compact", -1, "replayed stories")])
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
+                                    **security.aiokafka_kwargs())
         await producer.start()
         try:
             for story in stories:

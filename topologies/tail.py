@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.topics import STORIES
 
 __all__ = ["render_story", "tail_stories"]
@@ -50,10 +51,11 @@ def render_story(doc: dict[str, Any]) -> str:
 
 async def tail_stories(
     bootstrap_servers: str, *, follow: bool = False, as_json: bool = False,
-    timeout_s: float = 5.0,
+    timeout_s: float = 5.0, security: KafkaSecurity = PLAINTEXT,
 ) -> int:
     consumer = AIOKafkaConsumer(STORIES.name, bootstrap_servers=bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                **security.aiokafka_kwargs())
     await consumer.start()
     try:
         while True:
