@@ -30,9 +30,9 @@ async def latest_by_key(bootstrap: str, topic: str, *, idle_s: float = 2.0,
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 **security.aiokafka_kwargs())
-    await consumer.start()
     latest: dict[bytes, dict[str, Any]] = {}
     try:
+        await consumer.start()  # inside: a refused connection still closes the client
         while True:
             batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
             if not batch:

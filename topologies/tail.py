@@ -56,8 +56,8 @@ async def tail_stories(
     consumer = AIOKafkaConsumer(STORIES.name, bootstrap_servers=bootstrap_servers,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 **security.aiokafka_kwargs())
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a refused connection still closes the client
         while True:
             batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000))
             if not batch and not follow:
