@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from streams.kafka_config import PLAINTEXT, KafkaSecurity
+from streams.kafka_config import PLAINTEXT, KafkaSecurity, tls_probe
 from streams.topics import CATALOGUE, TopicSpec
 
 __all__ = ["TopicMismatch", "ensure_topics"]
@@ -34,9 +34,17 @@ async def _admin(bootstrap_servers: str, timeout_s: float,
             return admin
         except KafkaConnectionError:
             await admin.close()
-            if asyncio.get_running_loop().time() > deadline:
-                raise
+            if asyncio.get_running_loop().time() > deadline or _tls_refused(
+                    bootstrap_servers, security):
+                raise  # waiting does not fix a wrong CA or a missing client certificate
             await asyncio.sleep(0.5)
+
+
+def _tls_refused(bootstrap_servers: str, security: KafkaSecurity) -> bool:
+    if not security.uses_ssl:
+        return False
+    reason = tls_probe(bootstrap_servers, security)
+    return reason is not None and reason.startswith("TLS")
 
 
 async def ensure_topics(
