@@ -381,8 +381,10 @@ def add_security_args(parser: Any) -> None:
         "Kafka security", "TLS / SASL; each also from AGENTSTORY_KAFKA_<NAME> (e.g. "
         "AGENTSTORY_KAFKA_SASL_PASSWORD) or a client.properties (--command-config)")
     group.add_argument("--command-config", metavar="FILE",
+                       default=os.environ.get(ENV_PREFIX + "COMMAND_CONFIG") or None,
                        help="Kafka client properties: security.protocol, sasl.mechanism, "
-                            "sasl.jaas.config, ssl.truststore.location (PEM)...")
+                            "sasl.jaas.config, ssl.truststore.location (PEM)... "
+                            "(env AGENTSTORY_KAFKA_COMMAND_CONFIG)")
     group.add_argument("--security-protocol", type=str.upper, choices=PROTOCOLS)
     group.add_argument("--sasl-mechanism", type=str.upper, choices=MECHANISMS)
     group.add_argument("--sasl-username")
