@@ -227,15 +227,12 @@ class StoryEngine:
         profile = state.profile
         scores = profile.score(event)
         hits, marks = self.evaluator.evaluate(
-            event, scores, judging=profile.judging, marks=pod_state.ctx.marks,
+            event, scores, judging=profile.judging, since=pod_state.ctx.since,
             agent=state.agent)
         facts = link_facts(event, pod_state.ctx)  # before observe: the event's own context
         pod_state.ctx.observe(event)
         for mark in marks:
-            if mark.startswith("-"):
-                pod_state.ctx.marks.pop(mark[1:], None)
-            else:
-                pod_state.ctx.mark(mark, event.ts)
+            pod_state.ctx.mark(mark.lstrip("-"), event.ts, on=not mark.startswith("-"))
         queued = self._queue_learning(state, pod_state, event.ts, scores.observations)
         return pod_state, hits, facts, queued
 

@@ -17,6 +17,7 @@ connections to cloud API endpoints. Every step records the facts it can be linke
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,9 @@ class PodContext:
     procs: OrderedDict[int, list[Any]] = field(default_factory=OrderedDict)
     conns: OrderedDict[str, list[Any]] = field(default_factory=OrderedDict)
     aws: OrderedDict[str, list[Any]] = field(default_factory=OrderedDict)
-    marks: dict[str, int] = field(default_factory=dict)
+    # mark → [[ts, 1 set | 0 cleared], …] in event-time order (bounded): a fact's history,
+    # so "was it set at t" does not depend on the order the topics were read in
+    marks: dict[str, list[list[int]]] = field(default_factory=dict)
     last_ts: int = 0
     evicted: int = 0
 
@@ -74,8 +77,23 @@ class PodContext:
             if service:
                 self.evicted += _lru_put(self.aws, service, [event.ts, proc.pid, domain], 32)
 
-    def mark(self, name: str, ts: int) -> None:
-        self.marks[name] = max(ts, self.marks.get(name, 0))
+    MAX_MARK_HISTORY = 32
+
+    def mark(self, name: str, ts: int, on: bool = True) -> None:
+        history = self.marks.setdefault(name, [])
+        bisect.insort(history, [ts, int(on)])
+        del history[:-self.MAX_MARK_HISTORY]
+
+    def since(self, name: str, ts: int) -> int | None:
+        """Event time since ``name`` was last set at or before ``ts``; None when it was
+        not, or was cleared after."""
+        history = self.marks.get(name)
+        if not history:
+            return None
+        i = bisect.bisect_right(history, [ts, 1]) - 1
+        if i < 0 or not history[i][1]:
+            return None
+        return ts - history[i][0]
 
     def ancestors(self, pid: int, depth: int = 16) -> list[int]:
         """``pid`` and its known ancestors in this pod, nearest first."""
@@ -98,7 +116,8 @@ class PodContext:
         return cls(OrderedDict((r[0], r[1:]) for r in doc["procs"]),
                    OrderedDict((r[0], r[1:]) for r in doc["conns"]),
                    OrderedDict((r[0], r[1:]) for r in doc["aws"]),
-                   dict(doc["marks"]), doc["last_ts"], doc["evicted"])
+                   {k: [list(e) for e in v] for k, v in doc["marks"].items()},
+                   doc["last_ts"], doc["evicted"])
 
 
 def aws_service(domain: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -129,7 +129,8 @@ class SignalEvaluator:
         return any(_regex(p.value).search(str(v)) for v in items)  # any_regex
 
     def evaluate(
-        self, event: Envelope, scores: Scores, *, judging: bool, marks: Mapping[str, int],
+        self, event: Envelope, scores: Scores, *, judging: bool,
+        since: Callable[[str, int], int | None],
         agent: str,
     ) -> tuple[list[Hit], list[str]]:
         """(hits, marks to record; a mark prefixed with '-' is cleared). ``judging`` is
@@ -143,10 +144,10 @@ class SignalEvaluator:
             figures: dict[str, Any] = {}
             if signal.after is not None:
                 mark, within = signal.after
-                since = marks.get(mark)
-                if since is None or not 0 <= event.ts - since <= within:
+                elapsed = since(mark, event.ts)
+                if elapsed is None or elapsed > within:
                     continue
-                figures["since"] = f"{(event.ts - since) / SECOND_NS:.0f}s"
+                figures["since"] = f"{elapsed / SECOND_NS:.0f}s"
             value = _subject(event)
             if signal.novelty is not None:
                 if not judging:

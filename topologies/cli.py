@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from streams.topics import WORKER_APP_ID
 
@@ -156,15 +157,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     from streams.content import load_content
     from streams.engine import SECOND_NS, EngineSettings
-    from topologies.replay import replay_topics
+    from topologies.export import parse_time
+    from topologies.replay import load_params, replay_topics
     from topologies.tail import render_story
 
     settings = EngineSettings(learning_ns=int(args.learning_seconds * SECOND_NS),
                               min_events=args.min_events)
     overrides = {"allowed_new_executables": args.allow} if args.allow else None
+    content = load_content(overrides=overrides)
+    if args.params:
+        try:
+            settings, content = load_params(Path(args.params), settings, overrides)
+        except (OSError, ValueError) as exc:
+            print(f"agentstory replay: {exc}", file=sys.stderr)
+            return 2
     stories, replayer = asyncio.run(replay_topics(
-        args.bootstrap_servers, settings, load_content(overrides=overrides),
-        idle_timeout_s=args.idle_timeout, publish_to=args.publish_to,
+        args.bootstrap_servers, settings, content, idle_timeout_s=args.idle_timeout,
+        publish_to=args.publish_to, start_ms=parse_time(args.since),
+        end_ms=parse_time(args.until), progress=sys.stderr.isatty(),
         security=args.kafka_security))
     for story in stories:
         doc = story.to_ocsf()
@@ -253,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="try an executable in allowed_new_executables (repeatable)")
     p.add_argument("--publish-to", metavar="TOPIC",
                    help="also publish the stories to this (compacted) topic")
+    p.add_argument("--params", metavar="FILE",
+                   help="YAML: learning_seconds, min_events, evidence, baseline, lists")
+    p.add_argument("--since", help="ISO time or epoch ms: first raw message (timestamp)")
+    p.add_argument("--until", help="ISO time or epoch ms: end of the range (exclusive)")
     p.add_argument("--json", action="store_true", help="print OCSF JSON, one per line")
     p.add_argument("--idle-timeout", type=float, default=5.0,
                    help="stop after this many seconds without a new message")

@@ -19,7 +19,7 @@ import contextlib
 import datetime
 import gzip
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from streams.admin import ensure_topics
 from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.topics import CATALOGUE, PARTITIONS, RAW_TOPICS, TopicSpec
 
-__all__ = ["export_topics", "import_jsonl", "parse_time", "read_lines"]
+__all__ = ["export_topics", "import_jsonl", "parse_time", "read_lines", "read_messages"]
 
 
 def parse_time(value: str | None) -> int | None:
@@ -67,6 +67,45 @@ def _open(path: Path, mode: str) -> Iterator[Any]:
             yield fh
 
 
+async def read_messages(bootstrap: str, topics: list[str], *, start_ms: int | None = None,
+                        end_ms: int | None = None, idle_timeout_s: float = 3.0,
+                        security: KafkaSecurity = PLAINTEXT) -> AsyncIterator[Any]:
+    """The messages of ``topics`` whose timestamp is in [start, end), from the first one
+    at or after ``start`` (offsets_for_times) until none came for ``idle_timeout_s``
+    (tansu's end offsets count record batches, so they cannot bound the read). No
+    consumer group: a live worker is untouched."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                **security.aiokafka_kwargs())
+    try:
+        await consumer.start()  # inside: a refused connection still closes the client
+        parts = [TopicPartition(t, p) for t in topics
+                 for p in sorted(consumer.partitions_for_topic(t) or [])]
+        if not parts:
+            return
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        if start_ms is not None:
+            found = await consumer.offsets_for_times({tp: start_ms for tp in parts})
+            ends = await consumer.end_offsets(parts)
+            for tp in parts:
+                hit = found.get(tp)
+                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+        last = time.monotonic()
+        while time.monotonic() - last < idle_timeout_s:
+            batch = await consumer.getmany(timeout_ms=300)
+            for messages in batch.values():
+                last = time.monotonic()
+                for msg in messages:
+                    if start_ms is not None and msg.timestamp < start_ms:
+                        continue
+                    if end_ms is not None and msg.timestamp >= end_ms:
+                        continue
+                    yield msg
+    finally:
+        await consumer.stop()
+
+
 async def export_topics(bootstrap: str, out: Path, *, topics: list[str] | None = None,
                         start_ms: int | None = None, end_ms: int | None = None,
                         idle_timeout_s: float = 3.0, progress: bool = False,
@@ -76,42 +115,13 @@ async def export_topics(bootstrap: str, out: Path, *, topics: list[str] | None =
     from tqdm import tqdm
 
     names = topics or [t.name for t in RAW_TOPICS]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                **security.aiokafka_kwargs())
-    await consumer.start()
     n = 0
-    bar = tqdm(desc="export", unit="msg", disable=not progress)
-    try:
-        parts = [TopicPartition(t, p) for t in names
-                 for p in sorted(consumer.partitions_for_topic(t) or [])]
-        if not parts:
-            return 0
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        if start_ms is not None:
-            found = await consumer.offsets_for_times({tp: start_ms for tp in parts})
-            ends = await consumer.end_offsets(parts)
-            for tp in parts:
-                hit = found.get(tp)
-                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
-        with _open(out, "wb") as fh:
-            last = time.monotonic()
-            while time.monotonic() - last < idle_timeout_s:
-                batch = await consumer.getmany(timeout_ms=300)
-                for messages in batch.values():
-                    last = time.monotonic()
-                    for msg in messages:
-                        if start_ms is not None and msg.timestamp < start_ms:
-                            continue
-                        if end_ms is not None and msg.timestamp >= end_ms:
-                            continue
-                        fh.write(orjson.dumps(_line(msg)) + b"\n")
-                        n += 1
-                        bar.update(1)
-    finally:
-        bar.close()
-        await consumer.stop()
+    with tqdm(desc="export", unit="msg", disable=not progress) as bar, _open(out, "wb") as fh:
+        async for msg in read_messages(bootstrap, names, start_ms=start_ms, end_ms=end_ms,
+                                       idle_timeout_s=idle_timeout_s, security=security):
+            fh.write(orjson.dumps(_line(msg)) + b"\n")
+            n += 1
+            bar.update(1)
     return n
 
 
