@@ -30,11 +30,23 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownError
 
 from streams.events import Envelope, decode_frame, encode_frame
+from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.topics import raw_topic_for
 
 __all__ = ["FramePublisher", "PublishStats"]
 
 log = logging.getLogger(__name__)
+# Bootstrap lists whose brokers refused an idempotent producer (tansu: aiokafka speaks
+# InitProducerId v0 only): probed once per process, then every publisher goes without.
+_NO_IDEMPOTENCE: set[str] = set()
+
+
+class _ProbeQuiet(logging.Filter):
+    """aiokafka logs the refused InitProducerId at ERROR before raising; during our probe
+    that refusal is an expected answer, reported once at info by the publisher."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "InitProducerIdRequest" not in record.getMessage()
 
 
 @dataclass
@@ -73,8 +85,10 @@ class FramePublisher:
         retry_backoff_s: tuple[float, float] = (0.2, 5.0),
         spool_dir: str | Path | None = None,
         spool_dir_limit_bytes: int = 256 * 1024 * 1024,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.security = security or PLAINTEXT  # TLS/SASL: streams.kafka_config
         self.client_id = client_id
         self.topic_for = topic_for or (lambda e: raw_topic_for(e.source).name)
         self.max_frame = max_frame
@@ -207,15 +221,25 @@ class FramePublisher:
             return self._producer
 
     async def _new_producer(self) -> AIOKafkaProducer:
+        if self.bootstrap_servers in _NO_IDEMPOTENCE:
+            self.idempotent = False
+        if not self.idempotent:
+            return await self._start_producer(idempotent=False)
+        quiet, sender_log = _ProbeQuiet(), logging.getLogger("aiokafka.producer.sender")
+        sender_log.addFilter(quiet)
         try:
-            return await self._start_producer(idempotent=self.idempotent)
+            return await self._start_producer(idempotent=True)
         except UnknownError:
             # aiokafka speaks InitProducerId v0 only, which tansu rejects. Keep acks=all
             # and go on: downstream is at-least-once with deterministic keys anyway.
-            log.warning("broker refused an idempotent producer; publishing with acks=all "
-                        "without idempotence (retries may duplicate frames)")
+            log.info("the broker does not grant idempotent producers (the embedded tansu "
+                     "does not); publishing with acks=all without idempotence, a retry may "
+                     "duplicate a frame")
+            _NO_IDEMPOTENCE.add(self.bootstrap_servers)
             self.idempotent = False
             return await self._start_producer(idempotent=False)
+        finally:
+            sender_log.removeFilter(quiet)
 
     async def _start_producer(self, *, idempotent: bool) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
@@ -225,6 +249,7 @@ class FramePublisher:
             acks="all",
             linger_ms=int(self.linger_s * 1000),
             max_request_size=8 * 1024 * 1024,
+            **self.security.aiokafka_kwargs(),
         )
         try:
             await producer.start()

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
+from streams.kafka_config import PLAINTEXT, KafkaSecurity, tls_probe
 from streams.topics import CATALOGUE, TopicSpec
 
 __all__ = ["TopicMismatch", "ensure_topics"]
@@ -21,27 +22,38 @@ class TopicMismatch(RuntimeError):
     pass
 
 
-async def _admin(bootstrap_servers: str, timeout_s: float) -> AIOKafkaAdminClient:
+async def _admin(bootstrap_servers: str, timeout_s: float,
+                 security: KafkaSecurity = PLAINTEXT) -> AIOKafkaAdminClient:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers,
-                                    client_id="agentstory-admin")
+                                    client_id="agentstory-admin",
+                                    **security.aiokafka_kwargs())
         try:
             await admin.start()
             return admin
         except KafkaConnectionError:
             await admin.close()
-            if asyncio.get_running_loop().time() > deadline:
-                raise
+            if asyncio.get_running_loop().time() > deadline or _tls_refused(
+                    bootstrap_servers, security):
+                raise  # waiting does not fix a wrong CA or a missing client certificate
             await asyncio.sleep(0.5)
+
+
+def _tls_refused(bootstrap_servers: str, security: KafkaSecurity) -> bool:
+    if not security.uses_ssl:
+        return False
+    reason = tls_probe(bootstrap_servers, security)
+    return reason is not None and reason.startswith("TLS")
 
 
 async def ensure_topics(
     bootstrap_servers: str, specs: Iterable[TopicSpec] = CATALOGUE, *, timeout_s: float = 30.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[str]:
     """Create the topics that are missing; returns the names created."""
     wanted = {s.name: s for s in specs}
-    admin = await _admin(bootstrap_servers, timeout_s)
+    admin = await _admin(bootstrap_servers, timeout_s, security)
     try:
         existing = set(await admin.list_topics())
         missing = [s for name, s in wanted.items() if name not in existing]

@@ -17,20 +17,22 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.topics import DISPOSITIONS, PROFILES, STORIES
 
 __all__ = ["latest_by_key", "render_profile", "resolve_story", "show_profile"]
 
 
-async def latest_by_key(bootstrap: str, topic: str, *, idle_s: float = 2.0
-                        ) -> dict[bytes, dict[str, Any]]:
+async def latest_by_key(bootstrap: str, topic: str, *, idle_s: float = 2.0,
+                        security: KafkaSecurity = PLAINTEXT) -> dict[bytes, dict[str, Any]]:
     """The latest JSON value per key of a (compacted) topic, read until idle (tansu's end
     offsets count batches, so they cannot bound the read)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                **security.aiokafka_kwargs())
     latest: dict[bytes, dict[str, Any]] = {}
     try:
+        await consumer.start()  # inside: a refused connection still closes the client
         while True:
             batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
             if not batch:
@@ -44,16 +46,17 @@ async def latest_by_key(bootstrap: str, topic: str, *, idle_s: float = 2.0
 
 
 async def resolve_story(bootstrap: str, uid: str, verdict: str, *, note: str = "",
-                        by: str = "") -> str:
+                        by: str = "", security: KafkaSecurity = PLAINTEXT) -> str:
     """Publish the verdict; returns the story's agent. Raises LookupError for an unknown
     story (nothing is published on a guess)."""
-    stories = await latest_by_key(bootstrap, STORIES.name)
+    stories = await latest_by_key(bootstrap, STORIES.name, security=security)
     story = stories.get(uid.encode())
     if story is None:
         raise LookupError(f"no story {uid} on {STORIES.name}")
     ext = story["unmapped"]["agentstory"]
     agent = str(ext["agent"])
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                **security.aiokafka_kwargs())
     await producer.start()
     try:
         # The verdict is applied at the story's own event time (its last step), so a replay
@@ -83,8 +86,9 @@ def render_profile(doc: dict[str, Any], top: int = 5) -> str:
     return "\n".join(lines)
 
 
-async def show_profile(bootstrap: str, agent: str) -> dict[str, Any]:
-    profiles = await latest_by_key(bootstrap, PROFILES.name)
+async def show_profile(bootstrap: str, agent: str, *,
+                       security: KafkaSecurity = PLAINTEXT) -> dict[str, Any]:
+    profiles = await latest_by_key(bootstrap, PROFILES.name, security=security)
     doc = profiles.get(agent.encode())
     if doc is None:
         known = ", ".join(sorted(k.decode() for k in profiles)) or "none"

@@ -42,6 +42,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
              "(env AGENTSTORY_BOOTSTRAP_SERVERS; default %(default)s)")
     parser.add_argument("--log-level", default=_env("AGENTSTORY_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
+    from streams.kafka_config import add_security_args
+
+    add_security_args(parser)
 
 
 def _node_args(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +68,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     from topologies.broker import EmbeddedBroker
 
     with EmbeddedBroker(args.host, args.port) as broker:
-        created = asyncio.run(ensure_topics(broker.bootstrap_servers))
+        created = asyncio.run(ensure_topics(broker.bootstrap_servers))  # plaintext, local
         print(f"tansu broker ready on {broker.bootstrap_servers}; "
               f"created {len(created)} topics. Ctrl-C stops it.", flush=True)
         _wait_for_signal()
@@ -83,7 +86,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
             print(f"{spec.name:48} partitions={spec.partitions:<2} {spec.cleanup_policy:8} "
                   f"key={spec.key}\n    {spec.carries}")
         return 0
-    created = asyncio.run(ensure_topics(args.bootstrap_servers, specs))
+    created = asyncio.run(ensure_topics(args.bootstrap_servers, specs,
+                                        security=args.kafka_security))
     print(f"created: {', '.join(created) or 'none (all present)'}")
     return 0
 
@@ -95,12 +99,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from topologies.worker import build_app, worker_topics
 
     asyncio.run(ensure_topics(args.bootstrap_servers,
-                              [*CATALOGUE, *worker_topics(args.app_id)]))
+                              [*CATALOGUE, *worker_topics(args.app_id)],
+                              security=args.kafka_security))
     asyncio.set_event_loop(asyncio.new_event_loop())
     settings = EngineSettings(learning_ns=int(args.learning_seconds * SECOND_NS),
                               min_events=args.min_events, evidence_policy=args.evidence)
     app = build_app(args.bootstrap_servers, settings=settings, app_id=args.app_id,
-                    fetch_max_wait_ms=args.fetch_max_wait_ms, store=args.store)
+                    fetch_max_wait_ms=args.fetch_max_wait_ms, store=args.store,
+                    security=args.kafka_security)
     from faust import Worker
 
     Worker(app, loglevel=args.log_level.upper(), quiet=True).execute_from_commandline()
@@ -118,14 +124,16 @@ def cmd_stories(args: argparse.Namespace) -> int:
             return 2
         try:
             agent = asyncio.run(resolve_story(args.bootstrap_servers, args.uid, args.verdict,
-                                              note=args.note, by=args.by))
+                                              note=args.note, by=args.by,
+                                              security=args.kafka_security))
         except LookupError as exc:
             print(f"agentstory: {exc}", file=sys.stderr)
             return 1
         print(f"{args.verdict} verdict on {args.uid} sent for {agent}")
         return 0
     return asyncio.run(tail_stories(args.bootstrap_servers, follow=args.follow,
-                                    as_json=args.json, timeout_s=args.timeout))
+                                    as_json=args.json, timeout_s=args.timeout,
+                                    security=args.kafka_security))
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
@@ -134,7 +142,8 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     from topologies.analyst import render_profile, show_profile
 
     try:
-        doc = asyncio.run(show_profile(args.bootstrap_servers, args.agent))
+        doc = asyncio.run(show_profile(args.bootstrap_servers, args.agent,
+                                       security=args.kafka_security))
     except LookupError as exc:
         print(f"agentstory: {exc}", file=sys.stderr)
         return 1
@@ -165,7 +174,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     stories, replayer = asyncio.run(replay_topics(
         args.bootstrap_servers, settings, content, idle_timeout_s=args.idle_timeout,
         publish_to=args.publish_to, start_ms=parse_time(args.since),
-        end_ms=parse_time(args.until), progress=sys.stderr.isatty()))
+        end_ms=parse_time(args.until), progress=sys.stderr.isatty(),
+        security=args.kafka_security))
     for story in stories:
         doc = story.to_ocsf()
         print(orjson.dumps(doc).decode() if args.json else render_story(doc) + "\n")
@@ -296,10 +306,24 @@ def _unavailable(name: str, exc: ImportError) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from streams.kafka_config import KafkaConfigError, connection_error, security_from_args
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    try:
+        args.kafka_security = security_from_args(args)
+        return int(args.func(args) or 0)
+    except KafkaConfigError as exc:
+        print(f"agentstory: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        message = connection_error(exc, getattr(args, "bootstrap_servers", None),
+                                   getattr(args, "kafka_security", None))
+        if message is None:
+            raise
+        print(f"agentstory: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     n = asyncio.run(export_topics(
         args.bootstrap_servers, Path(args.out), topics=args.topic or None,
         start_ms=parse_time(args.since), end_ms=parse_time(args.until),
-        idle_timeout_s=args.idle_timeout, progress=not args.quiet))
+        idle_timeout_s=args.idle_timeout, progress=not args.quiet,
+        security=args.kafka_security))
     print(f"exported {n} messages to {args.out}", file=sys.stderr)
     return 0
 
@@ -71,7 +72,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     n = asyncio.run(import_jsonl(args.bootstrap_servers, [Path(p) for p in args.files],
                                  topic_map=dict(_pair(m) for m in args.rename),
-                                 progress=not args.quiet))
+                                 progress=not args.quiet, security=args.kafka_security))
     print(f"imported {n} messages", file=sys.stderr)
     return 0
 
@@ -99,6 +100,9 @@ def add_subcommands(sub: Any) -> None:
                            ("import", "JSONL → topics (frames, keys, timestamps kept)")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--bootstrap-servers", default=_BOOTSTRAP)
+        from streams.kafka_config import add_security_args
+
+        add_security_args(p)
         p.add_argument("--log-level", default="warning")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         if name == "export":

@@ -27,6 +27,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.admin import ensure_topics
+from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.topics import CATALOGUE, PARTITIONS, RAW_TOPICS, TopicSpec
 
 __all__ = ["export_topics", "import_jsonl", "parse_time", "read_lines", "read_messages"]
@@ -68,15 +69,16 @@ def _open(path: Path, mode: str) -> Iterator[Any]:
 
 async def read_messages(bootstrap: str, topics: list[str], *, start_ms: int | None = None,
                         end_ms: int | None = None, idle_timeout_s: float = 3.0,
-                        ) -> AsyncIterator[Any]:
+                        security: KafkaSecurity = PLAINTEXT) -> AsyncIterator[Any]:
     """The messages of ``topics`` whose timestamp is in [start, end), from the first one
     at or after ``start`` (offsets_for_times) until none came for ``idle_timeout_s``
     (tansu's end offsets count record batches, so they cannot bound the read). No
     consumer group: a live worker is untouched."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                **security.aiokafka_kwargs())
     try:
+        await consumer.start()  # inside: a refused connection still closes the client
         parts = [TopicPartition(t, p) for t in topics
                  for p in sorted(consumer.partitions_for_topic(t) or [])]
         if not parts:
@@ -106,7 +108,8 @@ async def read_messages(bootstrap: str, topics: list[str], *, start_ms: int | No
 
 async def export_topics(bootstrap: str, out: Path, *, topics: list[str] | None = None,
                         start_ms: int | None = None, end_ms: int | None = None,
-                        idle_timeout_s: float = 3.0, progress: bool = False) -> int:
+                        idle_timeout_s: float = 3.0, progress: bool = False,
+                        security: KafkaSecurity = PLAINTEXT) -> int:
     """Write the messages of ``topics`` (default: the raw topics) in [start, end) to
     ``out``; returns how many."""
     from tqdm import tqdm
@@ -115,7 +118,7 @@ async def export_topics(bootstrap: str, out: Path, *, topics: list[str] | None =
     n = 0
     with tqdm(desc="export", unit="msg", disable=not progress) as bar, _open(out, "wb") as fh:
         async for msg in read_messages(bootstrap, names, start_ms=start_ms, end_ms=end_ms,
-                                       idle_timeout_s=idle_timeout_s):
+                                       idle_timeout_s=idle_timeout_s, security=security):
             fh.write(orjson.dumps(_line(msg)) + b"\n")
             n += 1
             bar.update(1)
@@ -131,7 +134,8 @@ def read_lines(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
 
 
 async def import_jsonl(bootstrap: str, paths: list[Path], *,
-                       topic_map: dict[str, str] | None = None, progress: bool = False) -> int:
+                       topic_map: dict[str, str] | None = None, progress: bool = False,
+                       security: KafkaSecurity = PLAINTEXT) -> int:
     """Produce every line of ``paths`` with its key, value and timestamp; topics of the
     catalogue are created with its partition count, others with the raw topics' count."""
     from tqdm import tqdm
@@ -145,8 +149,9 @@ async def import_jsonl(bootstrap: str, paths: list[Path], *,
         if dst not in wanted:
             wanted[dst] = known.get(dst) or TopicSpec(dst, PARTITIONS, "as exported", "delete",
                                                        -1, "imported")
-    await ensure_topics(bootstrap, list(wanted.values()))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    await ensure_topics(bootstrap, list(wanted.values()), security=security)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                                **security.aiokafka_kwargs())
     await producer.start()
     n = 0
     bar = tqdm(desc="import", unit="msg", disable=not progress)

@@ -23,6 +23,7 @@ from streams.admin import ensure_topics
 from streams.content import DetectionContent, load_content
 from streams.engine import SECOND_NS, EngineSettings, StoryEngine, event_ref
 from streams.events import decode_frame
+from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.replay import Replayer
 from streams.stories import Story
 from streams.topics import PARTITIONS, RAW_TOPICS, TopicSpec
@@ -59,7 +60,7 @@ def load_params(path: Path, base: EngineSettings,
 async def replay_topics(
     bootstrap_servers: str, settings: EngineSettings, content: DetectionContent, *,
     idle_timeout_s: float = 5.0, publish_to: str | None = None, start_ms: int | None = None,
-    end_ms: int | None = None, progress: bool = False,
+    end_ms: int | None = None, progress: bool = False, security: KafkaSecurity = PLAINTEXT,
 ) -> tuple[list[Story], Replayer]:
     """Latest version of every story the raw topics (in [start, end)) produce, and the
     replay's counters; every version is published to ``publish_to`` when given."""
@@ -69,7 +70,7 @@ async def replay_topics(
     with tqdm(desc="read", unit="msg", disable=not progress) as bar:
         async for msg in read_messages(bootstrap_servers, [t.name for t in RAW_TOPICS],
                                        start_ms=start_ms, end_ms=end_ms,
-                                       idle_timeout_s=idle_timeout_s):
+                                       idle_timeout_s=idle_timeout_s, security=security):
             messages.append((msg.timestamp, msg.topic, msg.partition, msg.offset, msg.value))
             bar.update(1)
     messages.sort(key=lambda m: m[:4])
@@ -82,9 +83,10 @@ async def replay_topics(
         stories.extend(replayer.feed(events, refs))
     stories.extend(replayer.finish())
     if publish_to:
-        await ensure_topics(bootstrap_servers, [TopicSpec(
+        await ensure_topics(bootstrap_servers, security=security, specs=[TopicSpec(
             publish_to, PARTITIONS, "story uid", "compact", -1, "replayed stories")])
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
+                                    **security.aiokafka_kwargs())
         await producer.start()
         try:
             for story in stories:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.topics import STORIES
 
 __all__ = ["render_story", "tail_stories"]
@@ -50,12 +51,13 @@ def render_story(doc: dict[str, Any]) -> str:
 
 async def tail_stories(
     bootstrap_servers: str, *, follow: bool = False, as_json: bool = False,
-    timeout_s: float = 5.0,
+    timeout_s: float = 5.0, security: KafkaSecurity = PLAINTEXT,
 ) -> int:
     consumer = AIOKafkaConsumer(STORIES.name, bootstrap_servers=bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                **security.aiokafka_kwargs())
     try:
+        await consumer.start()  # inside: a refused connection still closes the client
         while True:
             batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000))
             if not batch and not follow:

@@ -37,6 +37,7 @@ from streams.engine import (
     event_ref,
 )
 from streams.events import Envelope, InvalidEvent, Rejected, dead_letter, decode_frame
+from streams.kafka_config import PLAINTEXT, KafkaSecurity
 from streams.topics import (
     BY_AGENT,
     DEADLETTER,
@@ -135,6 +136,7 @@ def build_app(
     bootstrap_servers: str, *, settings: EngineSettings | None = None,
     content: DetectionContent | None = None, app_id: str = WORKER_APP_ID,
     session_timeout_s: float = 10.0, fetch_max_wait_ms: int = 100, store: str = "memory://",
+    security: KafkaSecurity | None = None,
 ) -> faust.App:
     limit_fetch_wait(fetch_max_wait_ms)
     app = faust.App(
@@ -156,6 +158,7 @@ def build_app(
         # many messages, up to the request size.
         producer_max_batch_size=1_000_000,
         producer_linger=0.002,
+        broker_credentials=(security or PLAINTEXT).faust_credentials(),  # TLS / SASL
     )
     engine = StoryEngine(content or load_content(), settings)
     stats = WorkerStats()

@@ -171,7 +171,8 @@ async def _run(args: argparse.Namespace, sink: Sink | None = None) -> int:
     dedup = (EventIdDedup(window_s=args.dedup_window_seconds, max_ids=args.dedup_max)
              if args.sqs else None)
     pipeline = CloudTrailPipeline(attributor, node=args.node, dedup=dedup)
-    sink = sink or KafkaSink(args.bootstrap_servers)
+    sink = sink or KafkaSink(args.bootstrap_servers,
+                                   security=getattr(args, "kafka_security", None))
     checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
     collector = CloudTrailCollector(
         source, pipeline, sink, checkpoint, batch_records=args.batch_records,

@@ -76,14 +76,17 @@ class KafkaSink:
     what lets the checkpoint follow it."""
 
     def __init__(self, bootstrap_servers: str, *, client_id: str = "agentstory-cloudtrail",
-                 deadletter_topic: str | None = None) -> None:
+                 deadletter_topic: str | None = None, security: Any = None) -> None:
         from collectors.publish import FramePublisher
+        from streams.kafka_config import PLAINTEXT
         from streams.topics import DEADLETTER
 
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
         self.deadletter_topic = deadletter_topic or DEADLETTER.name
-        self.publisher = FramePublisher(bootstrap_servers, client_id=client_id)
+        self.security = security or PLAINTEXT
+        self.publisher = FramePublisher(bootstrap_servers, client_id=client_id,
+                                        security=self.security)
         self._dlq: Any = None
         self._dead: list[tuple[bytes, bytes]] = []
         self.dead_letters_sent = 0
@@ -106,7 +109,7 @@ class KafkaSink:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-dlq",
                     enable_idempotence=idempotent, acks="all",
-                    max_request_size=8 * 1024 * 1024)
+                    max_request_size=8 * 1024 * 1024, **self.security.aiokafka_kwargs())
                 try:
                     await producer.start()
                 except UnknownError:

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.cgroup_root) if getattr(args, "cgroup_root", None) else None
     attributor = Attributor(index, CgroupResolver(root))
     publisher = FramePublisher(args.bootstrap_servers, spool_limit=args.spool_limit,
+                               security=getattr(args, "kafka_security", None),
                                spool_dir=args.spool_dir)
     tuning = {
         "dedup_window_ms": args.dedup_window_ms, "profile_interval_s": args.profile_interval,

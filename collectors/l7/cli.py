@@ -167,7 +167,8 @@ async def _main(args: argparse.Namespace, policy: ContentPolicy) -> int:
     source_thread.start()
     resolver = CgroupResolver(Path(args.cgroup_root) if args.cgroup_root else None)
     attributor = Attributor(index, resolver)
-    publisher = FramePublisher(args.bootstrap_servers, client_id=f"agentstory-l7-{args.node}")
+    publisher = FramePublisher(args.bootstrap_servers, client_id=f"agentstory-l7-{args.node}",
+                               security=getattr(args, "kafka_security", None))
     probes = SslProbes(
         max_capture=args.max_capture,
         chunk_size=args.chunk_size,

@@ -403,3 +403,26 @@ def test_only_prometheus_may_come_in_and_only_to_the_metrics_port() -> None:
     [(policy, _)] = ingress
     assert selects(policy["spec"]["podSelector"], DAEMONSET["spec"]["template"]["metadata"]
                    ["labels"])
+
+
+@pytest.mark.parametrize(("workload", "container"), CONTAINERS, ids=CONTAINER_IDS)
+def test_every_kafka_client_reads_its_connection_from_the_optional_secret(
+        workload: dict[str, Any], container: dict[str, Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.kafka_config import security_from_args
+
+    pod = workload["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "kafka-client"]
+    assert volume["secret"] == {"secretName": "agentstory-kafka", "optional": True,
+                                "defaultMode": 0o440}
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "kafka-client"]
+    assert mount == {"name": "kafka-client", "mountPath": "/etc/agentstory/kafka",
+                     "readOnly": True}
+    assert security_from_args(parse(container, monkeypatch)).security_protocol == "PLAINTEXT"
+    properties = tmp_path / "client.properties"  # as mounted from the Secret
+    properties.write_text("security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
+                          "sasl.username=agentstory\nsasl.password=s3cret\n")
+    monkeypatch.setitem(CONFIG, "AGENTSTORY_KAFKA_COMMAND_CONFIG", str(properties))
+    security = security_from_args(parse(container, monkeypatch))
+    assert (security.security_protocol, security.sasl_mechanism) == ("SASL_SSL",
+                                                                     "SCRAM-SHA-512")

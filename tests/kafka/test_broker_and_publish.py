@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import uuid
 from pathlib import Path
@@ -108,3 +109,24 @@ async def test_an_envelope_submitted_after_stop_is_counted_not_kept(kafka_bootst
     await publisher.stop()
     assert not publisher.submit(Envelope("file.open", 1, "n", "kernel", pod=Pod(uid="p")))
     assert publisher.stats.dropped_on_stop == 1 and publisher.stats.spooled == 0
+
+
+async def test_a_broker_without_idempotence_is_probed_once_and_said_at_info(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """tansu refuses aiokafka's InitProducerId: an expected answer, not an error line."""
+    caplog.set_level(logging.DEBUG)
+    with EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log") as broker:
+        await ensure_topics(broker.bootstrap_servers,
+                            [TopicSpec("test.idem", 4, "pod", "delete", 60_000, "t")])
+        for n in range(2):  # the second publisher does not probe again
+            publisher = FramePublisher(broker.bootstrap_servers, topic_for=lambda e: "test.idem")
+            await publisher.start()
+            publisher.submit(Envelope("file.open", n, "n", "kernel", {"i": n}, pod=Pod(uid="p")))
+            await publisher.stop()
+            assert publisher.stats.published_events == 1 and not publisher.idempotent
+        got = await read_frames(broker.bootstrap_servers, "test.idem", 2)
+    assert got[b"p"] == [0, 1]
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [], [r.getMessage() for r in loud]
+    said = [r for r in caplog.records if "idempotent" in r.getMessage()]
+    assert [(r.name, r.levelname) for r in said] == [("collectors.publish", "INFO")]
