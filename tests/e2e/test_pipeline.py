@@ -19,9 +19,9 @@ from topologies.demo import missing_requirements, run_scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 _FLAKY = (
-    "known flaky (2 of the last 5 live runs): when the demo's import floods the raw topics, "
-    "the live worker sometimes reads the kernel topic far behind the L7 one and the story "
-    "comes out without its kernel steps (a replay of the same recording has them in every "
+    "known flaky (2 of the last 5 live runs missed kernel steps: once the connect, once all): "
+    "the demo's import floods the raw topics and the live worker can read the kernel topic "
+    "far behind the L7 one (a replay of the same recording has the full chain in every "
     "order tried); see the closing note of this round")
 
 
