@@ -154,17 +154,10 @@ class StoryEngine:
             phases=PhaseSettings(min_span_ns=learning, window_ns=max(SECOND_NS, learning // 6)))
         self.version = f"{content.version}/{self.settings.key()}"
 
-    def wants(self, event: Envelope) -> bool:
-        """Whether the event reaches the engine: attributed to an agent, or a heartbeat."""
-        return event.kind == "collector.stats" or agent_of_event(event) is not None
-
     def new_state(self, agent: str) -> AgentState:
         if self.settings.baseline == "frozen":
             return AgentState(agent, FrozenAllowlist(agent, self.settings.learning_ns))
         return AgentState(agent, AgentProfile(agent, self.profile_settings))
-
-    def phase(self, state: AgentState) -> str:
-        return state.profile.phase
 
     # -- the message loop ------------------------------------------------------------------
     def apply(self, state: AgentState, message: Message) -> list[Story]:

@@ -1,9 +1,9 @@
 """What ties one step of a story to an earlier one: a small, bounded context per pod.
 
 The context remembers, on event time, what later steps may need to name their cause:
-process lineage (``start_ns:pid`` → parent), open connections (local port → destination
-and domain), recent tool calls, recent marks (a token read, injected content) and
-connections to cloud API endpoints. Every step records the facts it can be linked by
+process lineage (``start_ns:pid`` → parent), recent marks (a token read, injected
+content) and connections to cloud API endpoints (a connection's own step carries its
+local port, so L7 steps on it link without a table). Every step records the facts it can be linked by
 (:func:`link_facts`); :func:`link_steps` then links the ordered steps of a story:
 
 - *causal* when lineage (the process or one of its ancestors made the earlier step), a
@@ -47,9 +47,8 @@ def _lru_put(table: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> 
 class PodContext:
     """Bounded event-time memory of one pod (LRU per table, evictions counted)."""
 
-    # pid → [ppid, exe, start_ns]; local port → [pid, dst, domain, ts]; service → [ts, pid, domain]
+    # pid → [ppid, exe, start_ns]; AWS service → [ts, pid, domain]
     procs: OrderedDict[int, list[Any]] = field(default_factory=OrderedDict)
-    conns: OrderedDict[str, list[Any]] = field(default_factory=OrderedDict)
     aws: OrderedDict[str, list[Any]] = field(default_factory=OrderedDict)
     # mark → [[ts, 1 set | 0 cleared], …] in event-time order (bounded): a fact's history,
     # so "was it set at t" does not depend on the order the topics were read in
@@ -58,7 +57,6 @@ class PodContext:
     evicted: int = 0
 
     MAX_PROCS = 256
-    MAX_CONNS = 128
 
     def observe(self, event: Envelope) -> None:
         self.last_ts = max(self.last_ts, event.ts)
@@ -68,11 +66,7 @@ class PodContext:
                                      [proc.ppid, proc.exe or data.get("filename", ""),
                                       proc.start_ns], self.MAX_PROCS)
         elif event.kind == "net.connect" and proc is not None and data.get("dst_addr"):
-            local = f"{data.get('src_port', 0)}"
             domain = str(data.get("domain") or "")
-            self.evicted += _lru_put(
-                self.conns, local, [proc.pid, f"{data['dst_addr']}:{data.get('dst_port')}",
-                                    domain, event.ts], self.MAX_CONNS)
             service = aws_service(domain)
             if service:
                 self.evicted += _lru_put(self.aws, service, [event.ts, proc.pid, domain], 32)
@@ -117,14 +111,12 @@ class PodContext:
 
     def to_dict(self) -> dict[str, Any]:
         return {"procs": [[k, *v] for k, v in self.procs.items()],
-                "conns": [[k, *v] for k, v in self.conns.items()],
                 "aws": [[k, *v] for k, v in self.aws.items()],
                 "marks": self.marks, "last_ts": self.last_ts, "evicted": self.evicted}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> PodContext:
         return cls(OrderedDict((r[0], r[1:]) for r in doc["procs"]),
-                   OrderedDict((r[0], r[1:]) for r in doc["conns"]),
                    OrderedDict((r[0], r[1:]) for r in doc["aws"]),
                    {k: [list(e) for e in v] for k, v in doc["marks"].items()},
                    doc["last_ts"], doc["evicted"])
