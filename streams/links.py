@@ -3,8 +3,8 @@
 The context remembers, on event time, what later steps may need to name their cause:
 process lineage (``start_ns:pid`` → parent), recent marks (a token read, injected
 content) and connections to cloud API endpoints (a connection's own step carries its
-local port, so L7 steps on it link without a table). Every step records the facts it can be linked by
-(:func:`link_facts`); :func:`link_steps` then links the ordered steps of a story:
+local port, so L7 steps on it link without a table). Every step records the facts it can
+be linked by (:func:`link_facts`); :func:`link_steps` then links the ordered steps of a story:
 
 - *causal* when lineage (the process or one of its ancestors made the earlier step), a
   connection (the L7 request rode the kernel's connection), a request/response pair
