@@ -17,6 +17,7 @@ from typing import Any
 
 from models.features import Observation
 from models.frozen import FrozenAllowlist
+from models.inventory import Inventory
 from models.novelty import NoveltySettings
 from models.phases import PhaseSettings
 from models.profile import AgentProfile, ProfileSettings
@@ -102,6 +103,7 @@ class AgentState:
     wm: dict[str, int] = field(default_factory=dict)  # source → watermark
     losses: dict[str, int] = field(default_factory=dict)  # "node/source" → events lost
     stats: dict[str, int] = field(default_factory=dict)
+    inventory: Inventory = field(default_factory=Inventory)  # what it uses (the AI-BOM)
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
@@ -110,13 +112,15 @@ class AgentState:
         return {"agent": self.agent, "profile": self.profile.to_dict(),
                 "pods": {k: p.to_dict() for k, p in self.pods.items()},
                 "pending": self.pending, "hwm": self.hwm, "wm": self.wm,
-                "losses": self.losses, "stats": self.stats}
+                "losses": self.losses, "stats": self.stats,
+                "inventory": self.inventory.to_dict()}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> AgentState:
         return cls(doc["agent"], baseline_from_dict(doc["profile"]),
                    {k: PodState.from_dict(p) for k, p in doc["pods"].items()},
-                   doc["pending"], doc["hwm"], doc["wm"], doc["losses"], doc["stats"])
+                   doc["pending"], doc["hwm"], doc["wm"], doc["losses"], doc["stats"],
+                   Inventory.from_dict(doc.get("inventory")))
 
 
 def agent_of_event(event: Envelope) -> str | None:
@@ -176,6 +180,7 @@ class StoryEngine:
         stories = self.advance(state)
         for i, event in enumerate(message.events):
             ref = message.refs[i] if i < len(message.refs) else ""
+            state.inventory.observe(event)
             stories.extend(self.process(state, event, ref=ref))
         return stories
 
