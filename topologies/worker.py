@@ -26,6 +26,7 @@ from typing import Any
 import faust
 import orjson
 
+from models.exports.facts import profile_record
 from streams.byagent import decode_message, encode_message
 from streams.content import DetectionContent, load_content
 from streams.engine import (
@@ -252,8 +253,8 @@ def build_app(
             stats.stories += 1
             await stories.send(key=story.uid.encode(), value=orjson.dumps(story.to_ocsf()))
         if agent_state.profile.phase != before or found:
-            await profiles.send(key=agent_state.agent.encode(),
-                                value=orjson.dumps(agent_state.profile.summary()))
+            await profiles.send(key=agent_state.agent.encode(), value=orjson.dumps(
+                profile_record(agent_state.profile, agent_state.inventory)))
 
     @app.agent(detect_input)
     async def detect(stream: faust.StreamT) -> None:
