@@ -24,7 +24,7 @@ from streams.events import Envelope
 __all__ = ["CONNECTOR_PORTS", "KINDS", "Inventory", "parse_user_agent", "split_host"]
 
 KINDS = ("model", "sdk", "tool", "mcp_server", "llm_endpoint", "executable", "connector",
-         "destination", "syscall")
+         "destination", "syscall", "stainless")
 
 # Well-known ports of data stores an agent reads or writes (databases, vector stores,
 # caches, queues): a connection to one is a data connector in the BOM.
@@ -135,6 +135,17 @@ class Inventory:
         if d.get("api"):
             props["api"] = str(d["api"])
         host = str(d.get("host") or "")
+        st = self.items.get("stainless", {}).get(host) if host else None
+        if st is not None:
+            ver = str(st[3].get("version"))
+            key = f"{provider}/{ver}"
+            known = key in self.items.get("sdk", {})
+            sdk = self._touch("sdk", key, e.ts, 0 if known else 1)
+            sdk.setdefault("name", provider)
+            sdk.update(version=ver, stainless_version=ver,
+                       **{k: v for k, v in st[3].items() if k in ("lang", "runtime") and v})
+            sdk.setdefault("source", "x-stainless-package-version")
+            sdk.setdefault("hosts", [host] if host else [])
         if host:
             ep = self._touch("llm_endpoint", host, e.ts)
             ep.update(provider=provider, path=str(d.get("path") or ""))
@@ -187,18 +198,21 @@ class Inventory:
         ua = str(headers.get("user-agent") or "")
         stainless = str(headers.get("x-stainless-package-version") or "")
         host = split_host(str(d.get("host") or ""))[0]
-        for i, (name, ver) in enumerate(parse_user_agent(ua)):
+        for name, ver in parse_user_agent(ua):
             props = self._touch("sdk", f"{name.lower()}/{ver}", e.ts)
             props.update(name=name, version=ver, source="user-agent")
-            if i == 0 and stainless:
-                props["stainless_version"] = stainless
-                props["lang"] = str(headers.get("x-stainless-lang") or "")
-                if headers.get("x-stainless-runtime-version"):
-                    props["runtime"] = (f"{headers.get('x-stainless-runtime') or ''} "
-                                        f"{headers['x-stainless-runtime-version']}").strip()
             hosts = props.setdefault("hosts", [])
             if host and host not in hosts and len(hosts) < _MAX_LIST:
                 hosts.append(host)
+        if stainless and d.get("host"):
+            # Stainless-generated SDKs (openai, anthropic, …) send their own version even
+            # when a framework replaces the User-Agent; which SDK it is, the LLM request on
+            # the same host says (see _llm_request).
+            st = self._touch("stainless", str(d["host"]), e.ts)
+            st.update(version=stainless, lang=str(headers.get("x-stainless-lang") or ""))
+            if headers.get("x-stainless-runtime-version"):
+                st["runtime"] = (f"{headers.get('x-stainless-runtime') or ''} "
+                                 f"{headers['x-stainless-runtime-version']}").strip()
         if host:
             dom = registrable_domain(host)
             service = CONNECTOR_DOMAINS.get(dom)

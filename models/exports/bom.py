@@ -41,7 +41,7 @@ PYPI_NAMES = {
     "openai": "openai", "anthropic": "anthropic", "boto3": "boto3", "botocore": "botocore",
     "python-httpx": "httpx", "python-requests": "requests", "aiohttp": "aiohttp",
     "google-genai": "google-genai", "mistralai": "mistralai", "cohere": "cohere",
-    "groq": "groq", "langchain": "langchain", "litellm": "litellm",
+    "groq": "groq", "langchain": "langchain", "litellm": "litellm", "pydantic-ai": "pydantic-ai",
 }
 _NS = uuid.UUID("5b0e1c43-52a4-4f5e-9c39-6a2f1f0a7d11")  # agentstory BOM serial namespace
 
