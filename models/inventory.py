@@ -144,7 +144,7 @@ class Inventory:
             sdk.setdefault("name", provider)
             sdk.update(version=ver, stainless_version=ver,
                        **{k: v for k, v in st[3].items() if k in ("lang", "runtime") and v})
-            sdk.setdefault("source", "x-stainless-package-version")
+            _evidence(sdk, "x-stainless-package-version")
             sdk.setdefault("hosts", [host] if host else [])
         if host:
             ep = self._touch("llm_endpoint", host, e.ts)
@@ -200,7 +200,8 @@ class Inventory:
         host = split_host(str(d.get("host") or ""))[0]
         for name, ver in parse_user_agent(ua):
             props = self._touch("sdk", f"{name.lower()}/{ver}", e.ts)
-            props.update(name=name, version=ver, source="user-agent")
+            props.update(name=name, version=ver)
+            _evidence(props, "user-agent")
             hosts = props.setdefault("hosts", [])
             if host and host not in hosts and len(hosts) < _MAX_LIST:
                 hosts.append(host)
@@ -265,12 +266,23 @@ class Inventory:
                 self._touch("syscall", str(name), e.ts, int(count) if isinstance(count, int)
                             else 1)
 
+    def _packages(self, e: Envelope, d: Mapping[str, Any]) -> None:
+        """Installed distributions read from the process's root (collectors.packages)."""
+        for pkg in (d.get("packages") or [])[:64]:
+            if isinstance(pkg, Mapping) and pkg.get("name") and pkg.get("version"):
+                name, ver = str(pkg["name"]), str(pkg["version"])
+                props = self._touch("sdk", f"{name.lower()}/{ver}", e.ts)
+                props.update(name=name, version=ver, lang="python")
+                _evidence(props, "package metadata")
+                if pkg.get("path"):
+                    props["installed"] = str(pkg["path"])
+
     def _cloud(self, e: Envelope, d: Mapping[str, Any]) -> None:
         service, action = str(d.get("service") or ""), str(d.get("action") or "")
         for name, ver in parse_user_agent(str(d.get("user_agent") or ""))[:2]:
             props = self._touch("sdk", f"{name.lower()}/{ver}", e.ts)
             props.update(name=name, version=ver)
-            props.setdefault("source", "cloudtrail user agent")
+            _evidence(props, "cloudtrail user agent")
         if service.startswith("bedrock"):
             for model in _bedrock_models(d):
                 props = self._touch("model", f"bedrock:{model}", e.ts)
@@ -306,6 +318,13 @@ class Inventory:
         return inv
 
 
+def _evidence(props: dict[str, Any], source: str) -> None:
+    """Which observations named this item (header, metadata, CloudTrail)."""
+    sources = props.setdefault("evidence", [])
+    if source not in sources:
+        sources.append(source)
+
+
 def _bedrock_models(d: Mapping[str, Any]) -> list[str]:
     """Model ids of a Bedrock call: its foundation-model / inference-profile resources, or
     the modelId request parameter."""
@@ -326,4 +345,5 @@ _HANDLERS = {
     "mcp.result": Inventory._mcp, "http.request": Inventory._http_request,
     "net.connect": Inventory._connect, "process.exec": Inventory._exec,
     "syscall.profile": Inventory._syscalls, "cloud.api": Inventory._cloud,
+    "process.packages": Inventory._packages,
 }

@@ -81,9 +81,10 @@ def _sdks(rows: Iterable[Mapping[str, Any]]) -> list[Component]:
         out.append(Component(
             type=ComponentType.LIBRARY, name=pypi or name, version=version, purl=purl,
             bom_ref=f"sdk:{r['key']}",
-            properties=_props(r, ("evidence", r.get("source")),
+            properties=_props(r, ("evidence", _list(r.get("evidence"))),
                               ("x_stainless_package_version", r.get("stainless_version")),
                               ("runtime", r.get("runtime")),
+                              ("installed", r.get("installed")),
                               ("hosts", _list(r.get("hosts"))))))
     return out
 

@@ -20,6 +20,7 @@ from collectors.cgroups import CgroupResolver
 from collectors.kernel.sandbox import FakePod
 from collectors.l7.capture import Capture
 from collectors.l7.libssl import PodProcesses
+from collectors.packages import ai_packages
 from models.exports.bom import bom_json
 from models.exports.facts import profile_record
 from streams.content import load_content
@@ -60,6 +61,7 @@ def test_bom_of_a_real_openai_agent_names_sdk_model_and_tools(
             collector.start()
             wait_for(lambda: pod_cgroup.cgroup_id in probes.watched and bool(probes.libraries),
                      "the pod cgroup and its libssl")
+            packages = ai_packages(agent.pid)  # its installed SDKs, from /proc/<pid>/root
             out, err = agent.communicate("go\n", timeout=120)
             assert agent.returncode == 0, err[-2000:]
             assert out.strip() == FINAL_TEXT
@@ -72,6 +74,8 @@ def test_bom_of_a_real_openai_agent_names_sdk_model_and_tools(
     engine = StoryEngine(load_content(), EngineSettings())
     state = engine.new_state(AGENT)
     events = sorted(emitted, key=lambda e: e.ts)
+    events.insert(0, Envelope("process.packages", events[0].ts, "test-node", "l7",
+                              {"packages": packages}, pod=pod))
     engine.apply(state, Message(events, None, {"l7": events[-1].ts}))
     record = json.loads(json.dumps(profile_record(state.profile, state.inventory)))
     text = bom_json(record)
@@ -82,6 +86,13 @@ def test_bom_of_a_real_openai_agent_names_sdk_model_and_tools(
     openai = libraries["openai"]
     assert openai["version"] == version("openai")  # what the agent's process imported
     assert openai["purl"] == f"pkg:pypi/openai@{version('openai')}"
+    evidence = {p["name"]: p["value"] for p in openai["properties"]}
+    # pydantic-ai's User-Agent hides the SDK: its own header and the metadata name it
+    assert set(evidence["agentstory:evidence"].split(",")) == {
+        "package metadata", "x-stainless-package-version"}
+    assert {"name": "openai", "version": version("openai")} in [
+        {k: p[k] for k in ("name", "version")} for p in packages]  # and the metadata agrees
+    assert libraries["mcp"]["version"] == version("mcp")  # metadata only: no header names it
     models = [c for c in bom["components"] if c["type"] == "machine-learning-model"]
     assert [(m["group"], m["name"]) for m in models] == [("openai", "gpt-4o")]
     calls = {p["name"]: p["value"] for p in models[0]["properties"]}

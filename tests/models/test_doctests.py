@@ -9,7 +9,7 @@ import pytest
 
 MODULES = ["models.features", "models.novelty", "models.rates", "models.phases",
            "models.risk", "models.profile", "models.frozen", "models.inventory",
-           "models.exports.netpol"]
+           "models.exports.netpol", "collectors.packages"]
 
 
 @pytest.mark.parametrize("name", MODULES)
