@@ -20,7 +20,6 @@ from collectors.cgroups import CgroupResolver
 from collectors.kernel.sandbox import FakePod
 from collectors.l7.capture import Capture
 from collectors.l7.libssl import PodProcesses
-from collectors.packages import ai_packages
 from models.exports.bom import bom_json
 from models.exports.facts import profile_record
 from streams.content import load_content
@@ -61,7 +60,6 @@ def test_bom_of_a_real_openai_agent_names_sdk_model_and_tools(
             collector.start()
             wait_for(lambda: pod_cgroup.cgroup_id in probes.watched and bool(probes.libraries),
                      "the pod cgroup and its libssl")
-            packages = ai_packages(agent.pid)  # its installed SDKs, from /proc/<pid>/root
             out, err = agent.communicate("go\n", timeout=120)
             assert agent.returncode == 0, err[-2000:]
             assert out.strip() == FINAL_TEXT
@@ -73,9 +71,11 @@ def test_bom_of_a_real_openai_agent_names_sdk_model_and_tools(
 
     engine = StoryEngine(load_content(), EngineSettings())
     state = engine.new_state(AGENT)
+    # the collector read the agent's installed SDKs in its root (/proc/<pid>/root)
+    [report] = [e for e in emitted if e.kind == "process.packages"]
+    assert report.proc is not None and report.proc.pid == agent.pid
+    packages = report.data["packages"]
     events = sorted(emitted, key=lambda e: e.ts)
-    events.insert(0, Envelope("process.packages", events[0].ts, "test-node", "l7",
-                              {"packages": packages}, pod=pod))
     engine.apply(state, Message(events, None, {"l7": events[-1].ts}))
     record = json.loads(json.dumps(profile_record(state.profile, state.inventory)))
     text = bom_json(record)
