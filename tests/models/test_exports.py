@@ -19,16 +19,11 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from models.exports import FORMATS, ExportOptions, NotEnforceReady, export
 from models.exports.bom import bom_json
-from models.exports.facts import profile_record
-from streams.content import load_content
-from streams.engine import EngineSettings, StoryEngine
-from streams.replay import Replayer
-from tests.eval.evaluate import load_recording
+from tests.models.demo_records import DEMO, replay_records
 from topologies.profiles_cli import render
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).parent / "schemas"
-DEMO = ROOT / "tests" / "recordings" / "dev" / "demo-support-injection"
 BOT = "support/Deployment/support-bot"
 RESEARCH = "research/Deployment/research-agent"
 FORCE = ExportOptions(force=True)
@@ -79,12 +74,7 @@ def netpol_errors(doc: dict[str, Any]) -> list[str]:
 @pytest.fixture(scope="module")
 def records() -> dict[str, dict[str, Any]]:
     """The profile records of the demo's agents after a replay of its recording."""
-    rec = load_recording(DEMO)
-    replayer = Replayer(StoryEngine(load_content(), EngineSettings()))
-    replayer.feed(rec.events)
-    replayer.finish()
-    return {agent: json.loads(json.dumps(profile_record(s.profile, s.inventory)))
-            for agent, s in replayer.states.items()}
+    return replay_records(DEMO)
 
 
 def test_the_validators_refuse_what_the_schemas_refuse(records: dict[str, Any]) -> None:
