@@ -161,7 +161,7 @@ class Inventory:
         tool = str(d.get("tool") or "")
         if not tool:
             return
-        props = self._touch("tool", tool, e.ts, 0)
+        props = self._touch("tool", tool, e.ts)  # count: calls; offers apart
         props["called"] = props.get("called", 0) + 1
         if d.get("mcp_server"):
             props["mcp_server"] = str(d["mcp_server"])
@@ -180,7 +180,7 @@ class Inventory:
         names = list(d.get("tools") or [])
         if d.get("method") == "tools/call" and d.get("tool"):
             names.append(d["tool"])
-            t = self._touch("tool", str(d["tool"]), e.ts, 0)
+            t = self._touch("tool", str(d["tool"]), e.ts, 1 if e.kind == "mcp.call" else 0)
             t["mcp_server"] = host
             if e.kind == "mcp.call":
                 t["mcp_calls"] = t.get("mcp_calls", 0) + 1
