@@ -186,8 +186,10 @@ class TlsCollector:
         *,
         rescan_s: float = 1.0,
         poll_ms: int = 100,
+        report_packages: bool = False,
     ) -> None:
         self.probes = probes
+        self.report_packages_on = report_packages
         self.capture = capture
         self.pods = pods
         self.tracker = LibraryTracker(probes.attach_library)
@@ -222,7 +224,8 @@ class TlsCollector:
         self.stats["watched_pids"] = len(pids)
         with self._lock:
             self.capture.close_pids(lambda pid: os.path.exists(f"/proc/{pid}"))
-        self.report_packages(cgroups)
+        if self.report_packages_on:
+            self.report_packages(cgroups)
 
     def report_packages(self, cgroups: dict[int, str], limit: int = 4096) -> None:
         """A ``process.packages`` event (AI SDKs installed where the process loads its

@@ -50,7 +50,7 @@ def test_bom_of_a_real_openai_agent_names_sdk_model_and_tools(
                       attribute=lambda cg: pod if cg == pod_cgroup.cgroup_id else None)
     probes = SslProbes()
     collector = TlsCollector(probes, capture, PodProcesses(CgroupResolver(pod_cgroup.root)),
-                             rescan_s=0.1)
+                             rescan_s=0.1, report_packages=True)
     with ScriptedProvider(cert, key, plan=list(PLAN)) as provider:
         agent = _start(["tests.l7.agent_app", provider.url, str(cert),
                         f"sk-test-{uuid.uuid4().hex}", "benign", mcp_servers["benign"],
