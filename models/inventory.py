@@ -172,7 +172,8 @@ class Inventory:
         host = str(d.get("host") or "")
         if not host:
             return
-        conn = d.get("conn") if isinstance(d.get("conn"), Mapping) else {}
+        conn = d.get("conn")
+        conn = conn if isinstance(conn, Mapping) else {}
         props = self._touch("mcp_server", host, e.ts, 1 if e.kind == "mcp.call" else 0)
         scheme = "https" if conn.get("tls") else "http"
         props["endpoint"] = f"{scheme}://{host}{d.get('path') or ''}"

@@ -32,8 +32,8 @@ def cilium_policy(record: Mapping[str, Any], options: ExportOptions) -> dict[str
     facts = policy(record)
     dests = facts.get("destinations") or []
     namespaces, cidrs, names = grouped(dests, options.cluster_domain)
-    named_addrs = {(str(d.get("protocol", "tcp")).upper(), int(d["port"])): set()
-                   for d in dests}
+    named_addrs: dict[tuple[str, int], set[str]] = {
+        (str(d.get("protocol", "tcp")).upper(), int(d["port"])): set() for d in dests}
     for d in dests:  # addresses of named destinations are covered by toFQDNs
         if d.get("domain"):
             named_addrs[(str(d.get("protocol", "tcp")).upper(), int(d["port"]))].update(

@@ -59,7 +59,7 @@ def selector(record: Mapping[str, Any], options: ExportOptions) -> dict[str, str
     return dict(options.selector) or {"app": split_agent(str(record["agent"]))[2]}
 
 
-def annotations(record: Mapping[str, Any], options: ExportOptions,
+def provenance(record: Mapping[str, Any], options: ExportOptions,
                 extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Where the policy came from: agent, phase, learning span, events learned."""
     out = {
@@ -82,7 +82,7 @@ def metadata(record: Mapping[str, Any], options: ExportOptions, *, namespaced: b
     if namespaced:
         meta["namespace"] = namespace
     meta["labels"] = {"app.kubernetes.io/managed-by": "agentstory"}
-    meta["annotations"] = annotations(record, options, extra)
+    meta["annotations"] = provenance(record, options, extra)
     return meta
 
 

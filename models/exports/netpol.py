@@ -26,7 +26,8 @@ from models.exports.common import (
 
 __all__ = ["cluster_namespace", "network_policy"]
 
-KUBE_DNS = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
+KUBE_DNS_NAMESPACE = "kube-system"
+KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}
 
 
 def cluster_namespace(domain: str, cluster_domain: str = "cluster.local") -> str | None:
@@ -81,8 +82,8 @@ def network_policy(record: Mapping[str, Any], options: ExportOptions) -> dict[st
     namespaces, cidrs, names = grouped(facts.get("destinations") or [], options.cluster_domain)
     egress: list[dict[str, Any]] = [{
         "to": [{"namespaceSelector": {"matchLabels": {
-                    "kubernetes.io/metadata.name": KUBE_DNS["namespace"]}},
-                "podSelector": {"matchLabels": dict(KUBE_DNS["labels"])}}],
+                    "kubernetes.io/metadata.name": KUBE_DNS_NAMESPACE}},
+                "podSelector": {"matchLabels": dict(KUBE_DNS_LABELS)}}],
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]
     for (proto, port), nss in sorted(namespaces.items()):
         egress.append({"to": [{"namespaceSelector": {"matchLabels": {
