@@ -21,6 +21,7 @@ import orjson
 
 from models.features import Observation
 from models.frozen import FrozenAllowlist
+from models.inventory import Inventory
 from models.novelty import NoveltySettings
 from models.phases import PhaseSettings
 from models.profile import AgentProfile, ProfileSettings
@@ -113,6 +114,7 @@ class AgentState:
     wm: dict[str, int] = field(default_factory=dict)  # source → watermark
     losses: dict[str, int] = field(default_factory=dict)  # "node/source" → events lost
     stats: dict[str, int] = field(default_factory=dict)
+    inventory: Inventory = field(default_factory=Inventory)  # what it uses (the AI-BOM)
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
@@ -122,14 +124,16 @@ class AgentState:
                 "pods": {k: p.to_dict() for k, p in self.pods.items()},
                 "pending": self.pending, "hwm": self.hwm, "wm": self.wm,
                 "losses": self.losses, "stats": self.stats,
-                "waiting": _pack_waiting(self.waiting)}
+                "waiting": _pack_waiting(self.waiting),
+                "inventory": self.inventory.to_dict()}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> AgentState:
         return cls(doc["agent"], baseline_from_dict(doc["profile"]),
                    {k: PodState.from_dict(p) for k, p in doc["pods"].items()},
                    doc["pending"], _unpack_waiting(doc.get("waiting", [])),
-                   doc["hwm"], doc["wm"], doc["losses"], doc["stats"])
+                   doc["hwm"], doc["wm"], doc["losses"], doc["stats"],
+                   Inventory.from_dict(doc.get("inventory")))
 
 
 def _pack_waiting(waiting: list[list[Any]]) -> Any:
@@ -203,6 +207,7 @@ class StoryEngine:
         stories: list[Story] = []
         for i, event in enumerate(message.events):
             ref = message.refs[i] if i < len(message.refs) else ""
+            state.inventory.observe(event)
             if event.kind == "collector.stats":
                 self._heartbeat(state, event)
                 continue
@@ -299,6 +304,7 @@ class StoryEngine:
         self._learn_until(state, watermark)
         state.profile.advance(watermark)
         stories = self._release(state)
+        self._learn_until(state, watermark)  # released events the watermark has passed
         for uid in list(state.pods):
             pod_state = state.pods[uid]
             for incident in list(pod_state.incidents):

@@ -130,6 +130,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="cgroup v2 mount (default: found in /proc/self/mountinfo)",
     )
+    group.add_argument(
+        "--packages",
+        action="store_true",
+        help="publish process.packages: the AI SDKs installed in each pod process's root "
+             "(its *.dist-info, for the runtime AI-BOM)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,7 +191,8 @@ async def _main(args: argparse.Namespace, policy: ContentPolicy) -> int:
         emit=publisher.submit,
         max_capture=args.max_capture,
     )
-    collector = TlsCollector(probes, capture, PodProcesses(resolver), rescan_s=args.rescan_interval)
+    collector = TlsCollector(probes, capture, PodProcesses(resolver), rescan_s=args.rescan_interval,
+                             report_packages=args.packages)
 
     def stats_event() -> Envelope:
         snap = collector.snapshot()
