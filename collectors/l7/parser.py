@@ -525,6 +525,26 @@ class L7Parser:
 
     # -- MCP ----------------------------------------------------------------------------
 
+    def rpc_events(
+        self,
+        conn: Hashable,
+        messages: list[mcp.RpcMessage],
+        origin: str,
+        ts: int,
+        extra: dict[str, Any],
+    ) -> list[L7Event]:
+        """JSON-RPC messages that came without HTTP (MCP over stdio): the same events as
+        MCP over HTTP, with ``extra`` (host, path, transport…) in place of the request's
+        host and path. ``origin`` is "c" for what the client sent, "s" for the server."""
+        state = self._conn(conn)
+        try:
+            events = self._rpc(state, messages, origin, ts, "", "", extra)
+        except Exception:  # a parser bug must not stop capture; counted apart
+            self.stats["internal_errors"] += 1
+            return []
+        self.stats["events"] += len(events)
+        return events
+
     def _rpc(
         self,
         state: _Conn,
@@ -533,6 +553,7 @@ class L7Parser:
         ts: int,
         host: str,
         path: str,
+        extra: dict[str, Any] | None = None,
     ) -> list[L7Event]:
         """Calls are remembered by (origin, id); a response from the other side matches."""
         events: list[L7Event] = []
@@ -547,6 +568,7 @@ class L7Parser:
                     if cut:
                         data["truncated"] = True
                 data["host"], data["path"] = host, path
+                data.update(extra or {})
                 data["direction"] = "client" if origin == "c" else "server"
                 if m.kind == "request":
                     state.rpc[(origin, _id_key(m.id))] = (m.method, str(data.get("tool", "")))
@@ -579,6 +601,7 @@ class L7Parser:
                 if cut:
                     data["truncated"] = True
                 data["host"], data["path"] = host, path
+                data.update(extra or {})
                 events.append(self._emit("mcp.result", ts, data))
         return events
 

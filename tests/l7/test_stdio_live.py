@@ -1,0 +1,118 @@
+"""Real MCP-over-stdio capture: the ``mcp`` SDK's stdio client in a kubelet-shaped pod
+cgroup spawns a FastMCP stdio server, initializes, lists tools and calls one; the same
+client run as a host process must not be seen. Kernel tracepoints (stdio.bpf.c), real
+pipes, real JSON-RPC. Needs root and bcc; skipped elsewhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from collectors.cgroups import CgroupResolver
+from collectors.kernel.sandbox import FakePod
+from collectors.l7.libssl import PodProcesses
+from collectors.l7.parser import L7Parser
+from collectors.l7.stdio import StdioMcp
+from streams.events import Envelope, Pod
+
+from .stdio_app import RECORD, TOOL
+from .test_capture_live import _bcc_ready, wait_for
+from .tls_fixture import reap
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
+if (_reason := _bcc_ready()) is not None:
+    pytestmark.append(pytest.mark.skip(reason=_reason))
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_client(tag: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.l7.stdio_app", "client", tag],
+                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        reap(proc)
+        raise AssertionError("the MCP client did not start")
+    return proc
+
+
+def finish_client(proc: subprocess.Popen[str]) -> str:
+    out, _ = proc.communicate("go\n", timeout=90)
+    return out.strip().splitlines()[-1] if out.strip() else ""
+
+
+def test_stdio_mcp_of_a_pod_client_is_captured_and_a_host_client_is_not(
+    pod_cgroup: FakePod,
+) -> None:
+    from collectors.l7.stdio_loader import StdioCollector, StdioProbes, find_server
+
+    pod = Pod(uid=pod_cgroup.uid)
+    emitted: list[Envelope] = []
+    probes = StdioProbes()
+    root = str(pod_cgroup.root)
+    mcp = StdioMcp(
+        L7Parser(), node="test-node", emit=emitted.append,
+        attribute=lambda cgid: pod if cgid == pod_cgroup.cgroup_id else None,
+        find_server=lambda pid, fd: find_server(pid, fd, cgroup_root=root),
+        watch=probes.watch, unwatch=probes.unwatch,
+    )
+    collector = StdioCollector(probes, mcp, PodProcesses(CgroupResolver(pod_cgroup.root)),
+                               rescan_s=0.1)
+    pod_client = start_client("pod-7")
+    try:
+        host_client = start_client("host-9")
+    except AssertionError:
+        reap(pod_client)
+        raise
+    try:
+        pod_cgroup.add(pod_client.pid)
+        collector.start()
+        wait_for(lambda: pod_cgroup.cgroup_id in probes.watched, "the pod cgroup watched")
+        assert finish_client(pod_client) == "done " + RECORD.format(id="pod-7")
+        assert finish_client(host_client) == "done " + RECORD.format(id="host-9")
+        wait_for(lambda: any(e.kind == "mcp.result" and e.data.get("tool") == TOOL
+                             for e in emitted),
+                 lambda: f"the tools/call result: {collector.snapshot()}")
+    finally:
+        collector.stop()
+        snapshot = collector.snapshot()
+        probes.close()
+        for proc in (pod_client, host_client):
+            reap(proc)
+
+    # Only the pod client, attributed to the pod; never the host client's session.
+    assert emitted and all(e.pod == pod and e.source == "l7" for e in emitted)
+    assert {e.proc.pid for e in emitted if e.proc} == {pod_client.pid}
+    assert not any(b"host-9" in e.to_json() for e in emitted)
+    calls = [e for e in emitted if e.kind == "mcp.call"]
+    results = [e for e in emitted if e.kind == "mcp.result"]
+    methods = [e.data["method"] for e in calls]
+    # What the SDK client wrote, in order: initialize, its notification, then the calls.
+    assert methods[:2] == ["initialize", "notifications/initialized"]
+    assert {"tools/list", "tools/call"} <= set(methods)
+    init = calls[0].data
+    assert init["client"]["name"] and init["protocol_version"]
+    call = next(e for e in calls if e.data["method"] == "tools/call")
+    assert call.data["tool"] == TOOL and call.data["arguments"] == {"customer_id": "pod-7"}
+    assert call.data["direction"] == "client" and call.data["transport"] == "stdio"
+    # The server's process and stable name; the calling process is the envelope's proc.
+    server = call.data["server_process"]
+    assert server["pid"] != pod_client.pid and server["argv"][-2:] == ["tests.l7.stdio_app",
+                                                                        "server"]
+    assert Path(server["exe"]).name.startswith("python")
+    assert call.data["host"].startswith("stdio:python") and "tests.l7.stdio_app" in \
+        call.data["host"]
+    by_method = {e.data["method"]: e for e in results}
+    assert by_method["initialize"].data["server"]["name"] == "customers"
+    assert by_method["tools/list"].data["tools"] == [TOOL]
+    tool_result = by_method["tools/call"]
+    assert tool_result.data["tool"] == TOOL and not tool_result.data["is_error"]
+    assert tool_result.data["content"] == RECORD.format(id="pod-7")
+    assert "injection" in tool_result.data
+    stdio_stats = snapshot["stdio"]
+    assert stdio_stats["sessions"] == 1 and stdio_stats["bad_lines"] == 0
+    assert snapshot["kernel"]["lost"] == 0 and snapshot["kernel"]["truncated"] == 0
