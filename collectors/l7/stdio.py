@@ -303,10 +303,17 @@ class StdioMcp:
         framer = session.framers.get(direction)
         if framer is None:
             framer = session.framers[direction] = LineFramer(self.max_line)
-        lines = framer.feed(rec.data)
-        if session.gap.get(direction) and lines:  # the first line after a loss is partial
-            lines = lines[1:]
+        data = rec.data
+        if session.gap.get(direction):
+            # Bytes were lost: resume at a line that opens a JSON value, else after the
+            # next newline (the rest of the cut line).
+            if data.lstrip()[:1] not in (b"{", b"["):
+                nl = data.find(b"\n")
+                if nl < 0:
+                    return
+                data = data[nl + 1 :]
             session.gap[direction] = False
+        lines = framer.feed(data)
         if rec.truncated and rec.offset + len(rec.data) >= min(rec.total_len, self.max_capture):
             self.stats["lost_bytes"] += rec.total_len - rec.offset - len(rec.data)
             framer.feed(b"\n")  # drop the partial line the loss cut
