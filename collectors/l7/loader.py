@@ -237,8 +237,8 @@ class TlsCollector:
             source="l7", pod=self.capture.attribute(cgroup_id),
             proc=Proc(pid=spot.pid, comm=comm),
             data={"layer": "l7", "path": spot.path, "tls": list(spot.families),
-                  "reason": "TLS implementation without a probeable SSL_write "
-                            "(not a libssl, no exported symbol): its plaintext is not seen"},
+                  "reason": "carries a TLS implementation without a probeable SSL_write "
+                            "(not a libssl, no exported symbol): TLS through it is not seen"},
         )
         self.stats["blind_spots_reported"] += 1
         try:
