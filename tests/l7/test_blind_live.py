@@ -40,7 +40,10 @@ if (_reason := _bcc_ready()) is not None:
 
 
 def _binary(env: str, name: str) -> str | None:
-    path = os.environ.get(env) or shutil.which(name)
+    """``$env``, else ``name`` on PATH, else beside this interpreter (a venv's bin)."""
+    beside = Path(sys.executable).parent / name
+    path = os.environ.get(env) or shutil.which(name) or (str(beside) if beside.exists()
+                                                          else None)
     return path if path and os.access(path, os.X_OK) else None
 
 
