@@ -207,6 +207,7 @@ async def _main(args: argparse.Namespace, policy: ContentPolicy) -> int:
                 node=args.node, attribute=attributor.pod_for_cgroup, emit=publisher.submit,
                 find_server=lambda pid, fd: find_server(pid, fd, cgroup_root=cgroup_root),
                 watch=stdio_probes.watch, unwatch=stdio_probes.unwatch,
+                settle=stdio_probes.settle,
                 clock_offset_ns=capture.clock_offset_ns,
                 max_capture=stdio_probes.max_capture,
             ),

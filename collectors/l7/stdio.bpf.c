@@ -13,6 +13,9 @@
  *   by a child process makes it add the client's write fd and read fd to `pipes`.
  * - read()/write() on an fd in `pipes` (by pid) are submitted in CHUNK_SIZE pieces (at
  *   most MAX_CAPTURE bytes per call, the rest counted as truncated).
+ * - Between a candidate and user space's verdict (at most PENDING_NS), reads of that
+ *   process that return `{"...` on any unwatched fd are submitted too (EARLY_READ): a
+ *   fast server answers initialize before user space can add the client's read fd.
  *
  * Threads outside the watched cgroups pay one hash lookup per read/write; pod threads
  * pay two or three (cgroup, pipes, seen).
@@ -24,6 +27,9 @@
 
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 1024
+#endif
+#ifndef PENDING_NS
+#define PENDING_NS 2000000000ULL  /* how long a candidate's early reads are looked at */
 #endif
 
 _Static_assert(sizeof(struct stdio_hdr) == 64, "stdio_hdr layout (stdio.py)");
@@ -48,6 +54,7 @@ struct io_args {
 BPF_HASH(watched_cgroups, u64, u8, 65536);
 BPF_HASH(pipes, struct fd_key, u8, 16384);             /* filled by user space */
 BPF_TABLE("lru_hash", struct fd_key, u8, seen, 65536);  /* first write already peeked */
+BPF_TABLE("lru_hash", u32, u64, pending, 4096);  /* pid -> time of its last candidate */
 BPF_TABLE("lru_hash", u64, struct io_args, io_calls, 16384);
 BPF_PERCPU_ARRAY(scratch, struct stdio_rec, 1);
 BPF_PERCPU_ARRAY(counters, u64, SCNT_NSLOTS);
@@ -74,7 +81,16 @@ static __always_inline int on_enter(s32 fd, u64 buf, u8 direction)
     struct fd_key k = {.pid = id >> 32, .fd = fd};
     struct io_args a = {.buf = buf, .fd = fd, .kind = STDIO_EV_DATA, .direction = direction};
     if (!pipes.lookup(&k)) {
-        if (direction != STDIO_DIR_EGRESS || seen.lookup(&k))
+        if (direction == STDIO_DIR_INGRESS) {
+            u32 pid = k.pid;
+            u64 *since = pending.lookup(&pid);
+            if (!since || bpf_ktime_get_ns() - *since > PENDING_NS)
+                return 0;
+            a.kind = STDIO_EV_EARLY_READ;  /* checked on return, once the bytes are in */
+            io_calls.update(&id, &a);
+            return 0;
+        }
+        if (seen.lookup(&k))
             return 0;
         u8 one = 1;
         seen.update(&k, &one);
@@ -83,6 +99,9 @@ static __always_inline int on_enter(s32 fd, u64 buf, u8 direction)
             || head[0] != '{' || head[1] != '"')
             return 0;
         a.kind = STDIO_EV_CANDIDATE;
+        u32 pid = k.pid;
+        u64 now = bpf_ktime_get_ns();
+        pending.update(&pid, &now);
     }
     io_calls.update(&id, &a);
     return 0;
@@ -98,6 +117,13 @@ static __always_inline int on_exit(long ret)
     io_calls.delete(&id);
     if (ret <= 0)
         return 0;
+    if (a.kind == STDIO_EV_EARLY_READ) {
+        char head[2] = {};
+        if (ret < 2 || bpf_probe_read_user(head, sizeof(head), (void *)a.buf) != 0
+            || head[0] != '{' || head[1] != '"')
+            return 0;
+        count(SCNT_EARLY_READS, 1);
+    }
     u32 zero = 0;
     struct stdio_rec *e = scratch.lookup(&zero);
     if (!e)

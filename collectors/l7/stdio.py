@@ -32,6 +32,7 @@ __all__ = [
     "CANDIDATE",
     "CLOSE",
     "DATA",
+    "EARLY_READ",
     "HEADER",
     "LineFramer",
     "PipeRecord",
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 # ts_ns cgroup_id | pid tid fd total_len offset len | kind direction truncated pad
 # | comm[16] | pad2
 HEADER = struct.Struct("<QQIIiIIIBBBB16sI")
-DATA, CANDIDATE, CLOSE = 0, 1, 2
+DATA, CANDIDATE, CLOSE, EARLY_READ = 0, 1, 2, 3
 DIRECTIONS = ("egress", "ingress")
 _INTERPRETERS = ("python", "node", "bun", "deno", "uv", "uvx", "npx", "java", "ruby", "perl")
 
@@ -191,8 +192,14 @@ class _Session:
 class StdioMcp:
     """Candidate → session → events. ``find_server(pid, fd)`` looks for the process at
     the other end of the pipe ``fd`` of ``pid`` (None: not a spawned server);
-    ``watch(pid, fds)`` / ``unwatch(pid, fds)`` edit the kernel's map; ``attribute`` and
-    ``emit`` are as for :class:`~collectors.l7.capture.Capture`."""
+    ``watch(pid, fds)`` / ``unwatch(pid, fds)`` edit the kernel's map, ``settle(pid)``
+    ends the kernel's look at the early reads of a judged candidate; ``attribute`` and
+    ``emit`` are as for :class:`~collectors.l7.capture.Capture`.
+
+    A server that answers ``initialize`` before its pipe is watched is still seen: the
+    kernel submits the candidate's early reads that start a JSON object, and those on the
+    session's read fd are taken as its data (the ring buffer keeps the order: the
+    candidate write comes first)."""
 
     def __init__(
         self,
@@ -204,6 +211,7 @@ class StdioMcp:
         find_server: Callable[[int, int], ServerProcess | None],
         watch: Callable[[int, list[int]], None],
         unwatch: Callable[[int, list[int]], None],
+        settle: Callable[[int], None] = lambda _pid: None,
         clock_offset_ns: int = 0,
         max_capture: int = 256 * 1024,
         max_line: int = 4 * 1024 * 1024,
@@ -216,6 +224,7 @@ class StdioMcp:
         self.find_server = find_server
         self.watch = watch
         self.unwatch = unwatch
+        self.settle = settle
         self.clock_offset_ns = clock_offset_ns
         self.max_capture = max_capture
         self.max_line = max_line
@@ -225,7 +234,7 @@ class StdioMcp:
             ("records", "bad_records", "candidates", "candidates_not_mcp",
              "candidates_no_server", "sessions", "sessions_closed", "sessions_refused",
              "lines", "bad_lines", "overlong_lines", "lost_bytes", "events", "emitted",
-             "emit_failures"), 0)
+             "emit_failures", "early_reads", "early_reads_ignored"), 0)
 
     @property
     def sessions(self) -> list[dict[str, Any]]:
@@ -249,8 +258,10 @@ class StdioMcp:
             self._candidate(rec)
         elif rec.kind == CLOSE:
             self._close(rec.pid, rec.fd)
-        else:  # data, or the later pieces of a long candidate write
+        else:  # data, an early read, or the later pieces of a long candidate write
             session = self._sessions.get((rec.pid, rec.fd))
+            if rec.kind == EARLY_READ:
+                self.stats["early_reads" if session else "early_reads_ignored"] += 1
             if session is not None:
                 self._data(session, rec)
 
@@ -264,6 +275,12 @@ class StdioMcp:
     # -- internals --------------------------------------------------------------------
     def _candidate(self, rec: PipeRecord) -> None:
         self.stats["candidates"] += 1
+        try:
+            self._judge(rec)
+        finally:
+            self.settle(rec.pid)
+
+    def _judge(self, rec: PipeRecord) -> None:
         if not _is_initialize(rec.data):
             self.stats["candidates_not_mcp"] += 1
             return

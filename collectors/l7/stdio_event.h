@@ -19,6 +19,9 @@
 #define STDIO_EV_DATA 0       /* bytes moved on a watched pipe fd */
 #define STDIO_EV_CANDIDATE 1  /* first write of an unwatched fd, starting with {" */
 #define STDIO_EV_CLOSE 2      /* a watched fd was closed */
+#define STDIO_EV_EARLY_READ 3 /* a read starting with {" by a process whose candidate
+                               * user space has not settled yet (the server's answer to
+                               * initialize may come before its fd is watched) */
 
 #define STDIO_DIR_EGRESS 0   /* the process wrote */
 #define STDIO_DIR_INGRESS 1  /* the process read */
@@ -30,7 +33,8 @@
 #define SCNT_LOST 3         /* records the ring buffer refused (full) */
 #define SCNT_TRUNCATED 4    /* calls longer than MAX_CAPTURE */
 #define SCNT_READ_FAIL 5    /* bpf_probe_read_user failures */
-#define SCNT_NSLOTS 6
+#define SCNT_EARLY_READS 6  /* early reads submitted */
+#define SCNT_NSLOTS 7
 
 struct stdio_hdr {
     __u64 ts_ns;       /* bpf_ktime_get_ns() at return of the call */

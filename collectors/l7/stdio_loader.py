@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "stdio.bpf.c"
-COUNTERS = ("candidates", "calls", "records", "lost", "truncated", "read_failures")
+COUNTERS = ("candidates", "calls", "records", "lost", "truncated", "read_failures",
+            "early_reads")
 
 
 class StdioProbes:
@@ -46,6 +47,7 @@ class StdioProbes:
         self.bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         self._watched = self.bpf[b"watched_cgroups"]
         self._pipes = self.bpf[b"pipes"]
+        self._pending = self.bpf[b"pending"]
         self._watched_ids: set[int] = set()
         self._callback: Any = None
 
@@ -75,6 +77,11 @@ class StdioProbes:
         for fd in fds:
             with contextlib.suppress(KeyError):
                 del self._pipes[self._pipes.Key(pid, fd)]
+
+    def settle(self, pid: int) -> None:
+        """User space judged ``pid``'s candidate: stop looking at its early reads."""
+        with contextlib.suppress(KeyError):
+            del self._pending[self._pending.Key(pid)]
 
     def watched_fds(self) -> list[tuple[int, int]]:
         return sorted((k.pid, k.fd) for k in self._pipes)

@@ -51,7 +51,8 @@ class _Running:
         root = str(pod.root)
         self.mcp = StdioMcp(L7Parser(), node="bench", emit=emit, attribute=lambda _c: None,
                             find_server=lambda p, f: find_server(p, f, cgroup_root=root),
-                            watch=self.probes.watch, unwatch=self.probes.unwatch)
+                            watch=self.probes.watch, unwatch=self.probes.unwatch,
+                            settle=self.probes.settle)
         self.collector = StdioCollector(self.probes, self.mcp,
                                         PodProcesses(CgroupResolver(pod.root)), rescan_s=0.5)
         self.collector.start()

@@ -8,6 +8,8 @@ stdin (so a test can move it into a pod cgroup first), then spawns the server, l
 its tools, calls the tool with ``{"customer_id": TAG}`` and prints ``done <text>``.
 ``python -m tests.l7.stdio_app bench N``: the same, then N more calls; prints the
 nanoseconds of each call as a JSON list (the stdio benchmark).
+``python -m tests.l7.stdio_app rawclient TAG``: the client with the bare, instant server
+(``raw``), so the answer to initialize races the collector.
 """
 
 from __future__ import annotations
@@ -19,6 +21,30 @@ import time
 
 TOOL = "lookup_customer"
 RECORD = "Customer {id}: Ada Lovelace, plan enterprise, renews 2027-01-01."
+
+
+def raw_server() -> None:
+    """A bare JSON-RPC stdio server (standard library only) that answers at once: the
+    shape of a compiled server, whose reply can beat the collector to the pipe."""
+    import json as js
+
+    for line in sys.stdin:
+        msg = js.loads(line)
+        if "id" not in msg:
+            continue
+        method, result = msg.get("method"), {}
+        if method == "initialize":
+            result = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities":
+                      {"tools": {}}, "serverInfo": {"name": "raw-customers", "version": "1"}}
+        elif method == "tools/list":
+            result = {"tools": [{"name": TOOL, "description": "Look up a customer.",
+                                 "inputSchema": {"type": "object", "properties": {
+                                     "customer_id": {"type": "string"}}}}]}
+        elif method == "tools/call":
+            text = RECORD.format(id=msg["params"]["arguments"]["customer_id"])
+            result = {"content": [{"type": "text", "text": text}], "isError": False}
+        sys.stdout.write(js.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}) + "\n")
+        sys.stdout.flush()
 
 
 def server() -> None:
@@ -34,14 +60,20 @@ def server() -> None:
     app.run(transport="stdio", show_banner=False)
 
 
-async def client(tag: str, repeat: int = 0) -> str:
+async def client(tag: str, repeat: int = 0, kind: str = "server") -> str:
+    """``kind`` "raw": the bare server, given a second to start before initialize, so
+    its answer comes within microseconds of the request."""
     from mcp import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     params = StdioServerParameters(command=sys.executable,
-                                   args=["-m", "tests.l7.stdio_app", "server"])
+                                   args=["-m", "tests.l7.stdio_app", kind])
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        if kind == "raw":
+            await asyncio.sleep(1.0)
         await session.initialize()
+        if kind == "raw":  # a whole session can be over before the collector looks
+            await asyncio.sleep(1.0)
         tools = await session.list_tools()
         assert [t.name for t in tools.tools] == [TOOL]
         result = await session.call_tool(TOOL, {"customer_id": tag})
@@ -57,10 +89,14 @@ async def client(tag: str, repeat: int = 0) -> str:
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         server()
+    elif sys.argv[1] == "raw":
+        raw_server()
     else:
         print("ready", flush=True)
         sys.stdin.readline()
         if sys.argv[1] == "bench":
             print("done", asyncio.run(client("bench", int(sys.argv[2]))), flush=True)
+        elif sys.argv[1] == "rawclient":
+            print("done", asyncio.run(client(sys.argv[2], kind="raw")), flush=True)
         else:
             print("done", asyncio.run(client(sys.argv[2])), flush=True)

@@ -29,8 +29,8 @@ if (_reason := _bcc_ready()) is not None:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_client(tag: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.l7.stdio_app", "client", tag],
+def start_client(tag: str, mode: str = "client") -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.l7.stdio_app", mode, tag],
                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
@@ -58,7 +58,7 @@ def test_stdio_mcp_of_a_pod_client_is_captured_and_a_host_client_is_not(
         L7Parser(), node="test-node", emit=emitted.append,
         attribute=lambda cgid: pod if cgid == pod_cgroup.cgroup_id else None,
         find_server=lambda pid, fd: find_server(pid, fd, cgroup_root=root),
-        watch=probes.watch, unwatch=probes.unwatch,
+        watch=probes.watch, unwatch=probes.unwatch, settle=probes.settle,
     )
     collector = StdioCollector(probes, mcp, PodProcesses(CgroupResolver(pod_cgroup.root)),
                                rescan_s=0.1)
@@ -116,3 +116,46 @@ def test_stdio_mcp_of_a_pod_client_is_captured_and_a_host_client_is_not(
     stdio_stats = snapshot["stdio"]
     assert stdio_stats["sessions"] == 1 and stdio_stats["bad_lines"] == 0
     assert snapshot["kernel"]["lost"] == 0 and snapshot["kernel"]["truncated"] == 0
+
+
+def test_an_instant_answer_to_initialize_is_not_lost_to_the_race(pod_cgroup: FakePod) -> None:
+    """A server already waiting when initialize arrives answers within microseconds,
+    before user space can add the client's read fd: the kernel's early reads carry it.
+    (The look-up of the server is slowed by 200 ms, as on a busy node, so the answer
+    always wins the race here.)"""
+    import time
+
+    from collectors.l7.stdio_loader import StdioCollector, StdioProbes, find_server
+
+    pod = Pod(uid=pod_cgroup.uid)
+    emitted: list[Envelope] = []
+    probes = StdioProbes()
+    root = str(pod_cgroup.root)
+    mcp = StdioMcp(
+        L7Parser(), node="test-node", emit=emitted.append,
+        attribute=lambda cgid: pod if cgid == pod_cgroup.cgroup_id else None,
+        find_server=lambda pid, fd: time.sleep(0.2) or find_server(pid, fd, cgroup_root=root),
+        watch=probes.watch, unwatch=probes.unwatch, settle=probes.settle,
+    )
+    collector = StdioCollector(probes, mcp, PodProcesses(CgroupResolver(pod_cgroup.root)),
+                               rescan_s=0.1)
+    client = start_client("fast-1", "rawclient")
+    try:
+        pod_cgroup.add(client.pid)
+        collector.start()
+        wait_for(lambda: pod_cgroup.cgroup_id in probes.watched, "the pod cgroup watched")
+        assert finish_client(client) == "done " + RECORD.format(id="fast-1")
+        wait_for(lambda: any(e.kind == "mcp.result" and e.data.get("tool") == TOOL
+                             for e in emitted),
+                 lambda: f"the tools/call result: {collector.snapshot()}")
+    finally:
+        collector.stop()
+        snapshot = collector.snapshot()
+        probes.close()
+        reap(client)
+    results = {e.data["method"]: e.data for e in emitted if e.kind == "mcp.result"}
+    assert results["initialize"]["server"]["name"] == "raw-customers"
+    assert results["tools/list"]["tools"] == [TOOL]
+    assert results["tools/call"]["content"] == RECORD.format(id="fast-1")
+    assert snapshot["kernel"]["early_reads"] >= 1 and snapshot["stdio"]["early_reads"] >= 1
+    assert snapshot["kernel"]["lost"] == 0

@@ -17,6 +17,7 @@ from collectors.l7.stdio import (
     CANDIDATE,
     CLOSE,
     DATA,
+    EARLY_READ,
     HEADER,
     LineFramer,
     PipeRecord,
@@ -57,6 +58,7 @@ class Harness:
         self.out: list[Envelope] = []
         self.watched: dict[int, set[int]] = {}
         self.asked: list[tuple[int, int]] = []
+        self.settled: list[int] = []
         self.server = server if server is not None else ServerProcess(
             SERVER, "/usr/bin/python3.11",
             ("python3", "-m", "crm.server", "--token", SECRET), RFD)
@@ -65,6 +67,7 @@ class Harness:
             L7Parser(), node="n1", emit=self.out.append,
             attribute=lambda cg: pod if cg == 77 else None,
             find_server=self._find, watch=self._watch, unwatch=self._unwatch,
+            settle=self.settled.append,
             max_capture=1024, max_line=4096)
 
     def _find(self, pid: int, fd: int) -> ServerProcess | None:
@@ -219,3 +222,16 @@ def test_bad_records_are_counted() -> None:
     h = Harness()
     h.mcp.handle_raw(b"\0" * 10)
     assert h.mcp.stats["bad_records"] == 1
+
+
+def test_early_reads_on_the_session_read_fd_are_its_data_and_others_are_ignored() -> None:
+    """The kernel's early reads (before the read fd was watched) carry a fast server's
+    answer; every candidate, accepted or not, is settled once."""
+    h = Harness()
+    h.mcp.handle(rec(b'{"log":"x"}\n', kind=CANDIDATE, fd=3))
+    h.mcp.handle(rec(line(INIT), kind=CANDIDATE))
+    assert h.settled == [CLIENT, CLIENT]
+    h.mcp.handle(rec(line(INIT_OK), kind=EARLY_READ, fd=RFD, direction="ingress"))
+    h.mcp.handle(rec(b'{"other": "socket"}\n', kind=EARLY_READ, fd=11, direction="ingress"))
+    assert h.kinds() == [("mcp.call", "initialize"), ("mcp.result", "initialize")]
+    assert h.mcp.stats["early_reads"] == 1 and h.mcp.stats["early_reads_ignored"] == 1
