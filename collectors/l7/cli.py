@@ -90,6 +90,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "processes that sent an MCP initialize to a child)",
     )
     group.add_argument(
+        "--mcp-stdio-server",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an executable known to be an MCP stdio server (basename, or a label such as "
+        "'python3.12 -m tickets.server'); running ones are taken up even when their "
+        "initialize was missed (repeatable)",
+    )
+    group.add_argument(
         "--libssl",
         action="append",
         default=[],
@@ -212,6 +221,7 @@ async def _main(args: argparse.Namespace, policy: ContentPolicy) -> int:
                 max_capture=stdio_probes.max_capture,
             ),
             PodProcesses(resolver), rescan_s=args.rescan_interval,
+            servers=getattr(args, "mcp_stdio_server", []),
         )
 
     def stats_event() -> Envelope:

@@ -234,7 +234,7 @@ class StdioMcp:
             ("records", "bad_records", "candidates", "candidates_not_mcp",
              "candidates_no_server", "sessions", "sessions_closed", "sessions_refused",
              "lines", "bad_lines", "overlong_lines", "lost_bytes", "events", "emitted",
-             "emit_failures", "early_reads", "early_reads_ignored"), 0)
+             "emit_failures", "early_reads", "early_reads_ignored", "sessions_adopted"), 0)
 
     @property
     def sessions(self) -> list[dict[str, Any]]:
@@ -294,15 +294,37 @@ class StdioMcp:
         if server is None:
             self.stats["candidates_no_server"] += 1
             return
-        session = _Session(rec.pid, rec.fd, server)
-        fds = [rec.fd] if server.read_fd < 0 else [rec.fd, server.read_fd]
-        self.watch(rec.pid, fds)
-        for fd in fds:
-            self._sessions[(rec.pid, fd)] = session
-        self.stats["sessions"] += 1
-        log.info("MCP over stdio: pid %d ↔ server pid %d (%s)", rec.pid, server.pid,
-                 server.label)
+        session = self._open(rec.pid, rec.fd, server)
         self._data(session, rec)
+
+    def _open(self, client_pid: int, write_fd: int, server: ServerProcess) -> _Session:
+        session = _Session(client_pid, write_fd, server)
+        fds = [write_fd] if server.read_fd < 0 else [write_fd, server.read_fd]
+        self.watch(client_pid, fds)
+        for fd in fds:
+            self._sessions[(client_pid, fd)] = session
+        self.stats["sessions"] += 1
+        log.info("MCP over stdio: pid %d ↔ server pid %d (%s)", client_pid, server.pid,
+                 server.label)
+        return session
+
+    def adopt(self, client_pid: int, write_fd: int, server: ServerProcess) -> bool:
+        """Watch a session already under way (a configured server executable found by a
+        rescan, its ``initialize`` unseen). Lines are taken from the first one that
+        opens a JSON value in each direction; calls made before are not matched."""
+        if (client_pid, write_fd) in self._sessions:
+            return False
+        if len({id(s) for s in self._sessions.values()}) >= self.max_sessions:
+            self.stats["sessions_refused"] += 1
+            return False
+        session = self._open(client_pid, write_fd, server)
+        session.gap = {"egress": True, "ingress": True}
+        self.stats["sessions_adopted"] += 1
+        return True
+
+    @property
+    def server_pids(self) -> set[int]:
+        return {s.server.pid for s in self._sessions.values()}
 
     def _close(self, pid: int, fd: int) -> None:
         session = self._sessions.get((pid, fd))

@@ -20,7 +20,7 @@ from typing import Any
 from collectors.l7.libssl import PodProcesses
 from collectors.l7.stdio import ServerProcess, StdioMcp
 
-__all__ = ["COUNTERS", "StdioCollector", "StdioProbes", "find_server"]
+__all__ = ["COUNTERS", "StdioCollector", "StdioProbes", "find_client", "find_server"]
 
 log = logging.getLogger(__name__)
 
@@ -180,17 +180,74 @@ def find_server(pid: int, fd: int, *, proc: str = "/proc",
     return ServerProcess(server, exe, argv, read_fd)
 
 
+def _writes(pid: int, fd: int, proc: str) -> bool:
+    """Whether ``fd`` of ``pid`` is open for writing (the write end of a pipe)."""
+    try:
+        text = Path(f"{proc}/{pid}/fdinfo/{fd}").read_text()
+    except OSError:
+        return False
+    flags = next((ln.split()[1] for ln in text.splitlines() if ln.startswith("flags:")), "0")
+    return int(flags, 8) & 0o3 in (0o1, 0o2)
+
+
+def _process(pid: int, read_fd: int, proc: str) -> ServerProcess:
+    try:
+        exe = os.readlink(f"{proc}/{pid}/exe").removesuffix(" (deleted)")
+    except OSError:
+        exe = ""
+    try:
+        raw = Path(f"{proc}/{pid}/cmdline").read_bytes()
+        argv = tuple(a.decode("utf-8", "replace") for a in raw.split(b"\0") if a)
+    except OSError:
+        argv = ()
+    return ServerProcess(pid, exe, argv, read_fd)
+
+
+def find_client(server_pid: int, within: set[int], *, proc: str = "/proc",
+                max_depth: int = 4) -> tuple[int, int, ServerProcess] | None:
+    """For a server already running: the ancestor in ``within`` (its pod's pids) that
+    writes its stdin (the client, as ``(pid, write fd, server)`` with the client's fd
+    reading the server's stdout), found by walking up from its parent through launchers
+    such as npx or sh."""
+    links = _fd_links(server_pid, proc)
+    stdin, stdout = links.get(0, ""), links.get(1, "")
+    if not stdin.startswith("pipe:["):
+        return None
+    pid = server_pid
+    for _ in range(max_depth):
+        pid = _ppid(pid, proc)
+        if pid not in within:
+            return None
+        mine = _fd_links(pid, proc)
+        writes = sorted(f for f, v in mine.items() if v == stdin and _writes(pid, f, proc))
+        if not writes:
+            continue
+        reads = sorted(f for f, v in mine.items() if v == stdout and stdout.startswith("pipe:[")
+                       and not _writes(pid, f, proc))
+        return pid, writes[0], _process(server_pid, reads[0] if reads else -1, proc)
+    return None
+
+
 class StdioCollector:
     """Keeps the cgroup filter current and drains the ring buffer into ``mcp``."""
 
     def __init__(self, probes: StdioProbes, mcp: StdioMcp, pods: PodProcesses, *,
-                 rescan_s: float = 1.0, poll_ms: int = 100) -> None:
+                 rescan_s: float = 1.0, poll_ms: int = 100,
+                 servers: Iterable[str] = (), proc: str = "/proc") -> None:
+        """``servers``: executables known to be MCP stdio servers (a basename such as
+        ``github-mcp-server``, or a server label such as ``python3.11 -m tickets``):
+        their sessions are taken up by the rescan even when ``initialize`` was missed
+        (the collector started later)."""
         self.probes = probes
         self.mcp = mcp
         self.pods = pods
+        self.servers = frozenset(servers)
+        self.proc = proc
+        self._looked: set[tuple[int, str]] = set()  # (pid, exe): a pid that execs is new
         self.rescan_s = rescan_s
         self.poll_ms = poll_ms
-        self.stats: dict[str, int] = {"rescans": 0, "rescan_errors": 0}
+        self.stats: dict[str, int] = {"rescans": 0, "rescan_errors": 0,
+                                      "configured_adopted": 0, "configured_without_client": 0}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -200,10 +257,39 @@ class StdioCollector:
         self.mcp.handle_raw(raw)
 
     def rescan(self) -> None:
-        self.probes.set_watched(self.pods.cgroups())
+        cgroups = self.pods.cgroups()
+        self.probes.set_watched(cgroups)
         self.stats["rescans"] += 1
         with self._lock:
-            self.mcp.close_pids(lambda pid: os.path.exists(f"/proc/{pid}"))
+            self.mcp.close_pids(lambda pid: os.path.exists(f"{self.proc}/{pid}"))
+            if self.servers:
+                self._adopt(set(self.pods.pid_cgroups(cgroups)))
+
+    def _adopt(self, pids: set[int]) -> None:
+        """Take up the sessions of configured server executables not watched yet."""
+        self._looked = {k for k in self._looked if k[0] in pids}
+        running = self.mcp.server_pids
+        for pid in sorted(pids - running):
+            try:
+                key = (pid, os.readlink(f"{self.proc}/{pid}/exe"))
+            except OSError:
+                continue
+            if key in self._looked:
+                continue
+            self._looked.add(key)
+            server = _process(pid, -1, self.proc)
+            names = {server.label, os.path.basename(server.exe)}
+            if server.argv:
+                names.add(os.path.basename(server.argv[0]))
+            if not names & self.servers:
+                continue
+            found = find_client(pid, pids, proc=self.proc)
+            if found is None:
+                self.stats["configured_without_client"] += 1
+                continue
+            client, write_fd, full = found
+            if self.mcp.adopt(client, write_fd, full):
+                self.stats["configured_adopted"] += 1
 
     def start(self) -> None:
         self.rescan()

@@ -9,7 +9,8 @@ its tools, calls the tool with ``{"customer_id": TAG}`` and prints ``done <text>
 ``python -m tests.l7.stdio_app bench N``: the same, then N more calls; prints the
 nanoseconds of each call as a JSON list (the stdio benchmark).
 ``python -m tests.l7.stdio_app rawclient TAG``: the client with the bare, instant server
-(``raw``), so the answer to initialize races the collector.
+(``raw``), so the answer to initialize races the collector; ``stepclient TAG``: the
+same, printing ``initialized`` and waiting for a line before its calls.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def server() -> None:
     app.run(transport="stdio", show_banner=False)
 
 
-async def client(tag: str, repeat: int = 0, kind: str = "server") -> str:
+async def client(tag: str, repeat: int = 0, kind: str = "server", step: bool = False) -> str:
     """``kind`` "raw": the bare server, given a second to start before initialize, so
     its answer comes within microseconds of the request."""
     from mcp import ClientSession
@@ -72,7 +73,10 @@ async def client(tag: str, repeat: int = 0, kind: str = "server") -> str:
         if kind == "raw":
             await asyncio.sleep(1.0)
         await session.initialize()
-        if kind == "raw":  # a whole session can be over before the collector looks
+        if step:  # let the test start the collector mid-session
+            print("initialized", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+        elif kind == "raw":  # a whole session can be over before the collector looks
             await asyncio.sleep(1.0)
         tools = await session.list_tools()
         assert [t.name for t in tools.tools] == [TOOL]
@@ -98,5 +102,7 @@ if __name__ == "__main__":
             print("done", asyncio.run(client("bench", int(sys.argv[2]))), flush=True)
         elif sys.argv[1] == "rawclient":
             print("done", asyncio.run(client(sys.argv[2], kind="raw")), flush=True)
+        elif sys.argv[1] == "stepclient":
+            print("done", asyncio.run(client(sys.argv[2], kind="raw", step=True)), flush=True)
         else:
             print("done", asyncio.run(client(sys.argv[2])), flush=True)

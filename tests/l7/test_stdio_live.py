@@ -5,6 +5,7 @@ pipes, real JSON-RPC. Needs root and bcc; skipped elsewhere."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from collectors.cgroups import CgroupResolver
 from collectors.kernel.sandbox import FakePod
 from collectors.l7.libssl import PodProcesses
 from collectors.l7.parser import L7Parser
-from collectors.l7.stdio import StdioMcp
+from collectors.l7.stdio import StdioMcp, server_label
 from streams.events import Envelope, Pod
 
 from .stdio_app import RECORD, TOOL
@@ -159,3 +160,57 @@ def test_an_instant_answer_to_initialize_is_not_lost_to_the_race(pod_cgroup: Fak
     assert results["tools/call"]["content"] == RECORD.format(id="fast-1")
     assert snapshot["kernel"]["early_reads"] >= 1 and snapshot["stdio"]["early_reads"] >= 1
     assert snapshot["kernel"]["lost"] == 0
+
+
+def test_a_configured_server_executable_is_taken_up_mid_session(pod_cgroup: FakePod) -> None:
+    """The collector starts after initialize (as after a restart): a server executable
+    named in the configuration is found by the rescan, its client's pipes are watched,
+    and the calls that follow come out, matched by id."""
+    from collectors.l7.stdio_loader import StdioCollector, StdioProbes, find_server
+
+    pod = Pod(uid=pod_cgroup.uid)
+    emitted: list[Envelope] = []
+    client = start_client("late-5", "stepclient")
+    try:
+        pod_cgroup.add(client.pid)
+        assert client.stdin is not None and client.stdout is not None
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        assert client.stdout.readline().strip() == "initialized"  # before any collector
+        probes = StdioProbes()
+        root = str(pod_cgroup.root)
+        mcp = StdioMcp(
+            L7Parser(), node="test-node", emit=emitted.append,
+            attribute=lambda cgid: pod if cgid == pod_cgroup.cgroup_id else None,
+            find_server=lambda pid, fd: find_server(pid, fd, cgroup_root=root),
+            watch=probes.watch, unwatch=probes.unwatch, settle=probes.settle,
+        )
+        collector = StdioCollector(
+            probes, mcp, PodProcesses(CgroupResolver(pod_cgroup.root)), rescan_s=0.1,
+            servers=[server_label(os.path.realpath(sys.executable),
+                                  ["python", "-m", "tests.l7.stdio_app"])])
+        try:
+            collector.start()
+            wait_for(lambda: collector.stats["configured_adopted"] == 1,
+                     lambda: f"the running server taken up: {collector.snapshot()}")
+            out, _ = client.communicate("go\n", timeout=90)
+            assert out.strip().splitlines()[-1] == "done " + RECORD.format(id="late-5")
+            wait_for(lambda: any(e.kind == "mcp.result" and e.data.get("tool") == TOOL
+                                 for e in emitted),
+                     lambda: f"the tools/call result: {collector.snapshot()}")
+        finally:
+            collector.stop()
+            snapshot = collector.snapshot()
+            probes.close()
+    finally:
+        reap(client)
+    methods = [(e.kind, e.data["method"]) for e in emitted]
+    assert ("mcp.call", "initialize") not in methods  # it happened before: not invented
+    assert ("mcp.call", "tools/list") in methods and ("mcp.result", "tools/list") in methods
+    call = next(e for e in emitted if e.kind == "mcp.call" and e.data["method"] == "tools/call")
+    assert call.data["arguments"] == {"customer_id": "late-5"}
+    assert call.proc is not None and call.proc.pid == client.pid
+    assert call.data["server_process"]["argv"][-1] == "raw"
+    # one session, the adopted one (the server's own first write is a candidate, refused)
+    assert snapshot["stdio"]["sessions_adopted"] == snapshot["stdio"]["sessions"] == 1
+    assert snapshot["collector"]["configured_adopted"] == 1

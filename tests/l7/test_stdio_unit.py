@@ -235,3 +235,19 @@ def test_early_reads_on_the_session_read_fd_are_its_data_and_others_are_ignored(
     h.mcp.handle(rec(b'{"other": "socket"}\n', kind=EARLY_READ, fd=11, direction="ingress"))
     assert h.kinds() == [("mcp.call", "initialize"), ("mcp.result", "initialize")]
     assert h.mcp.stats["early_reads"] == 1 and h.mcp.stats["early_reads_ignored"] == 1
+
+
+def test_an_adopted_session_starts_at_the_next_whole_line_of_each_direction() -> None:
+    h = Harness()
+    assert h.mcp.adopt(CLIENT, WFD, h.server)
+    assert not h.mcp.adopt(CLIENT, WFD, h.server)  # already watched
+    assert h.watched == {CLIENT: {WFD, RFD}} and h.mcp.server_pids == {SERVER}
+    # the tail of a line written before the collector looked, then whole lines
+    h.mcp.handle(rec(b'ents": {}}}\n' + line({"jsonrpc": "2.0", "id": 4,
+                                               "method": "tools/list"})))
+    h.mcp.handle(rec(b'"x"}]}}\n', fd=RFD, direction="ingress"))
+    h.mcp.handle(rec(line({"jsonrpc": "2.0", "id": 4, "result": {"tools": [
+        {"name": "lookup_customer"}]}}), fd=RFD, direction="ingress"))
+    assert h.kinds() == [("mcp.call", "tools/list"), ("mcp.result", "tools/list")]
+    assert h.out[1].data["tools"] == ["lookup_customer"]
+    assert h.mcp.stats["sessions_adopted"] == 1 and h.mcp.stats["bad_lines"] == 0
