@@ -194,3 +194,16 @@ def test_frames_heuristic_and_grpc_summary_edges() -> None:
     assert grpc_summary("/s/m", cut)["framing_ok"] is False
     assert grpc_summary("/s/m", cut, wire_complete=False)["framing_ok"] is True
     assert grpc_summary("/s/m", b"\x07\0\0\0\0")["framing_ok"] is False
+
+
+def test_a_pod_that_serves_http2_has_its_requests_read_from_ingress() -> None:
+    """The probed process is the server: the preface comes in (ingress) and the requests
+    are still the client's messages."""
+    pair = Pair()
+    sid = pair.request("POST", "/v1/chat/completions", json.dumps(CHAT).encode())
+    pair.respond(sid, b'{"ok": true}')
+    pair.wire = [("ingress" if d == "egress" else "egress", b) for d, b in pair.wire]
+    events = pair.feed(L7Parser())
+    assert [(e.kind, e.data.get("stream")) for e in events if e.kind.startswith("http.")] == [
+        ("http.request", sid), ("http.response", sid)]
+    assert any(e.kind == "llm.request" and e.data["model"] == "gpt-h2-test" for e in events)
