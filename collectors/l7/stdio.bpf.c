@@ -29,7 +29,7 @@
 #define RINGBUF_PAGES 1024
 #endif
 #ifndef PENDING_NS
-#define PENDING_NS 2000000000ULL  /* how long a candidate's early reads are looked at */
+#define PENDING_NS 10000000000ULL  /* how long a candidate's early reads are looked at */
 #endif
 
 _Static_assert(sizeof(struct stdio_hdr) == 64, "stdio_hdr layout (stdio.py)");

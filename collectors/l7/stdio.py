@@ -20,7 +20,7 @@ import logging
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -183,6 +183,7 @@ class _Session:
     server: ServerProcess
     framers: dict[str, LineFramer] = field(default_factory=dict)
     gap: dict[str, bool] = field(default_factory=dict)  # direction lost bytes: resync at \n
+    init_id: str = ""  # the initialize request's id (JSON), while the read fd is unknown
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -230,11 +231,13 @@ class StdioMcp:
         self.max_line = max_line
         self.max_sessions = max_sessions
         self._sessions: dict[tuple[int, int], _Session] = {}  # (pid, fd) -> session
+        self._awaiting: dict[int, _Session] = {}  # client pid -> session without a read fd
         self.stats: dict[str, int] = dict.fromkeys(
             ("records", "bad_records", "candidates", "candidates_not_mcp",
              "candidates_no_server", "sessions", "sessions_closed", "sessions_refused",
              "lines", "bad_lines", "overlong_lines", "lost_bytes", "events", "emitted",
-             "emit_failures", "early_reads", "early_reads_ignored", "sessions_adopted"), 0)
+             "emit_failures", "early_reads", "early_reads_ignored", "sessions_adopted",
+             "read_fds_found"), 0)
 
     @property
     def sessions(self) -> list[dict[str, Any]]:
@@ -260,6 +263,8 @@ class StdioMcp:
             self._close(rec.pid, rec.fd)
         else:  # data, an early read, or the later pieces of a long candidate write
             session = self._sessions.get((rec.pid, rec.fd))
+            if rec.kind == EARLY_READ and session is None:
+                session = self._read_fd_found(rec)
             if rec.kind == EARLY_READ:
                 self.stats["early_reads" if session else "early_reads_ignored"] += 1
             if session is not None:
@@ -275,27 +280,58 @@ class StdioMcp:
     # -- internals --------------------------------------------------------------------
     def _candidate(self, rec: PipeRecord) -> None:
         self.stats["candidates"] += 1
+        session = None
         try:
-            self._judge(rec)
+            session = self._judge(rec)
         finally:
-            self.settle(rec.pid)
+            if session is None or session.server.read_fd >= 0:
+                self.settle(rec.pid)
+            # else: the early reads are still needed, to find the read fd
 
-    def _judge(self, rec: PipeRecord) -> None:
+    def _read_fd_found(self, rec: PipeRecord) -> _Session | None:
+        """An early read that answers a session's initialize (same id) names the fd
+        the client reads the server on (socket pairs: the ends cannot be matched from
+        procfs)."""
+        waiting = self._awaiting.get(rec.pid)
+        if waiting is None or rec.offset != 0 or not waiting.init_id:
+            return None
+        try:
+            obj = orjson.loads(rec.data.split(b"\n", 1)[0])
+        except orjson.JSONDecodeError:
+            return None
+        if not (isinstance(obj, dict) and ("result" in obj or "error" in obj)
+                and orjson.dumps(obj.get("id")).decode() == waiting.init_id):
+            return None
+        del self._awaiting[rec.pid]
+        waiting.server = replace(waiting.server, read_fd=rec.fd)
+        waiting.init_id = ""
+        self._sessions[(rec.pid, rec.fd)] = waiting
+        self.watch(rec.pid, [rec.fd])
+        self.settle(rec.pid)
+        self.stats["read_fds_found"] += 1
+        return waiting
+
+    def _judge(self, rec: PipeRecord) -> _Session | None:
         if not _is_initialize(rec.data):
             self.stats["candidates_not_mcp"] += 1
-            return
+            return None
         if len({id(s) for s in self._sessions.values()}) >= self.max_sessions:
             self.stats["sessions_refused"] += 1
-            return
+            return None
         try:
             server = self.find_server(rec.pid, rec.fd)
         except OSError:
             server = None
         if server is None:
             self.stats["candidates_no_server"] += 1
-            return
+            return None
         session = self._open(rec.pid, rec.fd, server)
+        if server.read_fd < 0:
+            obj = orjson.loads(rec.data.split(b"\n", 1)[0])  # parsed by _is_initialize
+            session.init_id = orjson.dumps(obj.get("id")).decode()
+            self._awaiting[rec.pid] = session
         self._data(session, rec)
+        return session
 
     def _open(self, client_pid: int, write_fd: int, server: ServerProcess) -> _Session:
         session = _Session(client_pid, write_fd, server)
@@ -333,6 +369,9 @@ class StdioMcp:
         fds = [k[1] for k, s in self._sessions.items() if s is session]
         for other in fds:
             del self._sessions[(pid, other)]
+        if self._awaiting.get(pid) is session:
+            del self._awaiting[pid]
+            self.settle(pid)
         self.unwatch(pid, fds)
         self.parser.close(session.key)
         self.stats["sessions_closed"] += 1

@@ -139,12 +139,35 @@ def _same_cgroup_pids(pid: int, proc: str, cgroup_root: str) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def _start_time(pid: int, proc: str) -> int:
+    try:
+        text = Path(f"{proc}/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(text.rsplit(")", 1)[1].split()[19])
+
+
+def _socket_child(pid: int, proc: str, cgroup_root: str) -> ServerProcess | None:
+    """libuv (Node) gives a child's stdio Unix socket pairs, not pipes, and procfs does
+    not say which end pairs with which: the server is ``pid``'s newest child in its
+    cgroup whose stdin is a socket; its read fd is found later, from the answer to
+    initialize (``read_fd`` -1)."""
+    children = [p for p in _same_cgroup_pids(pid, proc, cgroup_root)
+                if p != pid and _ppid(p, proc) == pid
+                and _fd_links(p, proc).get(0, "").startswith("socket:[")]
+    if not children:
+        return None
+    return _process(max(children, key=lambda p: _start_time(p, proc)), -1, proc)
+
+
 def find_server(pid: int, fd: int, *, proc: str = "/proc",
                 cgroup_root: str = "/sys/fs/cgroup") -> ServerProcess | None:
     """The process of ``pid``'s cgroup that holds the other end of pipe ``fd`` (the
     deepest one when a launcher such as npx and its child both hold it), and ``pid``'s
     fd that reads the server's stdout. None when ``fd`` is not a pipe shared that way."""
     link = os.readlink(f"{proc}/{pid}/fd/{fd}")
+    if link.startswith("socket:["):
+        return _socket_child(pid, proc, cgroup_root)
     if not link.startswith("pipe:["):
         return None
     holders: dict[int, dict[int, str]] = {}

