@@ -3,6 +3,8 @@ a real uv (rustls) run in a kubelet-shaped pod cgroup and make HTTPS requests to
 server. Neither can be probed: the collector must say so (``collector.blind_spot`` on the
 pod, and in its stats) while the server saw the requests and no L7 event claims them.
 
+A real grpcio client (its extension carries BoringSSL) is the third case.
+
 Needs root, bcc, and the binaries: ``bun`` from the npm package
 ``@oven/bun-linux-x64-baseline`` and ``uv`` from PyPI, found on PATH or through
 AGENTSTORY_TEST_BUN / AGENTSTORY_TEST_UV; each case is skipped when its binary is absent.
@@ -19,7 +21,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -152,11 +154,11 @@ def held(tmp_path: Path) -> Iterator[tuple[HeldServer, Path]]:
         server.close()
 
 
-def _run_blind(pod_cgroup: FakePod, server: HeldServer, argv: list[str],
-               env: dict[str, str]) -> tuple[subprocess.Popen[str], list[Envelope],
-                                             dict[str, object]]:
-    """Start ``argv`` in the pod (after ``ready`` when it prints one), wait for the
-    collector to report it, then let the server answer."""
+def _run_blind(pod_cgroup: FakePod, argv: list[str], env: dict[str, str],
+               requested: Callable[[], bool], release: Callable[[], None] = lambda: None,
+               ) -> tuple[subprocess.Popen[str], list[Envelope], dict[str, object]]:
+    """Start ``argv`` in the pod, let it go, wait for the collector to report it and the
+    server to see the request (``requested``), then let the server answer."""
     from collectors.l7.loader import SslProbes, TlsCollector
     from collectors.l7.parser import L7Parser
 
@@ -183,8 +185,8 @@ def _run_blind(pod_cgroup: FakePod, server: HeldServer, argv: list[str],
         proc.stdin.flush()
         wait_for(lambda: any(e.kind == "collector.blind_spot" for e in emitted),
                  lambda: f"a blind spot reported: {collector.snapshot()}")
-        wait_for(lambda: bool(server.seen), "the request at the server")
-        server.release.set()
+        wait_for(requested, "the request at the server")
+        release()
         proc.communicate(timeout=60)
         collector.drain()
     finally:
@@ -204,8 +206,9 @@ def test_bun_boringssl_is_reported_as_a_blind_spot_on_its_pod(
     server, ca = held
     script = tmp_path / "agent.js"
     script.write_text(BUN_AGENT)
-    proc, emitted, snapshot = _run_blind(pod_cgroup, server, [BUN, str(script), server.url],
-                                         {"NODE_EXTRA_CA_CERTS": str(ca)})
+    proc, emitted, snapshot = _run_blind(pod_cgroup, [BUN, str(script), server.url],
+                                         {"NODE_EXTRA_CA_CERTS": str(ca)},
+                                         lambda: bool(server.seen), server.release.set)
     assert server.seen == [("POST", "/v1/chat/completions")]  # Bun really sent it
     spots = [e for e in emitted if e.kind == "collector.blind_spot"]
     assert len(spots) == 1 and spots[0].pod == Pod(uid=pod_cgroup.uid)
@@ -228,8 +231,8 @@ def test_uv_rustls_is_reported_as_a_blind_spot_on_its_pod(
     server, ca = held
     argv = [UV, "pip", "install", "--dry-run", "--no-cache", "--index-url",
             f"{server.url}/simple/", "--python", sys.executable, "agentstory-no-such-pkg"]
-    proc, emitted, snapshot = _run_blind(pod_cgroup, server, argv,
-                                         {"SSL_CERT_FILE": str(ca)})
+    proc, emitted, snapshot = _run_blind(pod_cgroup, argv, {"SSL_CERT_FILE": str(ca)},
+                                         lambda: bool(server.seen), server.release.set)
     assert server.seen and server.seen[0] == ("GET", "/simple/agentstory-no-such-pkg/")
     spots = [e for e in emitted if e.kind == "collector.blind_spot"]
     assert [s.data["tls"] for s in spots] == [["rustls"]]
@@ -238,3 +241,55 @@ def test_uv_rustls_is_reported_as_a_blind_spot_on_its_pod(
     assert [e.kind for e in emitted] == ["collector.blind_spot"]
     assert any(b["path"] == os.path.realpath(UV) and b["tls"] == ["rustls"]
                for b in snapshot["blind_spots"])  # type: ignore[attr-defined]
+
+
+GRPC_CLIENT = r"""
+import sys
+import grpc  # maps grpc's own BoringSSL (cygrpc), never libssl's SSL_write
+target, ca = sys.argv[1], open(sys.argv[2], "rb").read()
+channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=ca))
+call = channel.unary_unary("/crm.v1.Customers/Get")
+print("ready", flush=True)
+sys.stdin.readline()
+print("done", call(b"\x0a\x07cust-42", timeout=20).decode(), flush=True)
+"""
+
+
+def test_grpcio_boringssl_is_reported_as_a_blind_spot_on_its_pod(
+    pod_cgroup: FakePod, tmp_path: Path,
+) -> None:
+    """A real gRPC call over TLS from Python's grpcio (BoringSSL inside its extension):
+    the server answers, the collector names the extension as a blind spot and emits no
+    L7 event for the call."""
+    grpc = pytest.importorskip("grpc")
+    from concurrent.futures import ThreadPoolExecutor
+
+    ca, cert, key = make_ca_and_leaf(tmp_path)
+    seen: list[bytes] = []
+    answer = threading.Event()  # held until the collector has looked at the client
+
+    def get(request: bytes, _context: object) -> bytes:
+        seen.append(request)
+        answer.wait(30)
+        return b"Ada Lovelace"
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "crm.v1.Customers", {"Get": grpc.unary_unary_rpc_method_handler(get)}),))
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())]))
+    server.start()
+    try:
+        proc, emitted, snapshot = _run_blind(
+            pod_cgroup, [sys.executable, "-c", GRPC_CLIENT, f"127.0.0.1:{port}", str(ca)],
+            {}, lambda: bool(seen), answer.set)
+    finally:
+        server.stop(0)
+    assert seen == [b"\x0a\x07cust-42"]
+    assert proc.returncode == 0  # the client got its answer
+    spots = [e for e in emitted if e.kind == "collector.blind_spot"]
+    assert [(Path(s.data["path"]).name.startswith("cygrpc"), s.data["tls"]) for s in spots] \
+        == [(True, ["boringssl"])]
+    assert spots[0].proc is not None and spots[0].proc.pid == proc.pid
+    assert not [e for e in emitted if e.kind != "collector.blind_spot"]
+    assert any(b["tls"] == ["boringssl"] for b in snapshot["blind_spots"])  # type: ignore[attr-defined]
