@@ -81,15 +81,19 @@ class PodState:
     ctx: PodContext = field(default_factory=PodContext)
     incidents: list[Incident] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # layers seen for this pod
+    # what a collector said it cannot see in this pod: [{layer, path, tls}] (bounded)
+    blind: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pod": self.pod, "node": self.node, "ctx": self.ctx.to_dict(),
-                "incidents": [i.to_dict() for i in self.incidents], "sources": self.sources}
+                "incidents": [i.to_dict() for i in self.incidents], "sources": self.sources,
+                "blind": self.blind}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> PodState:
         return cls(doc["pod"], doc["node"], PodContext.from_dict(doc["ctx"]),
-                   [Incident.from_dict(i) for i in doc["incidents"]], doc["sources"])
+                   [Incident.from_dict(i) for i in doc["incidents"]], doc["sources"],
+                   doc.get("blind", []))
 
 
 Baseline = AgentProfile | FrozenAllowlist
@@ -264,6 +268,9 @@ class StoryEngine:
         if pod_state is None:
             state.count("unattributed")
             return None
+        if event.kind == "collector.blind_spot":
+            self._blind_spot(pod_state, event)
+            return None
         if event.source not in pod_state.sources:
             pod_state.sources.append(event.source)
         profile = state.profile
@@ -351,6 +358,16 @@ class StoryEngine:
         lost = sum(v for k, v in event.data.items()
                    if isinstance(v, int) and ("lost" in k or "dropped" in k))
         state.losses[f"{event.node}/{event.source}"] = lost
+
+    @staticmethod
+    def _blind_spot(pod_state: PodState, event: Envelope) -> None:
+        """A collector cannot see part of this pod (TLS it cannot read): the pod's stories
+        say so instead of implying silence."""
+        spot = {"layer": str(event.data.get("layer", event.source)),
+                "path": str(event.data.get("path", "")),
+                "tls": sorted(str(t) for t in event.data.get("tls") or [])}
+        if spot not in pod_state.blind and len(pod_state.blind) < 16:
+            pod_state.blind.append(spot)
 
     def _pod_state(self, state: AgentState, event: Envelope) -> PodState | None:
         pod = event.pod
@@ -501,6 +518,7 @@ class StoryEngine:
             ref=s.get("ref", "")) for s in chain)
         layers = sorted(pod_state.sources)
         observed = {"layers": layers, "blind": sorted({"kernel", "l7", "cloud"} - set(layers)),
+                    "blind_spots": list(pod_state.blind),
                     "lost_events": {k: v for k, v in state.losses.items()
                                     if v and k.startswith(pod_state.node + "/")}}
         return Story(
