@@ -144,7 +144,8 @@ for i in range(n):
     conn.sendall(len(request).to_bytes(4, "big") + request.encode())
     size = int.from_bytes(conn.recv(4, socket.MSG_WAITALL), "big")
     conn.recv(size, socket.MSG_WAITALL)
-conn.close()
+if conn is not None:
+    conn.close()
 print(time.perf_counter() - start, cpu_s() - t0)
 """
 
@@ -174,6 +175,9 @@ def collector_child(concerns: tuple[str, ...]) -> int:
                          + "\n")
         sys.stdout.flush()
 
+    # program name → fd, for the BPF run-time statistics read from /proc/<pid>/fdinfo
+    progs = {name.decode(): fn.fd for name, fn in collector._bpf.funcs.items()}
+    sys.stdout.write(orjson.dumps({"tag": "progs", "progs": progs}).decode() + "\n")
     report("ready")
     while not stop.is_set():
         collector.poll(100)
@@ -264,6 +268,7 @@ class Child:
             [sys.executable, "-m", "tests.bench.bench_kernel_overhead", "--collector-child",
              ",".join(concerns)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.progs: dict[str, int] = self._line().get("progs", {})
         ready = self._line()
         if ready.get("tag") != "ready":
             raise RuntimeError(f"collector child did not start: {ready}")
