@@ -781,6 +781,8 @@ class KernelCollector:
                 if envelope is not None:
                     self._user["repeat_envelopes"] += 1
                     emitted += self._emit(envelope)
+        # what is left of the swept windows had no table entry: no repeats to report
+        self.ledger.forget_before(current + 1 if force else current - 1, _key_window)
         return emitted
 
     def _flush_connecting(self) -> int:
@@ -960,6 +962,11 @@ def _dns_scope(pod: Pod | None, cgroup_id: int) -> str:
     """Whose DNS answers name a connection: the pod's (its containers share the
     network namespace and resolver), else the container cgroup's."""
     return pod.uid if pod is not None and pod.uid else f"cgroup/{cgroup_id}"
+
+
+def _key_window(key: Any) -> int:
+    """The dedup window of an :func:`_open_key` / :func:`_net_key` tuple."""
+    return int(key[2])
 
 
 def _open_key(ev: dec.OpenEvent) -> tuple[Any, ...]:

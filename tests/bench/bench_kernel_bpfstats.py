@@ -12,12 +12,12 @@ and the in-kernel nanoseconds per run and per event, per program, and the progra
 as a share of the workload's own CPU time. What they leave out is the syscall-tracepoint
 dispatch itself (the kernel's path into the programs; see the A/B table of
 bench_kernel_overhead for the whole). Other processes on the node run the programs too
-(filtered out at the first test): the idle rate is shown, and each figure is the
-repetition with the least BPF time (others' runs only add).
+(filtered out at the first test); their runs only add, so each program's figure is its
+repetition with the least BPF time.
 
 Also measured: the collector process's CPU (cores) and RSS at a paced 1k events/s of
-distinct file opens from a pod (each one decoded and turned into an envelope), and the
-event rate a pod storm reaches with the loss counted.
+distinct file opens from a pod (each one decoded and turned into an envelope; a fresh
+collector), and the event rate a pod storm reaches with the loss counted.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import ctypes
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -151,7 +152,7 @@ def short(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 repetition")
     parser.add_argument("--concerns", default="default",
                         help="'default' (the CLI's), 'all', or a comma-separated list")
@@ -167,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         args.concerns, tuple(args.concerns.split(",")))
     reps = 1 if args.quick else args.reps
     scale = 10 if args.quick else 1
-    port, api_port, peers = start_peers()
+    # the API peer answers at once: the loop's events and CPU are the same as with a
+    # remote API's latency, its wall time (during which others' runs add up) shorter
+    port, api_port, peers = start_peers(api_delay_s=0.0)
     pod = FakePod("bench-agent", "bench").create()
     # name → (code, size, unit, in pod?, extra args)
     workloads: dict[str, tuple[str, int, str, bool, tuple[object, ...]]] = {
@@ -184,14 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         code, _, _, in_pod, extra = spec
         return run_in_pod(pod, code, n, *extra) if in_pod else run_on_host(code, n, *extra)
 
-    # workload → list of (per-program delta, workload cpu s, wall s, kernel counters delta)
+    # workload → per repetition: (per-program delta, workload CPU s, wall s, counters)
     runs: dict[str, list[tuple[dict[str, tuple[int, int]], float, float, dict[str, int]]]] = {
         w: [] for w in workloads}
-    raws: dict[str, list[dict[str, tuple[int, int]]]] = {w: [] for w in workloads}
     idle: list[dict[str, tuple[int, int]]] = []
-    last_wall: dict[str, float] = {}
     idle_s = 2.0
     paced: dict[str, float] = {}
+    rss_after_storms = 0.0
     started = time.monotonic()
     load_before = os.getloadavg()
     try:
@@ -208,36 +210,22 @@ def main(argv: list[str] | None = None) -> int:
                     for w, spec in workloads.items():
                         snap0 = child.snapshot()
                         with measured(pod, spec) as box:
-                            # the node's background just before (as long as the last
-                            # loop took, at most 3 s), and again after: the smaller
-                            # counts, per program (a burst of others' work only adds)
-                            window = min(max(last_wall.get(w, 1.0), 0.2), 3.0)
-                            b0 = prog_stats(pid, child.progs)
-                            time.sleep(window)
                             s0 = prog_stats(pid, child.progs)
-                            bg_before = delta(s0, b0)
-                            t0 = time.monotonic()
-                        outer = time.monotonic() - t0
-                        last_wall[w] = outer
                         s1 = prog_stats(pid, child.progs)
                         wall, cpu = box["result"]
-                        time.sleep(window)
-                        bg_after = delta(prog_stats(pid, child.progs), s1)
-                        bg = {p: min(bg_before[p], bg_after[p], key=lambda v: v[0])
-                              for p in bg_after}
+                        time.sleep(0.2)
                         snap1 = child.snapshot()
                         counters = {k: snap1[k] - snap0[k]
                                     for k in ("emitted", "deduplicated", "lost")}
-                        raw = delta(s1, s0)
-                        net = {}
-                        for p in raw:
-                            t = raw[p][0] - bg[p][0] * outer / window
-                            c = raw[p][1] - bg[p][1] * outer / window
-                            net[p] = (round(t), round(c)) if t > 0 and c >= 0.5 else (0, 0)
-                        runs[w].append((net, cpu, wall, counters))
-                        raws[w].append(raw)
-                # the collector process itself at a paced event rate
+                        runs[w].append((delta(s1, s0), cpu, wall, counters))
+                rss_after_storms = child.rss_kib() / 1024
+            finally:
+                child.stop()
+            # the collector process itself at a paced event rate, started afresh
+            child = Child(concerns)
+            try:
                 rate = 1000
+                time.sleep(1.0)
                 ticks, rss0, t0 = child.cpu_ticks(), child.rss_kib(), time.monotonic()
                 snap0 = child.snapshot()
                 out = pod.run([sys.executable, "-c", f"CPU_S = {CPU_S!r}\n{PACED}",
@@ -266,37 +254,35 @@ def main(argv: list[str] | None = None) -> int:
     print("### Kernel collector cost from BPF run-time statistics\n")
     print(f"`{COMMAND}{' --quick' if args.quick else ''}"
           f"{'' if args.concerns == 'default' else ' --concerns ' + args.concerns}` — "
-          f"{label}; statistics via {how}; {reps} repetition(s), the one with the least "
-          f"BPF time per workload; load average {load_before[0]:.1f} before, "
-          f"{load_after[0]:.1f} after; kernel {os.uname().release}; "
-          f"{time.monotonic() - started:.0f} s in all.\n")
+          f"{label}; statistics via {how}; {reps} repetition(s); load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; kernel "
+          f"{os.uname().release}; {time.monotonic() - started:.0f} s in all.\n")
     idle_ns = min(sum(t for t, _ in d.values()) for d in idle) / idle_s
     idle_runs = min(sum(c for _, c in d.values()) for d in idle) / idle_s
-    print(f"Idle (other processes of the node, filtered out): {idle_runs:,.0f} runs/s, "
-          f"{idle_ns / 1e6:.2f} ms of BPF time per second.\n")
     print("The statistics are read around the workload's loop (after its imports, before "
-          "its exit). Figures are net of the node's background: per program, the smaller of "
-          "its rates just before and just after the loop, times the loop's wall time; "
-          "*raw* is before that subtraction.\n")
+          "its exit). Other processes of the node run the programs too (filtered out at "
+          f"the first test; idle here: {idle_runs:,.0f} runs/s, {idle_ns / 1e6:.2f} ms of "
+          "BPF time per second, the quietest of the repetitions): their runs only add, so "
+          "each program's figure is its repetition with the least BPF time, and the totals "
+          "are the sums of those — upper bounds that reach the workload's own cost when "
+          "one repetition was quiet for that program.\n")
     print("| workload | size | runs per event | BPF ns per run | BPF ns per event "
-          "| BPF time / workload CPU | raw BPF ns per event | workload CPU (s) "
-          "| events/s observed | lost |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| BPF time / workload CPU | workload CPU (s), median | events/s observed "
+          "| lost (all reps) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     best: dict[str, dict[str, tuple[int, int]]] = {}
     for w, spec in workloads.items():
         n = spec[1]
-        i = min(range(len(runs[w])), key=lambda k: sum(t for t, _ in runs[w][k][0].values()))
-        per, cpu, wall, counters = runs[w][i]
-        raw_ns = sum(t for t, _ in raws[w][i].values())
+        per = {p: min((r[0][p] for r in runs[w]), key=lambda v: v[0]) for p in runs[w][0][0]}
         best[w] = per
+        cpu = statistics.median(r[1] for r in runs[w])
+        rate = statistics.median(sum(r[3].values()) / r[2] for r in runs[w])
+        lost = sum(r[3]["lost"] for r in runs[w])
         total_ns = sum(t for t, _ in per.values())
         total_runs = sum(c for _, c in per.values())
-        seen = sum(counters.values())
         print(f"| {w} | {n:,} x {spec[2]} | {total_runs / n:.2f} "
               f"| {total_ns / max(total_runs, 1):.0f} | {total_ns / n:,.0f} "
-              f"| {total_ns / 1e9 / cpu * 100:.2f}% | {raw_ns / n:,.0f} | {cpu:.3f} "
-              f"| {seen / wall:,.0f} "
-              f"| {counters['lost']} |")
+              f"| {total_ns / 1e9 / cpu * 100:.2f}% | {cpu:.3f} | {rate:,.0f} | {lost} |")
     print()
     print("Per program (runs per workload event / ns per run; programs that ran at least "
           "once per 100 events):\n")
@@ -319,10 +305,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {short(p)} | " + " | ".join(cells) + " |")
     print()
     if paced:
-        print(f"Collector process at a paced {paced['rate']:,.0f} envelopes/s (distinct "
-              f"file opens from a pod, {args.paced_seconds:.0f} s): "
+        print(f"Collector process (a fresh one) at a paced {paced['rate']:,.0f} envelopes/s "
+              f"(distinct file opens from a pod, {args.paced_seconds:.0f} s): "
               f"{paced['cores']:.3f} cores, RSS {paced['rss_mib']:.0f} MiB "
-              f"({paced['rss_idle_mib']:.0f} MiB before), lost {paced['lost']:.0f}.\n")
+              f"({paced['rss_idle_mib']:.0f} MiB before), lost {paced['lost']:.0f}. The one "
+              f"that ran the workloads above: RSS {rss_after_storms:.0f} MiB at the end.\n")
     return 0
 
 

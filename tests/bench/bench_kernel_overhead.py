@@ -313,9 +313,9 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
     return data
 
 
-def start_peers() -> tuple[int, int, list[socket.socket]]:
+def start_peers(api_delay_s: float = 0.002) -> tuple[int, int, list[socket.socket]]:
     """A sink (reads until close), a framed request/response API peer answering after
-    ~2 ms with 4 KiB, and a DNS resolver on 127.0.0.1:53."""
+    ``api_delay_s`` (~2 ms) with 4 KiB, and a DNS resolver on 127.0.0.1:53."""
     from collectors.kernel.dnsmsg import build_answer
 
     srv = socket.socket()
@@ -344,7 +344,8 @@ def start_peers() -> tuple[int, int, list[socket.socket]]:
                 while True:
                     size = int.from_bytes(_recv_exact(conn, 4), "big")
                     _recv_exact(conn, size)
-                    time.sleep(0.002)
+                    if api_delay_s:
+                        time.sleep(api_delay_s)
                     conn.sendall(reply)
             except (ConnectionError, OSError):
                 return
