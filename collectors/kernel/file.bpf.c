@@ -26,8 +26,8 @@ struct open_key {
 
 /* Most paths are short: their dedup key carries SHORT_PATH_LEN bytes of path, so the
  * hash of a repeat (the common case in a storm) runs over 88 bytes instead of 280. A
- * path always lands in the same table (by its length), so counts stay exact; user
- * space sweeps both. */
+ * path always lands in the same table (by its length: up to SHORT_PATH_LEN - 2
+ * characters in the short one), so counts stay exact; user space sweeps both. */
 #define SHORT_PATH_LEN 64
 struct open_key_short {
     u64 cgroup_id;
@@ -51,6 +51,7 @@ struct open_event {
 BPF_HASH(open_dedup, struct open_key, u64, MAX_DEDUP);
 BPF_HASH(open_dedup_short, struct open_key_short, u64, MAX_DEDUP);
 BPF_PERCPU_ARRAY(open_key_scratch, struct open_key, 1);
+BPF_PERCPU_ARRAY(open_key_short_scratch, struct open_key_short, 1);
 BPF_PERCPU_ARRAY(open_scratch, struct open_event, 1);
 
 static __always_inline int open_dedup_check(struct open_key *key)
@@ -73,20 +74,14 @@ static __always_inline int open_dedup_check(struct open_key *key)
     return DEDUP_BYPASS;
 }
 
-static __always_inline int open_dedup_check_short(struct open_key *key)
+static __always_inline int open_dedup_check_short(struct open_key_short *k)
 {
-    struct open_key_short k = {};
-    k.cgroup_id = key->cgroup_id;
-    k.window = key->window;
-    k.flags = key->flags;
-    k.result = key->result;
-    __builtin_memcpy(k.path, key->path, SHORT_PATH_LEN);
-    u64 *seen = open_dedup_short.lookup(&k);
+    u64 *seen = open_dedup_short.lookup(k);
     if (!seen) {
         u64 one = 1;
-        if (open_dedup_short.insert(&k, &one) == 0)
+        if (open_dedup_short.insert(k, &one) == 0)
             return DEDUP_FIRST;
-        seen = open_dedup_short.lookup(&k);
+        seen = open_dedup_short.lookup(k);
     }
     if (seen) {
         __sync_fetch_and_add(seen, 1);
@@ -134,38 +129,59 @@ static __always_inline int open_exit(long ret, int which)
     }
     if (!saved.filename)
         return 0;
+    /* The short key first: most paths fit, and a repeat (the common case in a storm)
+     * then costs one read of the path into 88 bytes and one lookup. len counts the
+     * NUL; a path that filled the short buffer may be longer and takes the full key. A
+     * path always lands in the same table (by its length), so counts stay exact. */
     u32 zero = 0;
-    struct open_key *key = open_key_scratch.lookup(&zero);
-    struct open_event *e = open_scratch.lookup(&zero);
-    if (!key || !e)
+    struct open_key_short *sk = open_key_short_scratch.lookup(&zero);
+    if (!sk)
         return 0;
     u64 now = bpf_ktime_get_ns();
-    __builtin_memset(key, 0, sizeof(*key));
-    key->cgroup_id = cgroup_id;
-    key->window = now / DEDUP_WINDOW_NS;
-    key->flags = saved.flags;
-    key->result = ret < 0 ? (s32)ret : 0;
-    long len = bpf_probe_read_user_str(key->path, sizeof(key->path), saved.filename);
+    __builtin_memset(sk, 0, sizeof(*sk));
+    sk->cgroup_id = cgroup_id;
+    sk->window = now / DEDUP_WINDOW_NS;
+    sk->flags = saved.flags;
+    sk->result = ret < 0 ? (s32)ret : 0;
+    long len = bpf_probe_read_user_str(sk->path, sizeof(sk->path), saved.filename);
+    int is_short = len > 0 && len < SHORT_PATH_LEN;
+    struct open_key *key = open_key_scratch.lookup(&zero);
+    if (!key)
+        return 0;
+    if (!is_short) {
+        __builtin_memset(key, 0, sizeof(*key));
+        key->cgroup_id = cgroup_id;
+        key->window = sk->window;
+        key->flags = saved.flags;
+        key->result = sk->result;
+        bpf_probe_read_user_str(key->path, sizeof(key->path), saved.filename);
+    }
 #ifndef NO_DEDUP
     /* A directory opened successfully is never folded: user space keeps its fd to
      * resolve the relative opens that follow (openat(dirfd, "id_rsa")), and the fd
      * differs between repeats. */
     if (!(ret >= 0 && (saved.flags & O_DIRECTORY_FLAG))) {
-        /* len counts the NUL: a path of up to SHORT_PATH_LEN - 1 characters fits */
-        int outcome = (len > 0 && len <= SHORT_PATH_LEN) ? open_dedup_check_short(key)
-                                                         : open_dedup_check(key);
+        int outcome = is_short ? open_dedup_check_short(sk) : open_dedup_check(key);
         if (outcome == DEDUP_REPEAT)
             return 0;
     }
 #endif
+    struct open_event *e = open_scratch.lookup(&zero);
+    if (!e)
+        return 0;
     fill_header(&e->h, EV_OPEN, cgroup_id);
     e->h.ts = now;
-    e->window = key->window;
+    e->window = sk->window;
     e->ret = ret;
     e->flags = saved.flags;
     e->dfd = saved.dfd;
     e->mode = saved.mode;
-    __builtin_memcpy(e->path, key->path, sizeof(e->path));
+    if (is_short) {
+        __builtin_memcpy(e->path, sk->path, SHORT_PATH_LEN);
+        __builtin_memset(&e->path[SHORT_PATH_LEN], 0, FILENAME_LEN - SHORT_PATH_LEN);
+    } else {
+        __builtin_memcpy(e->path, key->path, sizeof(e->path));
+    }
     submit(e, sizeof(*e));
     return 0;
 }

@@ -140,6 +140,52 @@ def measured(pod: Any, spec: tuple[str, int, str, bool, tuple[object, ...]]
         proc.wait(60)
 
 
+def compare_trees(reps: int, other: Path, concerns: tuple[str, ...], scale: int) -> int:
+    """A/B/C of workload CPU on the host and pod storms: without a collector, with this
+    tree's, with ``other``'s (e.g. a checkout before a change), rotated each repetition
+    so that no mode always runs first; paired differences per repetition."""
+    from collectors.kernel.sandbox import FakePod
+
+    pod = FakePod("bench-agent", "bench").create()
+    n = 200_000 // scale
+    specs = {"host storm (not a pod), same path": False, "pod storm, same path": True}
+    modes = ("off", "this", "other")
+    cpu: dict[str, dict[str, list[float]]] = {w: {m: [] for m in modes} for w in specs}
+    load = os.getloadavg()[0]
+    try:
+        for rep in range(reps):
+            for mode in modes[rep % 3:] + modes[: rep % 3]:
+                child = (None if mode == "off" else
+                         Child(concerns, REPO if mode == "this" else other))
+                try:
+                    for w, in_pod in specs.items():
+                        cpu[w][mode].append((run_in_pod(pod, STORM_SAME, n) if in_pod
+                                             else run_on_host(STORM_SAME, n))[1])
+                finally:
+                    if child is not None:
+                        child.stop()
+    finally:
+        pod.remove()
+    print(f"A/B/C: `{COMMAND} --compare-tree {other} --reps {reps}` — {n:,} open+close "
+          f"per run; workload CPU (user+sys), median of {reps}; load average {load:.1f} "
+          f"before, {os.getloadavg()[0]:.1f} after.\n")
+    print("| workload | CPU without (s) | with this tree | with the other tree "
+          "| overhead, this (median of per-rep) | overhead, other (median of per-rep) |")
+    print("|---|---|---|---|---|---|")
+    for w in specs:
+        c = cpu[w]
+
+        def paired(m: str, c: dict[str, list[float]] = c) -> float:
+            return statistics.median((a - b) / b * 100 for a, b in zip(c[m], c["off"],
+                                                                        strict=True))
+
+        print(f"| {w} | {statistics.median(c['off']):.3f} | {statistics.median(c['this']):.3f} "
+              f"| {statistics.median(c['other']):.3f} | {paired('this'):+.1f}% "
+              f"| {paired('other'):+.1f}% |")
+    print()
+    return 0
+
+
 def delta(after: dict[str, tuple[int, int]],
           before: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
     return {n: (after[n][0] - before[n][0], after[n][1] - before[n][1]) for n in after}
@@ -157,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concerns", default="default",
                         help="'default' (the CLI's), 'all', or a comma-separated list")
     parser.add_argument("--paced-seconds", type=float, default=10.0)
+    parser.add_argument("--compare-tree", type=Path, metavar="CHECKOUT",
+                        help="only the A/B/C of CPU time on the storms: no collector, this "
+                             "tree's, CHECKOUT's (a copy of another version of the repo)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_kernel_bpfstats: needs root (loads eBPF programs)", file=sys.stderr)
@@ -168,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         args.concerns, tuple(args.concerns.split(",")))
     reps = 1 if args.quick else args.reps
     scale = 10 if args.quick else 1
+    if args.compare_tree:
+        return compare_trees(reps, args.compare_tree.resolve(), concerns, scale)
     # the API peer answers at once: the loop's events and CPU are the same as with a
     # remote API's latency, its wall time (during which others' runs add up) shorter
     port, api_port, peers = start_peers(api_delay_s=0.0)

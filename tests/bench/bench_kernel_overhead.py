@@ -263,11 +263,13 @@ def user_cost(n: int) -> int:
 
 
 class Child:
-    def __init__(self, concerns: tuple[str, ...]) -> None:
+    def __init__(self, concerns: tuple[str, ...], tree: Path = REPO) -> None:
+        """``tree``: the checkout whose collector runs (another version for an A/B)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.bench.bench_kernel_overhead", "--collector-child",
              ",".join(concerns)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.progs: dict[str, int] = self._line().get("progs", {})
         ready = self._line()
         if ready.get("tag") != "ready":
