@@ -197,16 +197,29 @@ def user_cost(n: int) -> int:
     tree is first on the path, so two versions compare with the same records
     (``PYTHONPATH=<tree> python tests/bench/bench_kernel_overhead.py --user-cost``)."""
     import ctypes
+    import secrets
+    import tempfile
     import timeit
+    import uuid
 
     from collectors.cgroups import CgroupResolver
     from collectors.kernel import decode as dec
     from collectors.kernel.dnsmsg import build_answer, build_query
     from collectors.kernel.loader import KernelCollector
-    from collectors.pods import Attributor, PodIndex
+    from collectors.kernel.sandbox import pod_manifest
+    from collectors.pods import Attributor, PodIndex, PodInfo
 
-    collector = KernelCollector("bench", Attributor(PodIndex(), CgroupResolver("/tmp")),
-                                lambda _e: None, metadata_wait_ms=0)
+    # the records come from a known pod's container (cgroup id 1), as they do on a node
+    # (the kernel passes pod cgroups only); an unknown cgroup would cost a rescan of the
+    # hierarchy instead, rate-limited, which is not the per-record cost
+    uid, cid = str(uuid.uuid4()), secrets.token_hex(32)
+    index = PodIndex()
+    index.apply("ADDED", PodInfo.from_manifest(pod_manifest(uid, "bench", "bench", cid)))
+    resolver = CgroupResolver(tempfile.mkdtemp(prefix="agentstory-bench-"))
+    resolver.remember(1, "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
+                         f"{uid.replace('-', '_')}.slice/cri-containerd-{cid}.scope")
+    collector = KernelCollector("bench", Attributor(index, resolver), lambda _e: None,
+                                metadata_wait_ms=0)
     pid = os.getpid()
 
     def header(kind: int) -> Any:
