@@ -77,13 +77,13 @@ HEADER = "common.bpf.h"
 _INCLUDE = f'#include "{HEADER}"'
 
 # concern → (source files, defines). lineage.bpf.c and cgroups.bpf.c are always in;
-# dns needs net's socket table, so it brings net.bpf.c along (net events are then only
-# emitted when "net" is asked for too).
+# dns needs net's socket table, so it brings net.bpf.c along, but without CONCERN_NET only
+# the socket and connect exits are attached and no net event is emitted.
 _CONCERNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "exec": (("exec.bpf.c",), ()),
     "exit": ((), ("CONCERN_EXIT",)),
     "file": (("file.bpf.c",), ()),
-    "net": (("net.bpf.c",), ()),
+    "net": (("net.bpf.c",), ("CONCERN_NET",)),
     "dns": (("net.bpf.c", "dns.bpf.c"), ()),
     "ns": (("ns.bpf.c",), ()),
     "syscalls": (("syscalls.bpf.c",), ()),

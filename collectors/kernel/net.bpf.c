@@ -16,6 +16,9 @@
  *   it runs in: the attribution was stored at SYN_SENT).
  * - accept()/listen(): peer address at accept exit; listen from the LISTEN state change
  *   (the port is known only then), which also gives accept its local port.
+ *
+ * Loaded for dns alone (no CONCERN_NET), only what keeps the socket table (socket and
+ * connect exits) is attached: no bind, accept, TCP state or per-send/receive probes.
  */
 #include "common.bpf.h"
 
@@ -223,6 +226,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_socket)
     return 0;
 }
 
+#ifdef CONCERN_NET
 TRACEPOINT_PROBE(syscalls, sys_enter_bind)
 {
     if (!in_scope(bpf_get_current_cgroup_id()))
@@ -237,6 +241,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_bind)
         info->lport = ((sa[1] & 0xFF) << 8) | (sa[1] >> 8);
     return 0;
 }
+
+#endif /* CONCERN_NET */
 
 /* listen(): the port is only known once the socket is hashed (bind to port 0 picks
  * it at listen), so the event goes out from the CLOSE -> LISTEN state change, which runs
@@ -391,6 +397,9 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
         fresh.dns = e->dport == DNS_PORT;
         socks.update(&key, &fresh);
     }
+#ifndef CONCERN_NET
+    return 0;  /* loaded for dns alone: the socket table is all it needs from here */
+#endif
 #ifndef NO_DEDUP
     u32 zero = 0;
     struct net_key *k = net_key_scratch.lookup(&zero);
@@ -404,6 +413,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     return 0;
 }
 
+#ifdef CONCERN_NET
 /* accept()/accept4(): at the exit, the listening fd and the peer address buffer from the
  * saved registers (arguments 1 and 2). */
 static __always_inline int accept_exit(long ret)
@@ -554,6 +564,8 @@ TRACEPOINT_PROBE(sock, sock_recv_length)
         __sync_fetch_and_add(&info->bytes_received, (u64)args->ret);
     return 0;
 }
+
+#endif /* CONCERN_NET */
 
 #ifdef LAYOUT_CHECK
 BPF_ARRAY(layout_net_event, struct net_event, 1);
