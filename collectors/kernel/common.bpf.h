@@ -156,11 +156,13 @@ static __always_inline int in_scope(u64 cgroup_id)
 #endif
 }
 
-/* Entry/exit pairing: what a syscall's entry keeps for its exit lives in task-local
- * storage (BPF_TASK_STORAGE, one slot per thread, freed with it) instead of a hash keyed
- * by thread id: no update/lookup/delete of a shared hash per syscall, and a thread that
- * never entered a traced call in a pod has no storage at all (its exit probes return at
- * the first test). Entries are marked used rather than deleted. */
+/* Most syscall probes run at the exit alone and read the call's arguments from the
+ * saved registers (read_sys_args below). Where an entry must keep something for the exit
+ * (the namespaces before setns/unshare; the socket a connect() put in SYN_SENT), it lives
+ * in task-local storage (BPF_TASK_STORAGE, one slot per thread, freed with it) instead of
+ * a hash keyed by thread id: no update/lookup/delete of a shared hash per syscall, and a
+ * thread that never did a traced call in a pod has no storage at all. Entries are marked
+ * used rather than deleted. */
 #define CURRENT_TASK ((struct task_struct *)bpf_get_current_task_btf())
 
 /* A syscall's arguments at its exit tracepoint, read from the user registers the task
