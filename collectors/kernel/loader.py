@@ -145,6 +145,11 @@ def _tracefs_ready() -> bool:
 def preflight(*, mount_tracefs: bool = True) -> None:
     """Check what bcc needs, in the order an operator would fix it; raise
     :class:`CollectorError` naming the first missing piece."""
+    if platform.machine() != "x86_64":
+        # the exit probes read syscall arguments at x86_64's pt_regs offsets
+        # (common.bpf.h: read_sys_args), and the probes name x86_64's legacy syscalls
+        raise CollectorError(f"unsupported architecture {platform.machine()}: the kernel "
+                             "probes are built for x86_64")
     if os.geteuid() != 0:
         raise CollectorError("not root: loading BPF programs needs root (CAP_BPF, CAP_PERFMON"
                              " and CAP_SYS_ADMIN for bcc)")
