@@ -215,7 +215,7 @@ def user_cost(n: int) -> int:
     uid, cid = str(uuid.uuid4()), secrets.token_hex(32)
     index = PodIndex()
     index.apply("ADDED", PodInfo.from_manifest(pod_manifest(uid, "bench", "bench", cid)))
-    resolver = CgroupResolver(tempfile.mkdtemp(prefix="agentstory-bench-"))
+    resolver = CgroupResolver(Path(tempfile.mkdtemp(prefix="agentstory-bench-")))
     resolver.remember(1, "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
                          f"{uid.replace('-', '_')}.slice/cri-containerd-{cid}.scope")
     collector = KernelCollector("bench", Attributor(index, resolver), lambda _e: None,
