@@ -545,7 +545,9 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 
 TRACEPOINT_PROBE(sock, sock_send_length)
 {
-    if (args->ret <= 0)
+    /* every send/receive of every socket on the node comes here: only TCP sockets
+     * can be in `conns` (unix, UDP and netlink traffic stops before the lookup) */
+    if (args->ret <= 0 || args->protocol != 6 /* IPPROTO_TCP */)
         return 0;
     u64 sk = (u64)args->sk;
     struct conn_info *info = conns.lookup(&sk);
@@ -556,7 +558,9 @@ TRACEPOINT_PROBE(sock, sock_send_length)
 
 TRACEPOINT_PROBE(sock, sock_recv_length)
 {
-    if (args->ret <= 0)
+    /* every send/receive of every socket on the node comes here: only TCP sockets
+     * can be in `conns` (unix, UDP and netlink traffic stops before the lookup) */
+    if (args->ret <= 0 || args->protocol != 6 /* IPPROTO_TCP */)
         return 0;
     u64 sk = (u64)args->sk;
     struct conn_info *info = conns.lookup(&sk);
