@@ -52,6 +52,19 @@ BPF_SYSCALL = 321  # x86_64
 BPF_ENABLE_STATS = 32
 BPF_STATS_RUN_TIME = 0
 
+UNIX_PING = r"""
+import os, resource, socket, sys, time
+exec(CPU_S)
+n = int(sys.argv[1])
+a, b = socket.socketpair()
+t0 = cpu_s()
+start = time.perf_counter()
+for _ in range(n):
+    a.send(b"x")
+    b.recv(1)
+print(time.perf_counter() - start, cpu_s() - t0)
+"""
+
 PACED = r"""
 import os, resource, sys, time
 exec(CPU_S)
@@ -141,14 +154,17 @@ def measured(pod: Any, spec: tuple[str, int, str, bool, tuple[object, ...]]
 
 
 def compare_trees(reps: int, other: Path, concerns: tuple[str, ...], scale: int) -> int:
-    """A/B/C of workload CPU on the host and pod storms: without a collector, with this
-    tree's, with ``other``'s (e.g. a checkout before a change), rotated each repetition
-    so that no mode always runs first; paired differences per repetition."""
+    """A/B/C of workload CPU on the host and pod storms and a host unix-socket ping:
+    without a collector, with this tree's, with ``other``'s (e.g. a checkout before a
+    change), rotated each repetition so that no mode always runs first; paired
+    differences per repetition."""
     from collectors.kernel.sandbox import FakePod
 
     pod = FakePod("bench-agent", "bench").create()
     n = 200_000 // scale
-    specs = {"host storm (not a pod), same path": False, "pod storm, same path": True}
+    specs = {"host storm (not a pod), same path": (STORM_SAME, False),
+             "host unix-socket ping (not a pod)": (UNIX_PING, False),
+             "pod storm, same path": (STORM_SAME, True)}
     modes = ("off", "this", "other")
     cpu: dict[str, dict[str, list[float]]] = {w: {m: [] for m in modes} for w in specs}
     load = os.getloadavg()[0]
@@ -158,17 +174,17 @@ def compare_trees(reps: int, other: Path, concerns: tuple[str, ...], scale: int)
                 child = (None if mode == "off" else
                          Child(concerns, REPO if mode == "this" else other))
                 try:
-                    for w, in_pod in specs.items():
-                        cpu[w][mode].append((run_in_pod(pod, STORM_SAME, n) if in_pod
-                                             else run_on_host(STORM_SAME, n))[1])
+                    for w, (code, in_pod) in specs.items():
+                        cpu[w][mode].append((run_in_pod(pod, code, n) if in_pod
+                                             else run_on_host(code, n))[1])
                 finally:
                     if child is not None:
                         child.stop()
     finally:
         pod.remove()
     print(f"A/B/C: `{COMMAND} --compare-tree {other} --reps {reps}` — {n:,} open+close "
-          f"per run; workload CPU (user+sys), median of {reps}; load average {load:.1f} "
-          f"before, {os.getloadavg()[0]:.1f} after.\n")
+          f"(or send+recv) per run; workload CPU (user+sys), median of {reps}; load average "
+          f"{load:.1f} before, {os.getloadavg()[0]:.1f} after.\n")
     print("| workload | CPU without (s) | with this tree | with the other tree "
           "| overhead, this (median of per-rep) | overhead, other (median of per-rep) |")
     print("|---|---|---|---|---|---|")
@@ -226,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     # name → (code, size, unit, in pod?, extra args)
     workloads: dict[str, tuple[str, int, str, bool, tuple[object, ...]]] = {
         "host storm (not a pod), same path": (STORM_SAME, 200_000 // scale, "open+close",
+                                              False, ()),
+        "host unix-socket ping (not a pod)": (UNIX_PING, 200_000 // scale, "send+recv",
                                               False, ()),
         "pod storm, same path": (STORM_SAME, 200_000 // scale, "open+close", True, ()),
         "pod storm, distinct paths": (STORM_DISTINCT, 100_000 // scale, "open+close", True,
