@@ -112,7 +112,8 @@ class AgentState:
     pods: dict[str, PodState] = field(default_factory=dict)
     # heap of [ts, seq, pod uid, [[dimension, value], …]]: observations waiting to be learned
     pending: list[list[Any]] = field(default_factory=list)
-    # heap of [ts, seq, raw id, Envelope]: events waiting for the ordering watermark
+    # heap of [ts, seq, raw id, Envelope, its JSON]: events waiting for the ordering
+    # watermark (the JSON made once: the state is written once per message)
     waiting: list[list[Any]] = field(default_factory=list)
     hwm: dict[str, int] = field(default_factory=dict)  # "topic:partition" → offset applied
     wm: dict[str, int] = field(default_factory=dict)  # source → watermark
@@ -141,19 +142,21 @@ class AgentState:
 
 
 def _pack_waiting(waiting: list[list[Any]]) -> Any:
-    """The waiting events as stored: plain while few (the steady state: half a second of
-    events), compressed when a catch-up makes them many, so the agent's state stays one
-    changelog message under the request size (JSON envelopes compress about tenfold)."""
-    rows = [[ts, seq, ref, e.to_dict()] for ts, seq, ref, e in waiting]
-    if len(rows) <= 64:
-        return rows
-    return {"zlib": base64.b64encode(zlib.compress(orjson.dumps(rows), 1)).decode()}
+    """The waiting events as stored, from each one's JSON made when it arrived: plain in
+    the steady state (half a second of events), compressed when a catch-up makes them
+    many, so the agent's state stays one changelog message under the request size (JSON
+    envelopes compress about tenfold)."""
+    plain = orjson.dumps([[ts, seq, ref, raw] for ts, seq, ref, _event, raw in waiting])
+    if len(plain) <= 256_000:
+        return orjson.Fragment(plain)
+    return {"zlib": base64.b64encode(zlib.compress(plain, 1)).decode()}
 
 
 def _unpack_waiting(doc: Any) -> list[list[Any]]:
     rows = orjson.loads(zlib.decompress(base64.b64decode(doc["zlib"]))) \
         if isinstance(doc, dict) else doc
-    return [[ts, seq, ref, Envelope.from_dict(e)] for ts, seq, ref, e in rows]
+    return [[ts, seq, ref, Envelope.from_dict(e), orjson.Fragment(orjson.dumps(e))]
+            for ts, seq, ref, e in rows]
 
 
 def agent_of_event(event: Envelope) -> str | None:
@@ -216,7 +219,8 @@ class StoryEngine:
                 self._heartbeat(state, event)
                 continue
             state.count("waited")
-            heapq.heappush(state.waiting, [event.ts, state.stats["waited"], ref, event])
+            heapq.heappush(state.waiting, [event.ts, state.stats["waited"], ref, event,
+                                           orjson.Fragment(event.to_json())])
             if len(state.waiting) > self.settings.max_waiting:
                 stories.extend(self.release_early(state, 1))
         return stories + self.advance(state)
@@ -226,7 +230,7 @@ class StoryEngine:
         passes them (over a bound: taken early rather than lost; counted)."""
         stories: list[Story] = []
         for _ in range(min(n, len(state.waiting))):
-            _ts, _seq, ref, event = heapq.heappop(state.waiting)
+            _ts, _seq, ref, event, _raw = heapq.heappop(state.waiting)
             stories.extend(self.process(state, event, ref=ref))
             state.count("released_early")
         return stories
@@ -298,7 +302,7 @@ class StoryEngine:
         until = min(marks) if marks else self.watermark(state)
         stories: list[Story] = []
         while state.waiting and (until is None or state.waiting[0][0] <= until):
-            _ts, _seq, ref, event = heapq.heappop(state.waiting)
+            _ts, _seq, ref, event, _raw = heapq.heappop(state.waiting)
             stories.extend(self.process(state, event, ref=ref))
         return stories
 

@@ -66,7 +66,7 @@ LIVE_AGENTS = 10_000  # decoded agent states kept in memory (the table holds the
 # taking waiting events early (a flood that reads one topic far ahead of another).
 STATE_MAX_BYTES = 900_000
 _SECOND = 1_000_000_000
-READ_AHEAD_NS = 60 * _SECOND  # event time a source may be read past the slowest one
+READ_AHEAD_NS = 10 * _SECOND  # event time a source may be read past the slowest one
 RECENT_S = 2.0  # a partition read from this recently (wall clock) may have more coming
 
 
