@@ -31,7 +31,8 @@ static __always_inline int cidr_ok(u32 policy, u8 *addr, u16 port)
     return a && port_ok(a, port);
 }
 
-static __always_inline int egress_check(struct bpf_sock_addr *ctx, u8 *addr, u16 family)
+static __always_inline int egress_check(struct bpf_sock_addr *ctx, u8 *addr, u16 family,
+                                        u32 op)
 {
     u64 pod_cgroup = 0;
     struct pod_policy *p = current_pod(&pod_cgroup);
@@ -53,7 +54,7 @@ static __always_inline int egress_check(struct bpf_sock_addr *ctx, u8 *addr, u16
     if (a && port_ok(a, port))
         return 1;
     enf_count(C_VIOLATION);
-    struct enforce_event *e = event_start(EV_EGRESS, mode, policy, pod_cgroup);
+    struct enforce_event *e = event_start(op, mode, policy, pod_cgroup);
     if (e) {
         e->family = family;
         e->port = port;
@@ -76,14 +77,14 @@ int enf_connect4(struct bpf_sock_addr *ctx)
 {
     u8 addr[16];
     v4_mapped(ctx->user_ip4, addr);
-    return egress_check(ctx, addr, 2);
+    return egress_check(ctx, addr, 2, EV_CONNECT);
 }
 
 int enf_sendmsg4(struct bpf_sock_addr *ctx)
 {
     u8 addr[16];
     v4_mapped(ctx->user_ip4, addr);
-    return egress_check(ctx, addr, 2);
+    return egress_check(ctx, addr, 2, EV_SENDMSG);
 }
 
 static __always_inline void v6_addr(struct bpf_sock_addr *ctx, u8 *addr)
@@ -100,12 +101,12 @@ int enf_connect6(struct bpf_sock_addr *ctx)
 {
     u8 addr[16];
     v6_addr(ctx, addr);
-    return egress_check(ctx, addr, 10);
+    return egress_check(ctx, addr, 10, EV_CONNECT);
 }
 
 int enf_sendmsg6(struct bpf_sock_addr *ctx)
 {
     u8 addr[16];
     v6_addr(ctx, addr);
-    return egress_check(ctx, addr, 10);
+    return egress_check(ctx, addr, 10, EV_SENDMSG);
 }

@@ -51,8 +51,9 @@
 #define POLICY_EGRESS 1  /* the policy restricts egress */
 #define POLICY_EXEC 2    /* the policy restricts executables */
 
-#define EV_EGRESS 1
+#define EV_CONNECT 1
 #define EV_EXEC 2
+#define EV_SENDMSG 3
 
 /* Counter slots (decode.py: COUNTERS). */
 #define C_CHECKED 0      /* connects/sends/execs of enforced pods checked */
@@ -102,7 +103,7 @@ struct exe_key {
 };
 
 struct enforce_event {
-    u32 kind;        /* EV_EGRESS, EV_EXEC */
+    u32 kind;        /* EV_CONNECT, EV_EXEC, EV_SENDMSG */
     u32 mode;
     u32 pid;
     u32 tid;
