@@ -17,7 +17,7 @@ _REASON = {
     "sendmsg": "destination not allowed by the agent's policy",
     "exec": "executable not allowed by the agent's policy",
 }
-_ACTION = {("enforce", "exec"): "SIGKILL", ("enforce", "connect"): "EPERM",
+_RESPONSE = {("enforce", "exec"): "SIGKILL", ("enforce", "connect"): "EPERM",
            ("enforce", "sendmsg"): "EPERM"}
 
 
@@ -26,7 +26,7 @@ def record_envelope(rec: EnforceRecord, *, node: str, pod: Pod | None, agent: st
     kind = "enforce.blocked" if rec.mode == "enforce" else "enforce.would_block"
     data: dict[str, Any] = {
         "op": rec.op, "mode": rec.mode, "policy_agent": agent,
-        "action": _ACTION.get((rec.mode, rec.op), "none (audit)"),
+        "response": _RESPONSE.get((rec.mode, rec.op), "none (audit)"),
         "reason": _REASON[rec.op], "cgroup_id": rec.cgroup_id,
     }
     if rec.op == "exec":

@@ -39,7 +39,7 @@ def test_audit_connect_passes_and_says_would_block(env: Env) -> None:
             for e in found} == {("connect", FORBIDDEN, 9, "tcp"), ("sendmsg", FORBIDDEN, 9, "udp")}
     assert all(e.pod is not None and e.pod.uid == pod.uid for e in found)
     assert all(e.pod.agent == "agents/Deployment/bot-a" for e in found if e.pod)
-    assert all(e.data["action"] == "none (audit)" for e in found)
+    assert all(e.data["response"] == "none (audit)" for e in found)
     assert not env.events("enforce.blocked")
 
 
@@ -51,7 +51,7 @@ def test_enforce_connect_gets_eperm_and_blocked(env: Env) -> None:
     found = env.events("enforce.blocked")
     assert {(e.data["op"], e.data["dst_addr"]) for e in found} == {
         ("connect", FORBIDDEN), ("sendmsg", FORBIDDEN)}
-    assert all(e.data["action"] == "EPERM" for e in found)
+    assert all(e.data["response"] == "EPERM" for e in found)
 
 
 def test_allowed_cidr_and_port_pass_in_enforce(env: Env) -> None:
@@ -104,7 +104,7 @@ def test_forbidden_exec_killed_permitted_runs(env: Env) -> None:
     assert ok.returncode == 0
     assert killed.returncode == -9 and killed.stdout == b""  # no line of id's own ran
     found = env.events("enforce.blocked")
-    assert [(e.data["op"], e.data["filename"], e.data["action"]) for e in found] == [
+    assert [(e.data["op"], e.data["filename"], e.data["response"]) for e in found] == [
         ("exec", "/usr/bin/id", "SIGKILL")]
     assert found[0].pod is not None and found[0].pod.uid == pod.uid
 
