@@ -286,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
         module.configure(p)
         p.set_defaults(func=cmd_collect, collector_run=module.run)
 
+    from collectors.enforce.cli import add_subcommand as add_enforce
+
+    add_enforce(sub, _common, _node_args)  # agentstory enforce run|off|on|status|check|policy
+
     p = sub.add_parser("demo", help="the main job, end to end on this machine (root)")
     _common(p)
     p.add_argument("--external-broker", action="store_true",
