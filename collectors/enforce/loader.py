@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import itertools
 import logging
 import os
 import secrets
@@ -87,7 +88,7 @@ def detect_node_addresses() -> list[str]:
     found: set[str] = set()
     with contextlib.suppress(OSError):
         lines = Path("/proc/net/fib_trie").read_text().splitlines()
-        for prev, line in zip(lines, lines[1:], strict=False):
+        for prev, line in itertools.pairwise(lines):
             if "/32 host LOCAL" in line:
                 ip = prev.strip().split()[-1]
                 with contextlib.suppress(ValueError):
@@ -330,7 +331,7 @@ class Enforcer:
 
     def _forget_learned(self, slot: int) -> None:
         learned = self._bpf[b"allow_learned"]
-        for key in [k for k in learned.keys() if k.policy == slot]:
+        for key in [k for k in learned if k.policy == slot]:
             with contextlib.suppress(KeyError):
                 del learned[key]
 
@@ -341,7 +342,7 @@ class Enforcer:
             return []
         from collectors.enforce.decode import _address
 
-        return sorted(_address(0, bytes(k.addr)) for k in self._bpf[b"allow_learned"].keys()
+        return sorted(_address(0, bytes(k.addr)) for k in self._bpf[b"allow_learned"]
                       if k.policy == slot.slot)
 
     # -- pods -----------------------------------------------------------------------

@@ -136,6 +136,8 @@ def _ports(raw: Any, where: str) -> tuple[int, ...]:
 
 def parse_policy(doc: Any, *, source: str = "policy") -> Policy:
     """Validate one policy document (schema, then addresses and names)."""
+    if isinstance(doc, Mapping) and doc.get("mode") is False:
+        doc = {**doc, "mode": "off"}  # YAML 1.1 reads a bare `mode: off` as false
     errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
@@ -272,7 +274,7 @@ def policy_from_profile(summary: Mapping[str, Any], *, mode: str = "audit") -> d
         ports = set()
         port_values, note = _dimension_values(summary, "net.port")
         for v in port_values:
-            proto, _, num = v.partition("/")
+            _proto, _, num = v.partition("/")
             if num.isdigit():
                 ports.add(int(num))
         names, note2 = _dimension_values(summary, "net.domain")

@@ -160,3 +160,16 @@ def test_block_log_is_rate_limited(env: Env) -> None:
     counters = env.enforcer.counters()
     assert len(logged) < 60  # ... but not every one logged
     assert counters["log_suppressed"] >= 60 - len(logged) - 20
+
+
+def test_record_layout_matches_the_compiled_struct(env: Env) -> None:
+    """decode.RawEvent mirrors struct enforce_event as the compiler laid it out (bcc
+    builds the map's value type from the compiled program)."""
+    import ctypes
+
+    from collectors.enforce.decode import RawEvent
+
+    leaf = env.enforcer._bpf[b"enf_scratch"].Leaf._type_  # per-CPU: an array of them
+    assert ctypes.sizeof(leaf) == ctypes.sizeof(RawEvent)
+    assert [(n, getattr(leaf, n).offset) for n, *_ in leaf._fields_] == [
+        (n, getattr(RawEvent, n).offset) for n, *_ in RawEvent._fields_]
