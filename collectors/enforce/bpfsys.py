@@ -13,9 +13,11 @@ import os
 __all__ = [
     "ATTACH_TYPES",
     "BpfError",
+    "enable_stats",
     "link_create",
     "loaded_programs",
     "prog_ids_attached",
+    "program_stats",
 ]
 
 _SYS_BPF = 321  # x86_64
@@ -24,6 +26,7 @@ BPF_PROG_GET_NEXT_ID = 11
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_LINK_CREATE = 28
+BPF_ENABLE_STATS = 32
 
 # enum bpf_attach_type values of the hooks the enforcer uses
 ATTACH_TYPES = {
@@ -86,7 +89,8 @@ def prog_ids_attached(cgroup_path: str, attach_type: int) -> list[int]:
         os.close(fd)
 
 
-def _prog_name(prog_id: int) -> str | None:
+def _prog_info(prog_id: int) -> tuple[str, int, int] | None:
+    """(name, run_time_ns, run_cnt) of a loaded program; None when it is gone."""
     attr = _attr()
     _put(attr, 0, ctypes.c_uint32, prog_id)
     try:
@@ -100,7 +104,10 @@ def _prog_name(prog_id: int) -> str | None:
         _put(attr, 4, ctypes.c_uint32, ctypes.sizeof(info))
         _put(attr, 8, ctypes.c_uint64, ctypes.addressof(info))
         _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
-        return info.raw[64:80].split(b"\0", 1)[0].decode("ascii", "replace")
+        name = info.raw[64:80].split(b"\0", 1)[0].decode("ascii", "replace")
+        run_time_ns = ctypes.c_uint64.from_buffer(info, 192).value
+        run_cnt = ctypes.c_uint64.from_buffer(info, 200).value
+        return name, run_time_ns, run_cnt
     finally:
         os.close(fd)
 
@@ -118,6 +125,26 @@ def loaded_programs(prefix: str) -> dict[int, str]:
         except BpfError:
             return found
         current = ctypes.c_uint32.from_buffer(attr, 4).value
-        name = _prog_name(current)
-        if name is not None and name.startswith(prefix):
-            found[current] = name
+        info = _prog_info(current)
+        if info is not None and info[0].startswith(prefix):
+            found[current] = info[0]
+
+
+def program_stats(prefix: str) -> dict[str, tuple[int, int]]:
+    """{name: (runs, total run time in ns)} of the loaded programs named ``prefix…``,
+    summed over programs of one name; counted only while :func:`enable_stats` is held."""
+    out: dict[str, tuple[int, int]] = {}
+    for prog_id in loaded_programs(prefix):
+        info = _prog_info(prog_id)
+        if info is not None:
+            runs, ns = out.get(info[0], (0, 0))
+            out[info[0]] = (runs + info[2], ns + info[1])
+    return out
+
+
+def enable_stats() -> int:
+    """BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): the kernel times every BPF program run while
+    the returned fd is open (close it to stop; nothing to restore)."""
+    attr = _attr()
+    _put(attr, 0, ctypes.c_uint32, 0)
+    return _bpf(BPF_ENABLE_STATS, attr)

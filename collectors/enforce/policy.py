@@ -219,7 +219,7 @@ def always_allowed(resolvers: Iterable[str], node_addresses: Iterable[str], *,
                    dns_port: int = 53) -> list[tuple[int, bytes, tuple[int, ...]]]:
     """Policy slot 0 of the CIDR map: each resolver on the DNS port, each node address
     on any port (the kubelet's probes, host-network services)."""
-    out = []
+    out: list[tuple[int, bytes, tuple[int, ...]]] = []
     for ip in resolvers:
         a = ipaddress.ip_address(ip)
         out.append((32 + 128, addr16(a), (dns_port,)))
