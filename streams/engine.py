@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from models.features import Observation
@@ -102,6 +103,8 @@ class AgentState:
     wm: dict[str, int] = field(default_factory=dict)  # source → watermark
     losses: dict[str, int] = field(default_factory=dict)  # "node/source" → events lost
     stats: dict[str, int] = field(default_factory=dict)
+    # node → {"mode", "since_ns"}: the enforcer's mode for this agent (enforce.mode events)
+    enforcement: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
@@ -110,13 +113,15 @@ class AgentState:
         return {"agent": self.agent, "profile": self.profile.to_dict(),
                 "pods": {k: p.to_dict() for k, p in self.pods.items()},
                 "pending": self.pending, "hwm": self.hwm, "wm": self.wm,
-                "losses": self.losses, "stats": self.stats}
+                "losses": self.losses, "stats": self.stats,
+                **({"enforcement": self.enforcement} if self.enforcement else {})}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> AgentState:
         return cls(doc["agent"], baseline_from_dict(doc["profile"]),
                    {k: PodState.from_dict(p) for k, p in doc["pods"].items()},
-                   doc["pending"], doc["hwm"], doc["wm"], doc["losses"], doc["stats"])
+                   doc["pending"], doc["hwm"], doc["wm"], doc["losses"], doc["stats"],
+                   doc.get("enforcement") or {})
 
 
 def agent_of_event(event: Envelope) -> str | None:
@@ -181,6 +186,12 @@ class StoryEngine:
 
     def process(self, state: AgentState, event: Envelope, *, ref: str = "") -> list[Story]:
         """Score one event, evaluate the signals, extend the pod's incident."""
+        if event.kind == "enforce.mode":  # a fact about the agent, not a step
+            since = int(event.data.get("since_ns") or event.ts)
+            state.enforcement[event.node] = {
+                "mode": event.data.get("mode"), "since_ns": since,
+                "since": datetime.fromtimestamp(since / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            return []
         found = self._evaluate(state, event)
         if found is None:
             return []

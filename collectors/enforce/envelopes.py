@@ -43,8 +43,10 @@ def record_envelope(rec: EnforceRecord, *, node: str, pod: Pod | None, agent: st
 
 def mode_envelope(agent: str, mode: str, since_ns: int, *, node: str, pods: int,
                   policy_digest: str) -> Envelope:
-    """Which mode applies to an agent on this node, since when (epoch ns); keyed by the
-    node (it is about the agent, not one pod)."""
+    """Which mode applies to an agent on this node, since when (epoch ns). It is about
+    the agent, not one pod: no pod, and ``data.attribution.agent`` joins it to the
+    agent's stream in the worker (streams.engine.agent_of_event)."""
     return Envelope(kind="enforce.mode", ts=since_ns, node=node, source="kernel",
                     data={"agent": agent, "mode": mode, "since_ns": since_ns,
-                          "pods": pods, "policy_digest": policy_digest})
+                          "pods": pods, "policy_digest": policy_digest,
+                          "attribution": {"agent": agent}})
