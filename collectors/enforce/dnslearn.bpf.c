@@ -28,16 +28,26 @@ BPF_PERCPU_ARRAY(dns_work, struct dns_scratch, 1);
 
 static __always_inline struct pod_policy *skb_pod(struct __sk_buff *skb)
 {
-#pragma clang loop unroll(disable)
+    u64 g = current_gen();
+    u64 self = bpf_skb_cgroup_id(skb);
+    u64 pod_cgroup = 0;
+    int hit = 0;
+    struct pod_policy *p = cached_pod(self, g, &pod_cgroup, &hit);
+    if (hit)
+        return p;
+#pragma unroll
     for (int level = 1; level < MAX_LEVEL; level++) {
         u64 id = bpf_skb_ancestor_cgroup_id(skb, level);
         if (!id)
-            return NULL;
-        struct pod_policy *p = enforced.lookup(&id);
-        if (p)
-            return p;
+            break;
+        p = enforced.lookup(&id);
+        if (p) {
+            pod_cgroup = id;
+            break;
+        }
     }
-    return NULL;
+    remember_pod(self, g, pod_cgroup);
+    return p;
 }
 
 int enf_dns_ingress(struct __sk_buff *skb)

@@ -145,22 +145,71 @@ static __always_inline void enf_count(u32 slot)
         *value += 1;
 }
 
+/* cgroup id -> its enforced ancestor (0: none), so the common case is one look-up
+ * instead of a walk up the hierarchy (every exec on the node asks). A verdict is valid
+ * while `gen` has not moved: user space bumps it after every change of `enforced`, and
+ * a verdict is stored with the generation read before the walk, so a walk that raced
+ * with a change is never reused. */
+struct verdict {
+    u64 pod_cgroup;
+    u64 gen;
+};
+BPF_ARRAY(gen, u64, 1);
+BPF_TABLE("lru_hash", u64, struct verdict, verdicts, 16384);
+
+static __always_inline u64 current_gen(void)
+{
+    u32 zero = 0;
+    u64 *g = gen.lookup(&zero);
+    return g ? *g : 0;
+}
+
+static __always_inline struct pod_policy *cached_pod(u64 cgroup_id, u64 g, u64 *pod_cgroup,
+                                                     int *hit)
+{
+    struct verdict *v = verdicts.lookup(&cgroup_id);
+    *hit = 0;
+    if (!v || v->gen != g)
+        return NULL;
+    *hit = 1;
+    if (!v->pod_cgroup)
+        return NULL;
+    *pod_cgroup = v->pod_cgroup;
+    return enforced.lookup(pod_cgroup);
+}
+
+static __always_inline void remember_pod(u64 cgroup_id, u64 g, u64 pod_cgroup)
+{
+    struct verdict v = {};
+    v.pod_cgroup = pod_cgroup;
+    v.gen = g;
+    verdicts.update(&cgroup_id, &v);
+}
+
 /* The enforced ancestor of the current task's cgroup (the pod-level cgroup the policy
  * names; containers are its children), or NULL. */
 static __always_inline struct pod_policy *current_pod(u64 *pod_cgroup)
 {
+    u64 g = current_gen();
+    u64 self = bpf_get_current_cgroup_id();
+    int hit = 0;
+    struct pod_policy *p = cached_pod(self, g, pod_cgroup, &hit);
+    if (hit)
+        return p;
+    *pod_cgroup = 0;
 #pragma unroll
     for (int level = 1; level < MAX_LEVEL; level++) {
         u64 id = bpf_get_current_ancestor_cgroup_id(level);
         if (!id)
-            return NULL;
-        struct pod_policy *p = enforced.lookup(&id);
+            break;
+        p = enforced.lookup(&id);
         if (p) {
             *pod_cgroup = id;
-            return p;
+            break;
         }
     }
-    return NULL;
+    remember_pod(self, g, *pod_cgroup);
+    return p;
 }
 
 /* The rate-limited block log: at most LOG_PER_SEC records per policy and second; the

@@ -375,11 +375,15 @@ class Enforcer:
                     or wanted[u][1] != self._pods[u].cgroup_id]:
             self._detach(self._pods.pop(uid))
         enforced = self._bpf[b"enforced"]
+        changed = False
         for uid, (agent, cgid, path) in wanted.items():
             slot = self._slots[agent].slot
-            leaf = enforced.Leaf()
-            leaf.policy = slot
-            enforced[enforced.Key(cgid)] = leaf  # the slot can change with the agent
+            current = enforced.get(enforced.Key(cgid))
+            if current is None or current.policy != slot:  # new, or the agent's slot moved
+                leaf = enforced.Leaf()
+                leaf.policy = slot
+                enforced[enforced.Key(cgid)] = leaf
+                changed = True
             if uid in self._pods:
                 self._pods[uid].agent = agent
                 continue
@@ -391,6 +395,8 @@ class Enforcer:
             self._pods[uid] = _PodAttach(uid, agent, cgid, path, links)
             log.info("enforcing %s (pod %s) in %s mode", agent, uid,
                      self._slots[agent].policy.mode)
+        if changed:
+            self._bump_gen()
 
     def _attach(self, folder: str) -> list[int] | None:
         links: list[int] = []
@@ -422,6 +428,13 @@ class Enforcer:
         if self._bpf is not None:
             with contextlib.suppress(KeyError):
                 del self._bpf[b"enforced"][self._bpf[b"enforced"].Key(pod.cgroup_id)]
+            self._bump_gen()
+
+    def _bump_gen(self) -> None:
+        """After every change of `enforced`: the kernel's cached cgroup verdicts are void."""
+        if self._bpf is not None:
+            gen = self._bpf[b"gen"]
+            gen[gen.Key(0)] = gen.Leaf(gen[gen.Key(0)].value + 1)
 
     @property
     def enforced_pods(self) -> dict[str, str]:

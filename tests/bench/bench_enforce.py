@@ -136,7 +136,7 @@ def main() -> int:
                    "domains": ["api.openai.com", "*.amazonaws.com"], "loopback": False},
         "exec": {"allowed": ["/usr/bin/true", sys.executable, "/bin/sh"]}})
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    prog_runs: dict[str, tuple[int, int]] = {}
+    prog_runs: dict[tuple[str, str], tuple[int, int]] = {}
     stats_fd = -1
     try:
         for pod in (enforced, other):
@@ -153,13 +153,17 @@ def main() -> int:
                     if enforcer is not None:
                         assert enforcer.enforced_pods == {enforced.uid: agent}
                     for name, pod in contexts.items():
+                        before = bpfsys.program_stats("enf_") if enforcer else {}
                         results.setdefault((name, state), []).append(
                             _run_worker(pod, port, batches, per_batch))
+                        if enforcer is None:
+                            continue
+                        for prog, (runs, ns) in bpfsys.program_stats("enf_").items():
+                            runs0, ns0 = before.get(prog, (0, 0))
+                            r, t = prog_runs.get((name, prog), (0, 0))
+                            prog_runs[(name, prog)] = (r + runs - runs0, t + ns - ns0)
                     if enforcer is not None:
                         counters = enforcer.counters()
-                        for name, (runs, ns) in bpfsys.program_stats("enf_").items():
-                            r, t = prog_runs.get(name, (0, 0))
-                            prog_runs[name] = (r + runs, t + ns)
                 finally:
                     if enforcer is not None:
                         enforcer.close()
@@ -174,7 +178,7 @@ def main() -> int:
 
 
 def render(results: dict[tuple[str, str], list[dict[str, float]]], counters: dict[str, int],
-           prog_runs: dict[str, tuple[int, int]], rounds: int, batches: int,
+           prog_runs: dict[tuple[str, str], tuple[int, int]], rounds: int, batches: int,
            per_batch: int) -> str:
     lines = [
         "### Enforcer: added latency per connect and per exec (collectors/enforce)",
@@ -195,12 +199,15 @@ def render(results: dict[tuple[str, str], list[dict[str, float]]], counters: dic
             lines.append(f"| {context} | {op.replace('_', ' ')} | {without:.1f} | "
                          f"{with_:.1f} | {with_ - without:+.1f} | "
                          f"{(with_ - without) / without * 100:+.1f}% |")
-    lines += ["", "Time inside the enforcer's programs, measured by the kernel "
-              "(BPF_ENABLE_STATS run time, all rounds with the enforcer; `enf_exec` runs for "
-              "every exec on the node, the others only for the enforced pod's sockets):", "",
-              "| program | runs | ns per run |", "|---|---:|---:|"]
-    for name, (runs, ns) in sorted(prog_runs.items()):
-        lines.append(f"| {name} | {runs} | {ns / runs:.0f} |" if runs else f"| {name} | 0 | - |")
+    lines += ["", "Time inside the enforcer's programs while each context's worker ran, "
+              "measured by the kernel (BPF_ENABLE_STATS run time, all rounds with the "
+              "enforcer; other processes of the node exec'ing meanwhile are counted too). "
+              "The cgroup programs run only for the enforced pod's sockets (`enf_dns_ingress` "
+              "for every packet it receives); `enf_exec` runs for every exec on the node:", "",
+              "| context | program | runs | ns per run |", "|---|---|---:|---:|"]
+    for (context, name), (runs, ns) in sorted(prog_runs.items()):
+        if runs:
+            lines.append(f"| {context} | {name} | {runs} | {ns / runs:.0f} |")
     lines += ["", f"Enforcer counters of the last round: {counters} (every check of the "
               "enforced pod passed: no violation, nothing logged)."]
     return "\n".join(lines)

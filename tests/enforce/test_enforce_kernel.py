@@ -173,3 +173,15 @@ def test_record_layout_matches_the_compiled_struct(env: Env) -> None:
     assert ctypes.sizeof(leaf) == ctypes.sizeof(RawEvent)
     assert [(n, getattr(leaf, n).offset) for n, *_ in leaf._fields_] == [
         (n, getattr(RawEvent, n).offset) for n, *_ in RawEvent._fields_]
+
+
+def test_a_pod_named_later_is_enforced_despite_the_cached_verdict(env: Env) -> None:
+    """The kernel caches 'not enforced' per cgroup (every exec on the node asks); naming
+    the pod in a policy later must void that verdict."""
+    pod = env.pod("bot-j")
+    assert pod.run(["/usr/bin/true"], check=False).returncode == 0  # cached: not enforced
+    env.enforcer.set_policies([policy("agents/Deployment/bot-j", "enforce",
+                                      exec={"allowed": ["/bin/sh"]})])
+    assert pod.run(["/usr/bin/true"], check=False).returncode == -9
+    env.enforcer.set_policies([])
+    assert pod.run(["/usr/bin/true"], check=False).returncode == 0
