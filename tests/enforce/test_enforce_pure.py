@@ -153,3 +153,10 @@ def test_records_become_envelopes_of_the_contract() -> None:
         decode(b"\0" * 8)
     with pytest.raises(ValueError, match="unknown"):
         decode(_raw(kind=9, mode=1))
+
+
+def test_the_shipped_example_policy_validates() -> None:
+    root = Path(__file__).resolve().parents[2]
+    [p] = load_policies([root / "deploy" / "enforce" / "support-bot.yaml"])
+    assert (p.agent, p.mode, p.egress, p.exec_) == (
+        "support/Deployment/support-bot", "audit", True, True)
