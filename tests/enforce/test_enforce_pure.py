@@ -160,3 +160,19 @@ def test_the_shipped_example_policy_validates() -> None:
     [p] = load_policies([root / "deploy" / "enforce" / "support-bot.yaml"])
     assert (p.agent, p.mode, p.egress, p.exec_) == (
         "support/Deployment/support-bot", "audit", True, True)
+
+
+def test_cli_check_says_what_a_policy_enforces_or_why_it_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from topologies.cli import main
+
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("apiVersion: agentstory/v1\nkind: EnforcePolicy\nagent: a/Deployment/b\n"
+                    "mode: enforce\negress: {domains: ['*.openai.com'], loopback: false}\n")
+    bad.write_text("apiVersion: agentstory/v1\nkind: EnforcePolicy\nagent: a/Deployment/b\n"
+                   "mode: block\n")
+    assert main(["enforce", "check", str(good)]) == 0
+    assert capsys.readouterr().out == (
+        "a/Deployment/b: enforce, egress 1 domains, 0 networks, exec unrestricted\n")
+    assert main(["enforce", "check", str(bad)]) == 2
+    assert "mode: 'block' is not one of" in capsys.readouterr().err
