@@ -44,7 +44,10 @@ def add_subcommand(sub: Any, common: Any, node_args: Any) -> None:
                    help="while this file exists nothing is enforced (default %(default)s)")
     p.add_argument("--resolver", action="append", default=None, metavar="IP",
                    help="DNS resolver always allowed on the DNS port, and the only source "
-                        "of learnt answers (default: nameservers of /etc/resolv.conf)")
+                        "of learnt answers (default: nameservers of /etc/resolv.conf). On "
+                        "Kubernetes: the cluster DNS Service IP (and a node-local cache's "
+                        "address), which is what a DaemonSet with dnsPolicy "
+                        "ClusterFirstWithHostNet finds in its resolv.conf")
     p.add_argument("--node-address", action="append", default=None, metavar="IP",
                    help="node address always allowed (default: this host's addresses)")
     p.add_argument("--dns-port", type=int, default=53)

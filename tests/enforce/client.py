@@ -2,6 +2,7 @@
 line with what the kernel answered (errno name or "ok"). Only loopback addresses.
 
     client.py DNS_PORT connect:127.0.0.55:9 send:127.0.0.66:9 resolve:api.allowed.test
+    (connect6:/send6: an IPv6 socket, e.g. connect6:::1:9 or connect6:::ffff:127.0.0.77:9)
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ def main(argv: list[str]) -> None:
                 sock.close()
         else:
             addr, _, port = rest.rpartition(":")
-            kind = socket.SOCK_STREAM if op == "connect" else socket.SOCK_DGRAM
-            sock = socket.socket(socket.AF_INET, kind)
+            kind = socket.SOCK_STREAM if op.startswith("connect") else socket.SOCK_DGRAM
+            family = socket.AF_INET6 if op.endswith("6") else socket.AF_INET
+            sock = socket.socket(family, kind)
             sock.settimeout(2)
             try:
-                if op == "connect":
+                if op.startswith("connect"):
                     sock.connect((addr, int(port)))
                 else:
                     sock.sendto(b"x", (addr, int(port)))

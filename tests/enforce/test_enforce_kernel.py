@@ -185,3 +185,16 @@ def test_a_pod_named_later_is_enforced_despite_the_cached_verdict(env: Env) -> N
     assert pod.run(["/usr/bin/true"], check=False).returncode == -9
     env.enforcer.set_policies([])
     assert pod.run(["/usr/bin/true"], check=False).returncode == 0
+
+
+def test_ipv6_and_v4_mapped_destinations(env: Env) -> None:
+    env.enforcer.set_policies([policy("agents/Deployment/bot-k", "enforce", egress=egress(
+        cidrs=({"cidr": "127.0.0.78/32", "ports": [9]},)))])
+    pod = env.pod("bot-k")
+    results = env.client(pod, "connect6:::1:9", "send6:::1:9", "connect6:::ffff:127.0.0.78:9",
+                         f"connect6:::ffff:{FORBIDDEN}:9")
+    # ::1 is not allowed (loopback off); a v4-mapped address is checked as the IPv4 one
+    assert [r["result"] for r in results] == ["EPERM", "EPERM", "ECONNREFUSED", "EPERM"]
+    found = env.events("enforce.blocked")
+    assert [(e.data["op"], e.data["dst_addr"]) for e in found] == [
+        ("connect", "::1"), ("sendmsg", "::1"), ("connect", FORBIDDEN)]
