@@ -231,7 +231,11 @@ async def _main(enforcer: Any, publisher: Any, files: list[Path]) -> int:
         stamps = {f: _mtime(f) for f in files}
         next_check = time.monotonic() + 1.0
         while not stop.is_set() and enforcer.armed:
-            enforcer.poll(100)
+            try:
+                enforcer.poll(100)
+            except Exception:  # keep enforcing what is in place; say what failed
+                log.exception("enforcer poll failed")
+                time.sleep(0.5)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 1.0
                 now = {f: _mtime(f) for f in files}
@@ -242,6 +246,9 @@ async def _main(enforcer: Any, publisher: Any, files: list[Path]) -> int:
                         log.info("policies reloaded")
                     except PolicyError as exc:  # keep what runs; say why the edit failed
                         log.error("policy change refused: %s", exc)
+                    except Exception:
+                        log.exception("policy change failed part-way; run 'agentstory "
+                                      "enforce status' and fix the files")
 
     thread = threading.Thread(target=poll, name="enforce-poll", daemon=True)
     thread.start()
