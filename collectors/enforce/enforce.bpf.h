@@ -214,12 +214,12 @@ static __always_inline struct pod_policy *current_pod(u64 *pod_cgroup)
 
 /* The rate-limited block log: at most LOG_PER_SEC records per policy and second; the
  * rest are counted and the count rides on the next record that goes out. */
-static __always_inline int log_allowed(u32 policy, u32 *suppressed)
+static __always_inline int log_allowed(u32 policy, u64 now, u32 *suppressed)
 {
     struct rate *r = rates.lookup(&policy);
     if (!r)
         return 0;
-    u64 second = bpf_ktime_get_ns() / 1000000000ULL;
+    u64 second = now / 1000000000ULL;
     if (r->window != second) {
         r->window = second;
         r->count = 0;
@@ -238,7 +238,8 @@ static __always_inline struct enforce_event *event_start(u32 kind, u32 mode, u32
                                                          u64 pod_cgroup)
 {
     u32 suppressed = 0;
-    if (!log_allowed(policy, &suppressed))
+    u64 now = bpf_ktime_get_ns();  /* the record's time is the rate window's */
+    if (!log_allowed(policy, now, &suppressed))
         return NULL;
     u32 zero = 0;
     struct enforce_event *e = enf_scratch.lookup(&zero);
@@ -250,7 +251,7 @@ static __always_inline struct enforce_event *event_start(u32 kind, u32 mode, u32
     e->mode = mode;
     e->pid = id >> 32;
     e->tid = (u32)id;
-    e->ts = bpf_ktime_get_ns();
+    e->ts = now;
     e->cgroup_id = bpf_get_current_cgroup_id();
     e->pod_cgroup = pod_cgroup;
     e->policy = policy;

@@ -261,6 +261,8 @@ class Enforcer:
                     continue
                 used.add(free)
                 slot = self._slots[agent] = _Slot(policy, free, now)
+                rates = self._bpf[b"rates"]  # a new policy does not inherit a log budget
+                rates[rates.Key(free)] = rates.Leaf()
             elif slot.policy.mode != policy.mode:
                 slot.since_ns = now
             old = slot.policy
