@@ -176,3 +176,13 @@ def test_cli_check_says_what_a_policy_enforces_or_why_it_is_refused(
         "a/Deployment/b: enforce, egress 1 domains, 0 networks, exec unrestricted\n")
     assert main(["enforce", "check", str(bad)]) == 2
     assert "mode: 'block' is not one of" in capsys.readouterr().err
+
+
+def test_resolvers_come_from_resolv_conf(tmp_path: Path) -> None:
+    from collectors.enforce.loader import detect_resolvers
+
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# comment\nsearch svc.cluster.local\nnameserver 10.96.0.10\n"
+                    "nameserver fe80::1%eth0\nnameserver not-an-ip\noptions ndots:5\n")
+    assert detect_resolvers(str(conf)) == ["10.96.0.10", "fe80::1"]
+    assert detect_resolvers(str(tmp_path / "missing")) == []
