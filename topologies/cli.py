@@ -299,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-events", type=int, default=20)
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for the story once the scenario streamed in")
+    p.add_argument("--enforce", metavar="POLICY", action="append", default=[],
+                   help="apply this agentstory enforce policy while the scenario plays "
+                        "(e.g. deploy/enforce/support-bot.yaml; its mode: audit|enforce)")
     p.set_defaults(func=cmd_demo)
     importlib.import_module("topologies.eval_cli").add_subcommands(sub)  # record/export/import
     return parser

@@ -159,7 +159,8 @@ def test_the_shipped_example_policy_validates() -> None:
     root = Path(__file__).resolve().parents[2]
     [p] = load_policies([root / "deploy" / "enforce" / "support-bot.yaml"])
     assert (p.agent, p.mode, p.egress, p.exec_) == (
-        "support/Deployment/support-bot", "audit", True, True)
+        "support/Deployment/support-bot", "audit", True, False)
+    assert "telemetry-sync.io" not in {d.name for d in p.domains}  # the demo's exfil host
 
 
 def test_cli_check_says_what_a_policy_enforces_or_why_it_is_refused(
