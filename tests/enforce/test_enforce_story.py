@@ -43,6 +43,8 @@ def test_blocked_exfiltration_is_a_step_of_the_attack_story() -> None:
     assert len(ours) == 1, [s.title for s in stories]
     step = next(st for st in ours[0].steps if st.kind == "enforce.blocked")
     assert step.signal == "AS-E-EGRESS-BLOCKED"
+    assert step.what == "curl (pid 6001) was refused a connection to 203.0.113.9:443 (EPERM)"
+    assert step.evidence["dst_endpoint"] == {"ip": "203.0.113.9", "port": 443}
     assert "refused in the kernel (EPERM)" in step.why and "203.0.113.9:443" in step.why
     assert len(ours[0].steps) >= 3  # the injection and the tool call are there too
 
@@ -65,3 +67,16 @@ def test_enforce_mode_is_kept_per_node_with_its_start() -> None:
     assert state.enforcement == {NODE: {"mode": "enforce", "since_ns": start + SECOND_NS,
                                         "since": since}}
     assert type(state).from_dict(state.to_dict()).enforcement == state.enforcement
+
+
+def test_a_killed_exec_is_a_step_saying_so() -> None:
+    replayer, start = _learned()
+    killed = Envelope("enforce.blocked", start, NODE, "kernel", pod=BOT,
+                      proc=Proc(pid=7, comm="sh", exe="/usr/bin/curl"),
+                      data={"op": "exec", "mode": "enforce", "response": "SIGKILL",
+                            "filename": "/usr/bin/curl", "policy_agent": BOT.agent})
+    [story] = Replayer.latest(replayer.feed([killed]) + replayer.finish())
+    [step] = story.steps
+    assert (step.signal, step.what) == ("AS-E-EXEC-KILLED",
+                                        "sh (pid 7) was killed at exec of /usr/bin/curl")
+    assert "killed at exec (SIGKILL) before its first instruction" in step.why
