@@ -102,8 +102,10 @@ def describe(event: Envelope, policy: str = "keep") -> str:
         if d.get("op") == "exec":
             verb = "was killed at exec of" if refused else "ran, outside its policy,"
             return _cut(f"{who} {verb} {d.get('filename', '?')}")
-        verb = "was refused a connection to" if refused else "connected, outside its policy, to"
-        return _cut(f"{who} {verb} {_dst(d)} ({d.get('response', '?')})")
+        if refused:
+            return _cut(f"{who} was refused a connection to {_dst(d)} "
+                        f"({d.get('response', '?')})")
+        return _cut(f"{who} connected, outside its policy, to {_dst(d)} (audit)")
     return _cut(f"{who} {kind}")
 
 
