@@ -122,14 +122,16 @@ class Env:
         return [e for e in self.out if kind is None or e.kind == kind]
 
 
-def make_env(dns_port: int, tmp: Path, **kwargs: Any) -> Env:
+def make_env(dns_port: int, tmp: Path, *, node_addresses: tuple[str, ...] = (),
+             **kwargs: Any) -> Env:
     from collectors.enforce.loader import Enforcer
 
     index = PodIndex()
     out: list[Envelope] = []
     kill = tmp / "enforce.off"
     enforcer = Enforcer("test-node", Attributor(index, CgroupResolver()), out.append,
-                        resolvers=["127.0.0.1"], node_addresses=[], dns_port=dns_port,
+                        resolvers=["127.0.0.1"], node_addresses=list(node_addresses),
+                        dns_port=dns_port,
                         kill_switch_path=kill, **kwargs)
     enforcer.start()
     return Env(enforcer, index, out, dns_port, kill)
