@@ -18,6 +18,7 @@ replay. The engine keeps its own event-time state.
 from __future__ import annotations
 
 import logging
+import time
 import types
 from collections import OrderedDict, defaultdict
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
 from streams.byagent import decode_message, encode_message
 from streams.content import DetectionContent, load_content
@@ -50,15 +52,21 @@ from streams.topics import (
     TopicSpec,
     changelog,
 )
+from streams.watermarks import Watermarks
 
-__all__ = ["STATE_TABLE", "Watermarks", "WorkerStats", "build_app", "worker_topics"]
+__all__ = ["STATE_TABLE", "WorkerStats", "build_app", "worker_topics"]
 
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "agent_state"
 TICK_KEY = b"__tick__"
 LIVE_AGENTS = 10_000  # decoded agent states kept in memory (the table holds them all)
+# An agent's state is one changelog message: kept under the producer's request size by
+# taking waiting events early (a flood that reads one topic far ahead of another).
+STATE_MAX_BYTES = 900_000
 _SECOND = 1_000_000_000
+READ_AHEAD_NS = 5 * _SECOND  # event time a raw partition may be read past the slowest
+RECENT_S = 2.0  # a partition read from this recently (wall clock) may have more coming
 
 
 def worker_topics(app_id: str = WORKER_APP_ID) -> list[TopicSpec]:
@@ -75,22 +83,6 @@ class WorkerStats:
     stories: int = 0
     ticks: int = 0
     redelivered: int = 0
-
-
-class Watermarks:
-    """Per source, the event time the route has surely reached: the newest event time seen
-    (events and heartbeats) less the source's allowed lateness."""
-
-    def __init__(self, lateness_ns: dict[str, int]) -> None:
-        self.lateness = lateness_ns
-        self.newest: dict[str, int] = {}
-
-    def see(self, event: Envelope) -> None:
-        if event.ts > self.newest.get(event.source, 0):
-            self.newest[event.source] = event.ts
-
-    def current(self) -> dict[str, int]:
-        return {src: ts - self.lateness.get(src, 0) for src, ts in self.newest.items()}
 
 
 def group_by_agent(events: list[Envelope], refs: list[str]) -> dict[str, tuple[list[Envelope],
@@ -132,6 +124,29 @@ def limit_fetch_wait(max_wait_ms: int) -> None:
     driver.aiokafka = shim
 
 
+async def fetching(app: faust.App, tps: set[TP], *, pause: bool) -> None:
+    """Pause or resume fetching ``tps`` in the Kafka client itself.
+
+    Why not Faust's ``pause_partitions``: it drops the records of a paused partition
+    that were already fetched in the batch being delivered, and the client's position has
+    moved past them (they are lost). The client's own pause keeps its position, so
+    unreturned records are fetched again on resume. The client lives in Faust's consumer
+    thread: the call runs there.
+    """
+    from aiokafka import TopicPartition
+
+    thread = app.consumer._thread  # Faust's consumer thread (no public handle)
+    parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+
+    async def apply() -> None:
+        client = thread._ensure_consumer()
+        for part in parts:
+            if part in client.assignment():
+                (client.pause if pause else client.resume)(part)
+
+    await thread.call_thread(apply)
+
+
 def build_app(
     bootstrap_servers: str, *, settings: EngineSettings | None = None,
     content: DetectionContent | None = None, app_id: str = WORKER_APP_ID,
@@ -162,7 +177,9 @@ def build_app(
     )
     engine = StoryEngine(content or load_content(), settings)
     stats = WorkerStats()
-    marks = Watermarks(engine.settings.lateness_ns)
+    marks = Watermarks(engine.settings.lateness_ns, engine.settings.source_idle_ns,
+                       recent_s=RECENT_S)
+    paused: set[TP] = set()
     last_tick: dict[str, int] = {}
 
     def raw_topic(spec: TopicSpec) -> faust.TopicT:
@@ -203,6 +220,28 @@ def build_app(
             live.popitem(last=False)
         return agent_state
 
+    def save(agent: str, agent_state: AgentState) -> list[Any]:
+        """Write the agent's state back; stories of waiting events taken early to fit."""
+        found: list[Any] = []
+        encoded = orjson.dumps(agent_state.to_dict())
+        while len(encoded) > STATE_MAX_BYTES and agent_state.waiting:
+            found += engine.release_early(agent_state, max(1, len(agent_state.waiting) // 2))
+            encoded = orjson.dumps(agent_state.to_dict())
+        state[agent] = encoded
+        return found
+
+    async def pace(ahead: set[Any]) -> None:
+        """Pause the raw partitions read too far ahead of the slowest one with messages
+        left, resume them once it caught up: a flood or a restart then reads the sources
+        side by side in event time, and the agents' waiting events stay few."""
+        ahead = {TP(*part) for part in ahead}
+        if ahead - paused:
+            await fetching(app, ahead - paused, pause=True)
+        if paused - ahead:
+            await fetching(app, paused - ahead, pause=False)
+        paused.clear()
+        paused.update(ahead)
+
     async def reject(items: list[Rejected], stage: str, message: Any) -> None:
         for item in items:
             stats.dead_letters += 1
@@ -215,7 +254,7 @@ def build_app(
         if ts - last_tick.get(source, 0) < _SECOND:
             return
         last_tick[source] = ts
-        value = encode_message(Message([], watermarks=marks.current()))
+        value = encode_message(Message([], watermarks=marks.current(time.monotonic())))
         for partition in range(BY_AGENT.partitions):
             await by_agent.send(key=TICK_KEY, value=value, partition=partition)
 
@@ -230,14 +269,18 @@ def build_app(
                 await reject(frame.rejected, "decode", message)
                 refs = [event_ref(message.topic, message.partition, message.offset, i)
                         for i in range(len(frame.events))]
+                tp = TP(message.topic, message.partition)
+                backlog = message.offset + 1 < (app.consumer.highwater(tp) or 0)
+                now = time.monotonic()
                 for e in frame.events:
-                    marks.see(e)
+                    marks.see(e, tp, backlog=backlog, now=now)
+                await pace(marks.ahead(READ_AHEAD_NS, now))
                 stats.unattributed += sum(1 for e in frame.events if agent_of_event(e) is None
                                           and e.kind != "collector.stats")
                 origin = (message.topic, message.partition, message.offset)
                 for agent, (events, ids) in group_by_agent(frame.events, refs).items():
                     await by_agent.send(key=agent.encode(), value=encode_message(
-                        Message(events, origin, marks.current(), ids)))
+                        Message(events, origin, marks.current(time.monotonic()), ids)))
                 for e in frame.events:
                     if e.kind == "collector.stats":
                         await tick(e.source, e.ts)
@@ -273,15 +316,15 @@ def build_app(
                         agent_state = load(agent)
                         before = agent_state.profile.phase
                         found = engine.apply(agent_state, decoded)
+                        found += save(agent, agent_state)
                         if found or agent_state.profile.phase != before:
                             await publish(found, agent_state, before)
-                        state[agent] = orjson.dumps(agent_state.to_dict())
                     continue
                 agent = event.key.decode()
                 agent_state = load(agent)
                 before = agent_state.profile.phase
                 found = engine.apply(agent_state, decoded)
-                state[agent] = orjson.dumps(agent_state.to_dict())
+                found += save(agent, agent_state)
                 await publish(found, agent_state, before,
                               any(e.kind == "enforce.mode" for e in decoded.events))
             except InvalidEvent as exc:
@@ -302,8 +345,14 @@ def build_app(
         found = engine.dispose(agent_state, str(doc["story"]), str(doc["verdict"]),
                                int(doc["ts"]), by=str(doc.get("by", "")),
                                note=str(doc.get("note", "")))
-        state[agent] = orjson.dumps(agent_state.to_dict())
+        found += save(agent, agent_state)
         await publish(found, agent_state, agent_state.profile.phase)
+
+    @app.timer(interval=RECENT_S / 2)
+    async def repace() -> None:
+        """Resume what waited for a partition that has since gone quiet."""
+        if paused:
+            await pace(marks.ahead(READ_AHEAD_NS, time.monotonic()))
 
     @app.timer(interval=60.0)
     async def report() -> None:
