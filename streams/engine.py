@@ -22,6 +22,7 @@ import orjson
 
 from models.features import Observation
 from models.frozen import FrozenAllowlist
+from models.inventory import Inventory
 from models.novelty import NoveltySettings
 from models.phases import PhaseSettings
 from models.profile import AgentProfile, ProfileSettings
@@ -81,15 +82,19 @@ class PodState:
     ctx: PodContext = field(default_factory=PodContext)
     incidents: list[Incident] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # layers seen for this pod
+    # what a collector said it cannot see in this pod: [{layer, path, tls}] (bounded)
+    blind: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pod": self.pod, "node": self.node, "ctx": self.ctx.to_dict(),
-                "incidents": [i.to_dict() for i in self.incidents], "sources": self.sources}
+                "incidents": [i.to_dict() for i in self.incidents], "sources": self.sources,
+                "blind": self.blind}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> PodState:
         return cls(doc["pod"], doc["node"], PodContext.from_dict(doc["ctx"]),
-                   [Incident.from_dict(i) for i in doc["incidents"]], doc["sources"])
+                   [Incident.from_dict(i) for i in doc["incidents"]], doc["sources"],
+                   doc.get("blind", []))
 
 
 Baseline = AgentProfile | FrozenAllowlist
@@ -114,6 +119,7 @@ class AgentState:
     wm: dict[str, int] = field(default_factory=dict)  # source → watermark
     losses: dict[str, int] = field(default_factory=dict)  # "node/source" → events lost
     stats: dict[str, int] = field(default_factory=dict)
+    inventory: Inventory = field(default_factory=Inventory)  # what it uses (the AI-BOM)
     # node → {"mode", "since_ns"}: the enforcer's mode for this agent (enforce.mode events)
     enforcement: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -126,6 +132,7 @@ class AgentState:
                 "pending": self.pending, "hwm": self.hwm, "wm": self.wm,
                 "losses": self.losses, "stats": self.stats,
                 "waiting": _pack_waiting(self.waiting),
+                "inventory": self.inventory.to_dict(),
                 **({"enforcement": self.enforcement} if self.enforcement else {})}
 
     @classmethod
@@ -134,7 +141,7 @@ class AgentState:
                    {k: PodState.from_dict(p) for k, p in doc["pods"].items()},
                    doc["pending"], _unpack_waiting(doc.get("waiting", [])),
                    doc["hwm"], doc["wm"], doc["losses"], doc["stats"],
-                   doc.get("enforcement") or {})
+                   Inventory.from_dict(doc.get("inventory")), doc.get("enforcement") or {})
 
 
 def _pack_waiting(waiting: list[list[Any]]) -> Any:
@@ -208,6 +215,7 @@ class StoryEngine:
         stories: list[Story] = []
         for i, event in enumerate(message.events):
             ref = message.refs[i] if i < len(message.refs) else ""
+            state.inventory.observe(event)
             if event.kind == "collector.stats":
                 self._heartbeat(state, event)
                 continue
@@ -278,6 +286,9 @@ class StoryEngine:
         if pod_state is None:
             state.count("unattributed")
             return None
+        if event.kind == "collector.blind_spot":
+            self._blind_spot(pod_state, event)
+            return None
         if event.source not in pod_state.sources:
             pod_state.sources.append(event.source)
         profile = state.profile
@@ -318,6 +329,7 @@ class StoryEngine:
         self._learn_until(state, watermark)
         state.profile.advance(watermark)
         stories = self._release(state)
+        self._learn_until(state, watermark)  # released events the watermark has passed
         for uid in list(state.pods):
             pod_state = state.pods[uid]
             for incident in list(pod_state.incidents):
@@ -364,6 +376,16 @@ class StoryEngine:
         lost = sum(v for k, v in event.data.items()
                    if isinstance(v, int) and ("lost" in k or "dropped" in k))
         state.losses[f"{event.node}/{event.source}"] = lost
+
+    @staticmethod
+    def _blind_spot(pod_state: PodState, event: Envelope) -> None:
+        """A collector cannot see part of this pod (TLS it cannot read): the pod's stories
+        say so instead of implying silence."""
+        spot = {"layer": str(event.data.get("layer", event.source)),
+                "path": str(event.data.get("path", "")),
+                "tls": sorted(str(t) for t in event.data.get("tls") or [])}
+        if spot not in pod_state.blind and len(pod_state.blind) < 16:
+            pod_state.blind.append(spot)
 
     def _pod_state(self, state: AgentState, event: Envelope) -> PodState | None:
         pod = event.pod
@@ -514,6 +536,7 @@ class StoryEngine:
             ref=s.get("ref", "")) for s in chain)
         layers = sorted(pod_state.sources)
         observed = {"layers": layers, "blind": sorted({"kernel", "l7", "cloud"} - set(layers)),
+                    "blind_spots": list(pod_state.blind),
                     "lost_events": {k: v for k, v in state.losses.items()
                                     if v and k.startswith(pod_state.node + "/")}}
         return Story(

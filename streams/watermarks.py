@@ -8,10 +8,12 @@ ahead of others, and a collector's heartbeat keyed by node sits in another parti
 the pods' events; a single newest-per-source would let one partition's time pass events
 still unread in another (Flink and Kafka Streams also keep one watermark per partition).
 
-A source read to its end whose newest event is ``idle_ns`` behind the fastest source (a
-CloudTrail collector with nothing to deliver, a node without L7 traffic) is idle: it stops
-holding the others back, as Flink's idleness does. A source with messages left to read is
-never idle, however far behind: it is being caught up.
+A source read to its end is idle and stops holding the others back (as Flink's idleness
+does): read live (``recent_s`` > 0), as soon as nothing came for ``recent_s`` of wall
+clock, and then its allowed lateness has passed too, so a quiet pipeline still releases
+its last events; in a replay, when its newest event is ``idle_ns`` behind the fastest
+source (a CloudTrail collector with nothing to deliver). A source with messages left to
+read is never idle, however far behind: it is being caught up.
 
 "Messages left to read" is the client's high-water mark past the message, or a message
 read less than ``recent_s`` ago (wall clock): the high-water mark is as old as the last
@@ -74,12 +76,15 @@ class Watermarks:
         behind = self._behind(now)
         reached = {source: behind.get(source, ts) for source, ts in self.newest.items()}
         fastest = max(reached.values(), default=0)
-        marks = {source: ts - self.lateness.get(source, 0) for source, ts in reached.items()}
-        idle = {source for source, ts in reached.items()
-                if source not in behind and ts < fastest - self.idle_ns}
+        live = self.recent_s > 0
+        marks = {source: ts - (0 if live and source not in behind
+                               else self.lateness.get(source, 0))
+                 for source, ts in reached.items()}
+        idle = {source for source, ts in reached.items() if source not in behind
+                and (live or ts < fastest - self.idle_ns)}
         active = [mark for source, mark in marks.items() if source not in idle]
-        # an idle source takes the slowest active watermark: it holds nothing back
-        floor = min(active, default=0)
+        # an idle source holds nothing back: it takes the slowest active watermark
+        floor = min(active) if active else max(marks.values(), default=0)
         return {source: max(mark, floor) if source in idle else mark
                 for source, mark in marks.items()}
 

@@ -28,6 +28,7 @@ import faust
 import orjson
 from faust.types import TP
 
+from models.exports.facts import profile_record
 from streams.byagent import decode_message, encode_message
 from streams.content import DetectionContent, load_content
 from streams.engine import (
@@ -181,6 +182,8 @@ def build_app(
                        recent_s=RECENT_S)
     paused: set[TP] = set()
     last_tick: dict[str, int] = {}
+    stamped: dict[str, int] = {}  # the watermarks last sent downstream
+    last_read = [0.0]  # when route last read a raw message (monotonic)
 
     def raw_topic(spec: TopicSpec) -> faust.TopicT:
         return app.topic(spec.name, key_type=bytes, value_type=bytes,
@@ -254,7 +257,17 @@ def build_app(
         if ts - last_tick.get(source, 0) < _SECOND:
             return
         last_tick[source] = ts
-        value = encode_message(Message([], watermarks=marks.current(time.monotonic())))
+        await broadcast(stamp(time.monotonic()))
+
+    def stamp(now: float) -> dict[str, int]:
+        """The watermarks to stamp on a message now (remembered: a quiet tick is sent
+        only when they moved since)."""
+        stamped.clear()
+        stamped.update(marks.current(now))
+        return dict(stamped)
+
+    async def broadcast(watermarks: dict[str, int]) -> None:
+        value = encode_message(Message([], watermarks=watermarks))
         for partition in range(BY_AGENT.partitions):
             await by_agent.send(key=TICK_KEY, value=value, partition=partition)
 
@@ -271,7 +284,7 @@ def build_app(
                         for i in range(len(frame.events))]
                 tp = TP(message.topic, message.partition)
                 backlog = message.offset + 1 < (app.consumer.highwater(tp) or 0)
-                now = time.monotonic()
+                now = last_read[0] = time.monotonic()
                 for e in frame.events:
                     marks.see(e, tp, backlog=backlog, now=now)
                 await pace(marks.ahead(READ_AHEAD_NS, now))
@@ -280,7 +293,7 @@ def build_app(
                 origin = (message.topic, message.partition, message.offset)
                 for agent, (events, ids) in group_by_agent(frame.events, refs).items():
                     await by_agent.send(key=agent.encode(), value=encode_message(
-                        Message(events, origin, marks.current(time.monotonic()), ids)))
+                        Message(events, origin, stamp(now), ids)))
                 for e in frame.events:
                     if e.kind == "collector.stats":
                         await tick(e.source, e.ts)
@@ -296,10 +309,10 @@ def build_app(
             stats.stories += 1
             await stories.send(key=story.uid.encode(), value=orjson.dumps(story.to_ocsf()))
         if agent_state.profile.phase != before or found or mode_changed:
-            summary = agent_state.profile.summary()
+            record = profile_record(agent_state.profile, agent_state.inventory)
             if agent_state.enforcement:  # per node: which mode applies, since when
-                summary["enforcement"] = agent_state.enforcement
-            await profiles.send(key=agent_state.agent.encode(), value=orjson.dumps(summary))
+                record["enforcement"] = agent_state.enforcement
+            await profiles.send(key=agent_state.agent.encode(), value=orjson.dumps(record))
 
     @app.agent(detect_input)
     async def detect(stream: faust.StreamT) -> None:
@@ -349,10 +362,16 @@ def build_app(
         await publish(found, agent_state, agent_state.profile.phase)
 
     @app.timer(interval=RECENT_S / 2)
-    async def repace() -> None:
-        """Resume what waited for a partition that has since gone quiet."""
+    async def quiet() -> None:
+        """When the raw topics go quiet: resume what waited for a partition that has
+        since gone quiet, and tell every partition that the sources' lateness has passed
+        (the agents' last events are then taken, without waiting for a heartbeat)."""
+        now = time.monotonic()
         if paused:
-            await pace(marks.ahead(READ_AHEAD_NS, time.monotonic()))
+            await pace(marks.ahead(READ_AHEAD_NS, now))
+        if now - last_read[0] >= RECENT_S and marks.parts and marks.current(now) != stamped:
+            stats.ticks += 1
+            await broadcast(stamp(now))
 
     @app.timer(interval=60.0)
     async def report() -> None:

@@ -267,3 +267,19 @@ def test_steps_of_a_topic_read_far_behind_reopen_the_closed_story(
     assert len({v.uid for v in versions}) == 1
     final = Replayer.latest(versions)[0]
     assert {"kernel", "l7", "cloud"} <= {s.layer for s in final.steps}
+
+
+def test_a_blind_spot_of_the_pod_is_stated_in_its_story(attacked: list[Envelope]) -> None:
+    """The L7 collector reports a TLS it cannot read (a Bun binary's BoringSSL): the
+    story says so, and the report itself is no step."""
+    from topologies.tail import render_story
+
+    spot = Envelope("collector.blind_spot", attacked[0].ts, attacked[0].node, "l7",
+                    {"layer": "l7", "path": "/app/agent", "tls": ["boringssl"]}, BOT)
+    [story] = run([spot, *attacked])
+    observed = story.to_ocsf()["unmapped"]["agentstory"]["observed"]
+    assert observed["blind_spots"] == [{"layer": "l7", "path": "/app/agent",
+                                        "tls": ["boringssl"]}]
+    assert "collector.blind_spot" not in [s.kind for s in story.steps]
+    assert "blind spot: l7 cannot read the TLS of /app/agent (boringssl)" in render_story(
+        story.to_ocsf())

@@ -50,3 +50,14 @@ def test_partitions_read_ahead_of_the_slowest_with_backlog_are_paced() -> None:
     assert marks.ahead(30 * S) == {("raw.l7", 1), ("raw.kernel", 0)}  # l7/0 is behind
     marks.see(ev("l7", 3990), ("raw.l7", 0), backlog=True)
     assert marks.ahead(30 * S) == set()
+
+
+def test_read_live_a_quiet_source_is_idle_and_its_lateness_has_passed() -> None:
+    marks = Watermarks({"kernel": S, "l7": S}, idle_ns=3600 * S, recent_s=2.0)
+    marks.see(ev("kernel", 100), ("raw.kernel", 0), now=10.0)
+    marks.see(ev("l7", 40), ("raw.l7", 0), now=10.0)
+    assert marks.current(now=11.0) == {"kernel": 99 * S, "l7": 39 * S}  # both being read
+    # l7 went quiet: it holds nothing back; once kernel is quiet too, all is released
+    marks.see(ev("kernel", 101), ("raw.kernel", 0), now=12.5)
+    assert marks.current(now=13.0) == {"kernel": 100 * S, "l7": 100 * S}
+    assert marks.current(now=15.0) == {"kernel": 101 * S, "l7": 101 * S}
