@@ -36,6 +36,7 @@ __all__ = [
     "addr16",
     "always_allowed",
     "cidr_prefixlen",
+    "exe_aliases",
     "load_policies",
     "map_entries",
     "parse_policy",
@@ -204,6 +205,32 @@ class MapEntries:
     executables: list[bytes]
 
 
+_BIN_DIRS = ("/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/")
+_LIB_DIRS = (("/lib/", "/usr/lib/"), ("/lib64/", "/usr/lib64/"))
+
+
+def exe_aliases(path: str) -> list[str]:
+    """The path and its merged-/usr spellings, which the kernel sees as exec'd (a profile
+    names ``/usr/bin/sh`` for what ran as ``/bin/sh``; on merged-/usr images they are one
+    file).
+
+    >>> exe_aliases("/usr/bin/sh")
+    ['/usr/bin/sh', '/bin/sh', '/sbin/sh', '/usr/sbin/sh']
+    >>> exe_aliases("/app/run")
+    ['/app/run']
+    """
+    out = [path]
+    for prefix in _BIN_DIRS:
+        if path.startswith(prefix):
+            out += [d + path[len(prefix):] for d in _BIN_DIRS if d != prefix]
+    for short, long in _LIB_DIRS:
+        if path.startswith(short):
+            out.append(long + path[len(short):])
+        elif path.startswith(long):
+            out.append(short + path[len(long):])
+    return list(dict.fromkeys(p for p in out if len(p.encode()) < PATH_LEN))
+
+
 def map_entries(policy: Policy) -> MapEntries:
     flags = (POLICY_EGRESS if policy.egress else 0) | (POLICY_EXEC if policy.exec_ else 0)
     return MapEntries(
@@ -211,7 +238,8 @@ def map_entries(policy: Policy) -> MapEntries:
         cidrs=[(cidr_prefixlen(r.network), addr16(r.network.network_address), r.ports)
                for r in policy.cidrs],
         domains=[(r.wildcard, wire_name(r.name), r.ports) for r in policy.domains],
-        executables=[exe.encode() for exe in policy.executables],
+        executables=list(dict.fromkeys(a.encode() for exe in policy.executables
+                                       for a in exe_aliases(exe))),
     )
 
 

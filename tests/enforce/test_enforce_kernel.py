@@ -204,3 +204,13 @@ def test_ipv6_and_v4_mapped_destinations(env: Env) -> None:
     found = env.events("enforce.blocked")
     assert [(e.data["op"], e.data["dst_addr"]) for e in found] == [
         ("connect", "::1"), ("sendmsg", "::1"), ("connect", FORBIDDEN)]
+
+
+def test_merged_usr_spellings_of_an_allowed_program_run(env: Env) -> None:
+    """A profile names /usr/bin/true (canonical); the shell may exec it as /bin/true."""
+    env.enforcer.set_policies([policy("agents/Deployment/bot-l", "enforce",
+                                      exec={"allowed": ["/usr/bin/true"]})])
+    pod = env.pod("bot-l")
+    assert pod.run(["/bin/true"], check=False).returncode == 0
+    assert pod.run(["/usr/bin/true"], check=False).returncode == 0
+    assert pod.run(["/bin/false"], check=False).returncode == -9

@@ -63,7 +63,9 @@ def test_wire_names_and_map_entries_match_the_kernel_layout() -> None:
     assert (e.mode, e.flags) == (2, 3)
     assert e.domains == [(True, b"\x07example\x03com", (443,))]
     assert e.cidrs == [(32 + 96 + 16, b"\0" * 10 + b"\xff\xff" + bytes([10, 1, 0, 0]), ())]
-    assert e.executables == [b"/usr/bin/python3"]
+    # the merged-/usr spellings the kernel may see as exec'd are allowed with it
+    assert e.executables == [b"/usr/bin/python3", b"/bin/python3", b"/sbin/python3",
+                             b"/usr/sbin/python3"]
     slot0 = always_allowed(["10.255.255.53"], ["fd00::2"], dns_port=53)
     assert slot0 == [(160, b"\0" * 10 + b"\xff\xff" + bytes([10, 255, 255, 53]), (53,)),
                      (160, ipaddress.ip_address("fd00::2").packed, ())]
@@ -187,3 +189,19 @@ def test_resolvers_come_from_resolv_conf(tmp_path: Path) -> None:
                     "nameserver fe80::1%eth0\nnameserver not-an-ip\noptions ndots:5\n")
     assert detect_resolvers(str(conf)) == ["10.96.0.10", "fe80::1"]
     assert detect_resolvers(str(tmp_path / "missing")) == []
+
+
+def test_policy_from_the_demo_bots_real_profile_record() -> None:
+    """The profile record the worker publishes (models.exports.facts, the demo's dev
+    recording replayed) gives a valid policy whose egress lists what the bot learned and
+    not the exfiltration host it met once."""
+    from tests.models.demo_records import replay_records
+    from topologies.scenarios.demo import EXFIL_HOST
+
+    record = replay_records()["support/Deployment/support-bot"]
+    doc = policy_from_profile(record)
+    policy = parse_policy(doc)
+    names = {d.name for d in policy.domains}
+    assert "api.openai.com" in names and EXFIL_HOST not in names
+    assert all(d.ports for d in policy.domains)  # each with the ports it used
+    assert policy.mode == "audit"
