@@ -15,6 +15,7 @@ import base64
 import heapq
 import zlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -120,6 +121,8 @@ class AgentState:
     losses: dict[str, int] = field(default_factory=dict)  # "node/source" → events lost
     stats: dict[str, int] = field(default_factory=dict)
     inventory: Inventory = field(default_factory=Inventory)  # what it uses (the AI-BOM)
+    # node → {"mode", "since_ns"}: the enforcer's mode for this agent (enforce.mode events)
+    enforcement: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
@@ -130,7 +133,8 @@ class AgentState:
                 "pending": self.pending, "hwm": self.hwm, "wm": self.wm,
                 "losses": self.losses, "stats": self.stats,
                 "waiting": _pack_waiting(self.waiting),
-                "inventory": self.inventory.to_dict()}
+                "inventory": self.inventory.to_dict(),
+                **({"enforcement": self.enforcement} if self.enforcement else {})}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> AgentState:
@@ -138,7 +142,7 @@ class AgentState:
                    {k: PodState.from_dict(p) for k, p in doc["pods"].items()},
                    doc["pending"], _unpack_waiting(doc.get("waiting", [])),
                    doc["hwm"], doc["wm"], doc["losses"], doc["stats"],
-                   Inventory.from_dict(doc.get("inventory")))
+                   Inventory.from_dict(doc.get("inventory")), doc.get("enforcement") or {})
 
 
 def _pack_waiting(waiting: list[list[Any]]) -> Any:
@@ -218,12 +222,23 @@ class StoryEngine:
             if event.kind == "collector.stats":
                 self._heartbeat(state, event)
                 continue
+            if event.kind == "enforce.mode":  # a fact about the agent, nothing to order
+                self._enforcement(state, event)
+                continue
             state.count("waited")
             heapq.heappush(state.waiting, [event.ts, state.stats["waited"], ref, event,
                                            orjson.Fragment(event.to_json())])
             if len(state.waiting) > self.settings.max_waiting:
                 stories.extend(self.release_early(state, 1))
         return stories + self.advance(state)
+
+    @staticmethod
+    def _enforcement(state: AgentState, event: Envelope) -> None:
+        """Which mode the enforcer applies to this agent on the event's node, since when."""
+        since = int(event.data.get("since_ns") or event.ts)
+        state.enforcement[event.node] = {
+            "mode": event.data.get("mode"), "since_ns": since,
+            "since": datetime.fromtimestamp(since / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     def release_early(self, state: AgentState, n: int) -> list[Story]:
         """Process the ``n`` oldest waiting events now, before the ordering watermark
@@ -237,6 +252,9 @@ class StoryEngine:
 
     def process(self, state: AgentState, event: Envelope, *, ref: str = "") -> list[Story]:
         """Score one event, evaluate the signals, extend the pod's incident."""
+        if event.kind == "enforce.mode":  # a fact about the agent, not a step
+            self._enforcement(state, event)
+            return []
         found = self._evaluate(state, event)
         if found is None:
             return []

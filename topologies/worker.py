@@ -305,13 +305,16 @@ def build_app(
                 await reject([Rejected(f"route failed: {exc!r}", "frame", event.value)],
                              "route", message)
 
-    async def publish(found: list[Any], agent_state: AgentState, before: str) -> None:
+    async def publish(found: list[Any], agent_state: AgentState, before: str,
+                      mode_changed: bool = False) -> None:
         for story in found:
             stats.stories += 1
             await stories.send(key=story.uid.encode(), value=orjson.dumps(story.to_ocsf()))
-        if agent_state.profile.phase != before or found:
-            await profiles.send(key=agent_state.agent.encode(), value=orjson.dumps(
-                profile_record(agent_state.profile, agent_state.inventory)))
+        if agent_state.profile.phase != before or found or mode_changed:
+            record = profile_record(agent_state.profile, agent_state.inventory)
+            if agent_state.enforcement:  # per node: which mode applies, since when
+                record["enforcement"] = agent_state.enforcement
+            await profiles.send(key=agent_state.agent.encode(), value=orjson.dumps(record))
 
     @app.agent(detect_input)
     async def detect(stream: faust.StreamT) -> None:
@@ -337,7 +340,8 @@ def build_app(
                 before = agent_state.profile.phase
                 found = engine.apply(agent_state, decoded)
                 found += save(agent, agent_state)
-                await publish(found, agent_state, before)
+                await publish(found, agent_state, before,
+                              any(e.kind == "enforce.mode" for e in decoded.events))
             except InvalidEvent as exc:
                 await reject([Rejected(str(exc), exc.field, event.value)], "detect", message)
             except Exception as exc:
