@@ -52,6 +52,20 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[str]:
+    """A broker of this test's own, with the catalogue topics: a worker test's new consumer
+    group reads the raw topics from the beginning, and on the session broker that is every
+    other test's input too (the worker holds each agent's events until every raw partition
+    still being read has passed them, so that backlog would be drained first)."""
+    broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log").start()
+    try:
+        asyncio.run(ensure_topics(broker.bootstrap_servers, [*CATALOGUE, *worker_topics()]))
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
 @contextlib.contextmanager
 def running_worker(bootstrap: str, log_dir: Path, *, learning_seconds: float = 4.0,
                    min_events: int = 4, app_id: str | None = None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import orjson
+
 from collectors.enforce.envelopes import mode_envelope
 from streams.content import load_content
 from streams.engine import SECOND_NS, EngineSettings, StoryEngine
@@ -66,7 +68,8 @@ def test_enforce_mode_is_kept_per_node_with_its_start() -> None:
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((start + SECOND_NS) // SECOND_NS))
     assert state.enforcement == {NODE: {"mode": "enforce", "since_ns": start + SECOND_NS,
                                         "since": since}}
-    assert type(state).from_dict(state.to_dict()).enforcement == state.enforcement
+    assert type(state).from_dict(orjson.loads(orjson.dumps(state.to_dict()))).enforcement \
+        == state.enforcement  # as the worker stores it
 
 
 def test_a_killed_exec_is_a_step_saying_so() -> None:

@@ -42,14 +42,14 @@ ATTACK = ["/bin/sh", "/usr/bin/curl"]
 
 
 async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
-        kafka_bootstrap: str, tmp_path: Path) -> None:
+        own_kafka: str, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     pod = Pod(uid=f"pod-{tag}", namespace="t", name=f"bot-{tag}", agent=f"t/Deployment/{tag}")
     t0 = time.time_ns()
     not_json = b'[{"v": 1, "kind": "process.exec"'
     bad_field = orjson.dumps([{"v": 1, "kind": "process.exec", "ts": "noon", "node": "n",
                                "source": "kernel", "pod": {"uid": pod.uid}}])
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=own_kafka)
     await producer.start()
     try:
         key = pod.uid.encode()
@@ -68,9 +68,9 @@ async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
                    orjson.loads(m.value)["unmapped"]["agentstory"]["pod"]["uid"] == pod.uid]
         return dead, stories
 
-    with running_worker(kafka_bootstrap, tmp_path) as worker:
+    with running_worker(own_kafka, tmp_path) as worker:
         messages = await collect(  # the story comes in two versions: the shell, then curl
-            kafka_bootstrap, [DEADLETTER.name, STORIES.name],
+            own_kafka, [DEADLETTER.name, STORIES.name],
             lambda ms: len(ours(ms)[0]) >= 2 and len(ours(ms)[1]) >= 2)
         assert worker.poll() is None, "the worker died on input"
         dead, stories = ours(messages)
@@ -88,35 +88,35 @@ async def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
 
         # The analyst's verdict reaches the worker holding the agent: the story closes as
         # resolved, and the profile (what the baseline holds) is readable by agent.
-        assert await resolve_story(kafka_bootstrap, uid, "benign", note="planned test",
+        assert await resolve_story(own_kafka, uid, "benign", note="planned test",
                                    by="ci") == pod.agent
-        resolved = await collect(kafka_bootstrap, [STORIES.name], lambda ms: any(
+        resolved = await collect(own_kafka, [STORIES.name], lambda ms: any(
             m.key == uid.encode() and orjson.loads(m.value).get("status") == "Resolved"
             for m in ms), timeout_s=60)
         final = [orjson.loads(m.value) for m in resolved if m.key == uid.encode()][-1]
         assert final["activity_name"] == "Close"
         assert final["status_detail"].startswith("benign (ci)")
         assert validate_detection_finding(final) == []
-        profile = await show_profile(kafka_bootstrap, pod.agent)
+        profile = await show_profile(own_kafka, pod.agent)
         assert profile["phase"] != "learning" and "process.exe" in profile["dimensions"]
         with pytest.raises(LookupError, match="no story as-nope"):
-            await resolve_story(kafka_bootstrap, "as-nope", "benign")
+            await resolve_story(own_kafka, "as-nope", "benign")
 
     # A replay of the raw topics with the same settings regenerates the same story key.
     settings = EngineSettings(learning_ns=4 * SECOND, min_events=4)
-    replayed, _ = await replay_topics(kafka_bootstrap, settings, load_content(),
+    replayed, _ = await replay_topics(own_kafka, settings, load_content(),
                                       idle_timeout_s=2.0)
     assert [s.uid for s in replayed if s.pod.uid == pod.uid] == [uid]
 
 
-async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_path: Path) -> None:
+async def test_the_baseline_survives_a_worker_restart(own_kafka: str, tmp_path: Path) -> None:
     """The per-agent state comes back from the changelog: after a restart the agent is
     still in monitoring, so its first shell is a story rather than something learned."""
     tag = uuid.uuid4().hex[:8]
     pod = Pod(uid=f"pod-{tag}", namespace="t", name=f"bot-{tag}", agent=f"t/Deployment/{tag}")
     t0 = time.time_ns()
     app_id = f"agentstory-restart-{tag}"
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=own_kafka)
     await producer.start()
     try:
         key = pod.uid.encode()
@@ -125,8 +125,8 @@ async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_
         # A later frame moves the watermark past the routine: learned, phase decided.
         await producer.send_and_wait(
             RAW_KERNEL.name, execs(pod, t0 + 30 * SECOND, ["/usr/bin/python3"]), key=key)
-        with running_worker(kafka_bootstrap, tmp_path, app_id=app_id):
-            profiles = await collect(kafka_bootstrap, [PROFILES.name], lambda ms: any(
+        with running_worker(own_kafka, tmp_path, app_id=app_id):
+            profiles = await collect(own_kafka, [PROFILES.name], lambda ms: any(
                 m.key == pod.agent.encode() and orjson.loads(m.value)["phase"] != "learning"
                 for m in ms))
             assert profiles, "the first worker never finished learning"
@@ -137,7 +137,7 @@ async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_
             await asyncio.sleep(4)  # let Faust commit offsets (every 2.8 s by default)
         # The restarted worker must not simply re-read the learning frame: only the
         # changelog can give it the baseline back.
-        probe = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=app_id,
+        probe = AIOKafkaConsumer(bootstrap_servers=own_kafka, group_id=app_id,
                                  enable_auto_commit=False)
         await probe.start()
         try:
@@ -150,8 +150,8 @@ async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_
             RAW_KERNEL.name, execs(pod, t0 + 40 * SECOND, ATTACK), key=key)
     finally:
         await producer.stop()
-    with running_worker(kafka_bootstrap, tmp_path, app_id=app_id):
-        messages = await collect(kafka_bootstrap, [STORIES.name], lambda ms: any(
+    with running_worker(own_kafka, tmp_path, app_id=app_id):
+        messages = await collect(own_kafka, [STORIES.name], lambda ms: any(
             orjson.loads(m.value)["unmapped"]["agentstory"]["pod"]["uid"] == pod.uid
             for m in ms), timeout_s=60)
     stories = [orjson.loads(m.value) for m in messages
@@ -162,7 +162,7 @@ async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_
 
 
 async def test_a_worker_killed_mid_incident_ends_with_the_uninterrupted_story(
-        kafka_bootstrap: str, tmp_path: Path) -> None:
+        own_kafka: str, tmp_path: Path) -> None:
     """SIGKILL between two steps of one incident (no commit, no leaving the group): the
     restarted worker resumes from the changelog and the re-delivered input, and the final
     story equals a replay's: same uid, same steps, no step or risk counted twice."""
@@ -175,7 +175,7 @@ async def test_a_worker_killed_mid_incident_ends_with_the_uninterrupted_story(
         return [orjson.loads(m.value) for m in messages if m.topic == STORIES.name and
                 orjson.loads(m.value)["unmapped"]["agentstory"]["pod"]["uid"] == pod.uid]
 
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=own_kafka)
     await producer.start()
     try:
         key = pod.uid.encode()
@@ -184,22 +184,22 @@ async def test_a_worker_killed_mid_incident_ends_with_the_uninterrupted_story(
             RAW_KERNEL.name, execs(pod, t0 + 40 * SECOND, ATTACK[:1]), key=key)
         await producer.send_and_wait(  # the netcat a second later: one story, two steps
             RAW_KERNEL.name, execs(pod, t0 + 41 * SECOND, ["/usr/bin/nc"]), key=key)
-        with running_worker(kafka_bootstrap, tmp_path, app_id=app_id) as worker:
-            await collect(kafka_bootstrap, [STORIES.name], lambda ms: len(ours(ms)) >= 1)
+        with running_worker(own_kafka, tmp_path, app_id=app_id) as worker:
+            await collect(own_kafka, [STORIES.name], lambda ms: len(ours(ms)) >= 1)
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(10)
         await producer.send_and_wait(
             RAW_KERNEL.name, execs(pod, t0 + 42 * SECOND, ATTACK[1:]), key=key)
     finally:
         await producer.stop()
-    with running_worker(kafka_bootstrap, tmp_path, app_id=app_id):
-        messages = await collect(kafka_bootstrap, [STORIES.name], lambda ms: any(
+    with running_worker(own_kafka, tmp_path, app_id=app_id):
+        messages = await collect(own_kafka, [STORIES.name], lambda ms: any(
             "curl" in orjson.dumps(d).decode() for d in ours(ms)), timeout_s=90)
     final = ours(messages)[-1]
     chain = [(s["kind"], s["signal"], s.get("count", 1))
              for s in final["unmapped"]["agentstory"]["chain"]]
     settings = EngineSettings(learning_ns=4 * SECOND, min_events=4)
-    replayed, _ = await replay_topics(kafka_bootstrap, settings, load_content(),
+    replayed, _ = await replay_topics(own_kafka, settings, load_content(),
                                       idle_timeout_s=2.0)
     [expected] = [s for s in replayed if s.pod.uid == pod.uid]
     assert final["finding_info"]["uid"] == expected.uid
