@@ -107,6 +107,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = build_app(args.bootstrap_servers, settings=settings, app_id=args.app_id,
                     fetch_max_wait_ms=args.fetch_max_wait_ms, store=args.store,
                     security=args.kafka_security)
+    if args.metrics_port:
+        from topologies.health import HealthServer
+
+        server = HealthServer(app.agentstory_metrics, args.metrics_port,
+                              args.metrics_addr).start()
+        logging.getLogger("agentstory.worker").info(
+            "metrics and health on http://%s:%d/ (/metrics, /healthz, /livez)",
+            args.metrics_addr, server.port)
     from faust import Worker
 
     Worker(app, loglevel=args.log_level.upper(), quiet=True).execute_from_commandline()
@@ -229,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fetch-max-wait-ms", type=int, default=100,
                    help="longest a fetch waits for data (Faust's own 1500 stalls each hop "
                         "on the embedded broker, which does not end a parked fetch early)")
+    p.add_argument("--metrics-port", type=int,
+                   default=int(_env("AGENTSTORY_METRICS_PORT", "0") or 0),
+                   help="serve /metrics (Prometheus), /healthz (ready: joined the group, "
+                        "tables restored) and /livez on this port; 0: off "
+                        "(env AGENTSTORY_METRICS_PORT)")
+    p.add_argument("--metrics-addr", default="127.0.0.1",
+                   help="address for --metrics-port (0.0.0.0 in a pod)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("stories", help="read stories, or give a verdict on one")

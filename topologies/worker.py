@@ -18,6 +18,7 @@ replay. The engine keeps its own event-time state.
 from __future__ import annotations
 
 import logging
+import time
 import types
 from collections import OrderedDict, defaultdict
 from dataclasses import asdict, dataclass
@@ -50,6 +51,8 @@ from streams.topics import (
     TopicSpec,
     changelog,
 )
+from topologies.health import watch_app
+from topologies.metrics import WorkerMetrics
 
 __all__ = ["STATE_TABLE", "Watermarks", "WorkerStats", "build_app", "worker_topics"]
 
@@ -136,8 +139,9 @@ def build_app(
     bootstrap_servers: str, *, settings: EngineSettings | None = None,
     content: DetectionContent | None = None, app_id: str = WORKER_APP_ID,
     session_timeout_s: float = 10.0, fetch_max_wait_ms: int = 100, store: str = "memory://",
-    security: KafkaSecurity | None = None,
+    security: KafkaSecurity | None = None, metrics: WorkerMetrics | None = None,
 ) -> faust.App:
+    """The worker app; its metrics (``/metrics``, readiness) are ``app.agentstory_metrics``."""
     limit_fetch_wait(fetch_max_wait_ms)
     app = faust.App(
         app_id,
@@ -161,6 +165,8 @@ def build_app(
         broker_credentials=(security or PLAINTEXT).faust_credentials(),  # TLS / SASL
     )
     engine = StoryEngine(content or load_content(), settings)
+    obs = metrics or WorkerMetrics()
+    app.agentstory_metrics = obs
     stats = WorkerStats()
     marks = Watermarks(engine.settings.lateness_ns)
     last_tick: dict[str, int] = {}
@@ -182,6 +188,7 @@ def build_app(
     # Values are JSON bytes encoded here with orjson (Faust's default codec, the stdlib's
     # json, costs milliseconds on a profile); written back by assignment once per message.
     state = app.Table(STATE_TABLE, default=None, partitions=PARTITIONS, value_type=bytes)
+    watch_app(app, obs)
     # The decoded states of the agents this worker holds, so a message costs one encode
     # (the changelog write) instead of a decode and an encode. Dropped whole on every
     # rebalance: the table (restored from the changelog) is the truth.
@@ -206,6 +213,7 @@ def build_app(
     async def reject(items: list[Rejected], stage: str, message: Any) -> None:
         for item in items:
             stats.dead_letters += 1
+            obs.dead_letter(stage, item.reason, item.field)
             await deadletter.send(key=message.key, value=dead_letter(
                 item, stage=stage, topic=message.topic, partition=message.partition,
                 offset=message.offset, key=message.key))
@@ -223,10 +231,12 @@ def build_app(
     async def route(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
+            t0 = time.perf_counter()
             try:
                 frame = decode_frame(event.value)
                 stats.frames += 1
                 stats.events += len(frame.events)
+                obs.frame(message.topic, len(frame.events))
                 await reject(frame.rejected, "decode", message)
                 refs = [event_ref(message.topic, message.partition, message.offset, i)
                         for i in range(len(frame.events))]
@@ -246,19 +256,29 @@ def build_app(
                               message.offset)
                 await reject([Rejected(f"route failed: {exc!r}", "frame", event.value)],
                              "route", message)
+            finally:
+                obs.latency.labels("route").observe(time.perf_counter() - t0)
 
     async def publish(found: list[Any], agent_state: AgentState, before: str) -> None:
         for story in found:
             stats.stories += 1
-            await stories.send(key=story.uid.encode(), value=orjson.dumps(story.to_ocsf()))
+            doc = story.to_ocsf()
+            obs.story(str(doc.get("severity", "unknown")))
+            await stories.send(key=story.uid.encode(), value=orjson.dumps(doc))
         if agent_state.profile.phase != before or found:
             await profiles.send(key=agent_state.agent.encode(),
                                 value=orjson.dumps(agent_state.profile.summary()))
+
+    def save(agent: str, agent_state: AgentState) -> None:
+        encoded = orjson.dumps(agent_state.to_dict())
+        state[agent] = encoded
+        obs.agent_state(agent_state, len(encoded))
 
     @app.agent(detect_input)
     async def detect(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
+            t0 = time.perf_counter()
             try:
                 if message.topic == DISPOSITIONS.name:
                     await dispose(event.key.decode(), event.value)
@@ -272,13 +292,13 @@ def build_app(
                         found = engine.apply(agent_state, decoded)
                         if found or agent_state.profile.phase != before:
                             await publish(found, agent_state, before)
-                        state[agent] = orjson.dumps(agent_state.to_dict())
+                        save(agent, agent_state)
                     continue
                 agent = event.key.decode()
                 agent_state = load(agent)
                 before = agent_state.profile.phase
                 found = engine.apply(agent_state, decoded)
-                state[agent] = orjson.dumps(agent_state.to_dict())
+                save(agent, agent_state)
                 await publish(found, agent_state, before)
             except InvalidEvent as exc:
                 await reject([Rejected(str(exc), exc.field, event.value)], "detect", message)
@@ -288,6 +308,8 @@ def build_app(
                 live.pop((event.key or b"").decode(errors="replace"), None)
                 await reject([Rejected(f"detect failed: {exc!r}", "frame", event.value)],
                              "detect", message)
+            finally:
+                obs.latency.labels("detect").observe(time.perf_counter() - t0)
 
     async def dispose(agent: str, raw: bytes) -> None:
         doc = orjson.loads(raw)
@@ -298,7 +320,7 @@ def build_app(
         found = engine.dispose(agent_state, str(doc["story"]), str(doc["verdict"]),
                                int(doc["ts"]), by=str(doc.get("by", "")),
                                note=str(doc.get("note", "")))
-        state[agent] = orjson.dumps(agent_state.to_dict())
+        save(agent, agent_state)
         await publish(found, agent_state, agent_state.profile.phase)
 
     @app.timer(interval=60.0)
