@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -57,6 +57,10 @@ class WorkerMetrics:
         self.dead_letters = Counter(f"{PREFIX}_dead_letters",
                                     "inputs sent to the dead-letter topic, by stage and reason",
                                     ["stage", "reason"], registry=r)
+        self.node_events = Counter(
+            f"{PREFIX}_node_events", "valid envelopes read per node and source, collector "
+            "heartbeats included (a node whose collector stops stops counting)",
+            ["node", "source"], registry=r)
         self.stories = Counter(f"{PREFIX}_story_versions",
                                "story versions published, by severity", ["severity"], registry=r)
         self.latency = Histogram(f"{PREFIX}_processing_seconds",
@@ -78,9 +82,11 @@ class WorkerMetrics:
         r.register(_Snapshot(self))
 
     # -- called by the worker's agents, on the event loop --------------------------------
-    def frame(self, topic: str, events: int) -> None:
+    def frame(self, topic: str, events: Sequence[Any]) -> None:
         self.frames_in.labels(topic).inc()
-        self.events_in.labels(topic).inc(events)
+        self.events_in.labels(topic).inc(len(events))
+        for (node, source), n in Tally((e.node, e.source) for e in events).items():
+            self.node_events.labels(node, source).inc(n)
 
     def dead_letter(self, stage: str, reason: str, field: str) -> None:
         self.dead_letters.labels(stage, reason_class(reason, field)).inc()

@@ -236,7 +236,7 @@ def build_app(
                 frame = decode_frame(event.value)
                 stats.frames += 1
                 stats.events += len(frame.events)
-                obs.frame(message.topic, len(frame.events))
+                obs.frame(message.topic, frame.events)
                 await reject(frame.rejected, "decode", message)
                 refs = [event_ref(message.topic, message.partition, message.offset, i)
                         for i in range(len(frame.events))]

@@ -333,11 +333,8 @@ def test_worker_replicas_never_exceed_the_raw_partitions() -> None:
     assert spec["replicas"] + surge <= min(t.partitions for t in RAW_TOPICS) == PARTITIONS
 
 
-def test_the_worker_has_no_http_probe() -> None:
-    # Faust's web server is disabled in topologies.worker.build_app (web_enabled=False).
-    [container] = WORKER["spec"]["template"]["spec"]["containers"]
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert "httpGet" not in container.get(probe, {})
+def test_the_worker_needs_no_service_account_token() -> None:
+    # Its probes are on its own metrics port (tests/deploy/test_monitoring.py).
     assert WORKER["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
@@ -399,10 +396,10 @@ def test_egress_is_dns_kafka_and_the_api_server_only() -> None:
 def test_only_prometheus_may_come_in_and_only_to_the_metrics_port() -> None:
     ingress = [(p, r) for p in POLICIES for r in p["spec"].get("ingress", [])]
     assert [(p["metadata"]["name"], [x["port"] for x in r["ports"]]) for p, r in ingress] == [
-        ("agentstory-metrics", [9400])]
-    [(policy, _)] = ingress
-    assert selects(policy["spec"]["podSelector"], DAEMONSET["spec"]["template"]["metadata"]
-                   ["labels"])
+        ("agentstory-metrics", [9400]), ("agentstory-worker-metrics", [9401])]
+    for (policy, _), workload in zip(ingress, [DAEMONSET, WORKER], strict=True):
+        assert selects(policy["spec"]["podSelector"],
+                       workload["spec"]["template"]["metadata"]["labels"])
 
 
 @pytest.mark.parametrize(("workload", "container"), CONTAINERS, ids=CONTAINER_IDS)
