@@ -33,7 +33,7 @@ def reason_class(reason: str, field: str) -> str:
         return "not_json"
     if reason.startswith("frame must be"):
         return "not_a_frame"
-    if reason.startswith("oversized"):
+    if reason.startswith("oversized") or "Oversized(" in reason:
         return "oversized"
     if reason.startswith(("route failed", "detect failed")):
         return "processing_error"

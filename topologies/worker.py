@@ -37,8 +37,10 @@ from streams.engine import (
     agent_of_event,
     event_ref,
 )
-from streams.events import Envelope, InvalidEvent, Rejected, dead_letter, decode_frame
+from streams.events import Envelope, InvalidEvent, Rejected, decode_frame
 from streams.kafka_config import PLAINTEXT, KafkaSecurity
+from streams.limits import Oversized, SizeLimits, bounded_dead_letter, fit_json, size_limits
+from streams.reframe import reframe
 from streams.topics import (
     BY_AGENT,
     DEADLETTER,
@@ -140,9 +142,12 @@ def build_app(
     content: DetectionContent | None = None, app_id: str = WORKER_APP_ID,
     session_timeout_s: float = 10.0, fetch_max_wait_ms: int = 100, store: str = "memory://",
     security: KafkaSecurity | None = None, metrics: WorkerMetrics | None = None,
+    limits: SizeLimits | None = None,
 ) -> faust.App:
     """The worker app; its metrics (``/metrics``, readiness) are ``app.agentstory_metrics``."""
     limit_fetch_wait(fetch_max_wait_ms)
+    limits = limits or size_limits()  # AGENTSTORY_MAX_MESSAGE_BYTES
+    budget = limits.value_bytes
     app = faust.App(
         app_id,
         broker=[f"kafka://{s.strip()}" for s in bootstrap_servers.split(",")],
@@ -163,6 +168,7 @@ def build_app(
         producer_max_batch_size=1_000_000,
         producer_linger=0.002,
         broker_credentials=(security or PLAINTEXT).faust_credentials(),  # TLS / SASL
+        **limits.faust_settings(),  # request and fetch sizes from the one size setting
     )
     engine = StoryEngine(content or load_content(), settings)
     obs = metrics or WorkerMetrics()
@@ -214,8 +220,10 @@ def build_app(
         for item in items:
             stats.dead_letters += 1
             obs.dead_letter(stage, item.reason, item.field)
-            await deadletter.send(key=message.key, value=dead_letter(
-                item, stage=stage, topic=message.topic, partition=message.partition,
+            # Cut and hashed when large: the letter must not fail on the input's size.
+            await deadletter.send(key=(message.key or b"")[:1024] or None,
+                                  value=bounded_dead_letter(
+                item, budget, stage=stage, topic=message.topic, partition=message.partition,
                 offset=message.offset, key=message.key))
 
     async def tick(source: str, ts: int) -> None:
@@ -246,8 +254,13 @@ def build_app(
                                           and e.kind != "collector.stats")
                 origin = (message.topic, message.partition, message.offset)
                 for agent, (events, ids) in group_by_agent(frame.events, refs).items():
-                    await by_agent.send(key=agent.encode(), value=encode_message(
-                        Message(events, origin, marks.current(), ids)))
+                    parts = reframe(events, ids, origin, marks.current(), budget)
+                    for value in parts.values:  # split when over the size limit
+                        await by_agent.send(key=agent.encode(), value=value)
+                    await reject([Rejected(
+                        f"oversized: event of {size} bytes over the {budget}-byte message "
+                        "limit", "event", e.to_json(), int(ref.rsplit(":", 1)[1]))
+                        for e, ref, size in parts.alone], "route", message)
                 for e in frame.events:
                     if e.kind == "collector.stats":
                         await tick(e.source, e.ts)
@@ -264,13 +277,17 @@ def build_app(
             stats.stories += 1
             doc = story.to_ocsf()
             obs.story(str(doc.get("severity", "unknown")))
-            await stories.send(key=story.uid.encode(), value=orjson.dumps(doc))
+            value, _cut = fit_json(doc, budget)  # a huge argv is cut, the story goes out
+            await stories.send(key=story.uid.encode(), value=value)
         if agent_state.profile.phase != before or found:
             await profiles.send(key=agent_state.agent.encode(),
-                                value=orjson.dumps(agent_state.profile.summary()))
+                                value=fit_json(agent_state.profile.summary(), budget)[0])
 
     def save(agent: str, agent_state: AgentState) -> None:
         encoded = orjson.dumps(agent_state.to_dict())
+        if len(encoded) > budget:  # the changelog would refuse it: the message is refused
+            raise Oversized(f"oversized: agent state of {len(encoded)} bytes over the "
+                            f"{budget}-byte message limit")
         state[agent] = encoded
         obs.agent_state(agent_state, len(encoded))
 
@@ -302,6 +319,10 @@ def build_app(
                 await publish(found, agent_state, before)
             except InvalidEvent as exc:
                 await reject([Rejected(str(exc), exc.field, event.value)], "detect", message)
+            except Oversized as exc:  # its state would not fit the changelog: not applied
+                log.warning("detect: %s (agent %s): dead-lettered", exc, event.key)
+                live.pop((event.key or b"").decode(errors="replace"), None)
+                await reject([Rejected(str(exc), "message", event.value)], "detect", message)
             except Exception as exc:
                 log.exception("detect failed on %s", event.key)
                 # A half-applied state is not kept: the next message starts from the table.
