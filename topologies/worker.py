@@ -109,6 +109,14 @@ def group_by_agent(events: list[Envelope], refs: list[str]) -> dict[str, tuple[l
     return groups
 
 
+def _raw_of(event: Envelope) -> bytes:
+    """The event's bytes for its dead letter (one nested too deep to write: its repr)."""
+    try:
+        return event.to_json()
+    except TypeError:
+        return repr(event.to_dict()).encode()
+
+
 def limit_fetch_wait(max_wait_ms: int) -> None:
     """Make Faust's consumer park a fetch at most ``max_wait_ms`` (Faust hard-codes 1500).
 
@@ -257,10 +265,8 @@ def build_app(
                     parts = reframe(events, ids, origin, marks.current(), budget)
                     for value in parts.values:  # split when over the size limit
                         await by_agent.send(key=agent.encode(), value=value)
-                    await reject([Rejected(
-                        f"oversized: event of {size} bytes over the {budget}-byte message "
-                        "limit", "event", e.to_json(), int(ref.rsplit(":", 1)[1]))
-                        for e, ref, size in parts.alone], "route", message)
+                    await reject([Rejected(why, "event", _raw_of(e), int(ref.rsplit(":", 1)[1]))
+                                  for e, ref, why in parts.alone], "route", message)
                 for e in frame.events:
                     if e.kind == "collector.stats":
                         await tick(e.source, e.ts)

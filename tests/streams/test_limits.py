@@ -109,8 +109,8 @@ def test_an_event_too_big_alone_comes_back_apart() -> None:
     events = [exec_event(0, 100), exec_event(1, 5_000_000), exec_event(2, 100)]
     refs = ["raw:0:7:0", "raw:0:7:1", "raw:0:7:2"]
     parts = reframe(events, refs, ("raw", 0, 7), {}, BUDGET)
-    [(event, ref, size)] = parts.alone
-    assert event is events[1] and ref == "raw:0:7:1" and size > 5_000_000
+    [(event, ref, why)] = parts.alone
+    assert event is events[1] and ref == "raw:0:7:1" and why.startswith("oversized: event of")
     [value] = parts.values
     assert decode_message(value).events == [events[0], events[2]]
 
@@ -125,3 +125,16 @@ def test_a_story_with_a_huge_string_is_cut_to_fit() -> None:
     assert hashlib.sha256(b"y" * 3_000_000).hexdigest() in out["evidences"][0]["argv"]
     with pytest.raises(Oversized):
         fit_json({"k" * 2_000_000: 1}, BUDGET)  # keys are not cut
+
+
+def test_an_event_too_deep_to_write_comes_back_apart() -> None:
+    deep: dict[str, object] = {"a": 1}
+    for _ in range(400):
+        deep = {"a": deep}
+    events = [exec_event(0, 10), Envelope("process.exec", 1, "n", "kernel", deep, pod=POD),
+              exec_event(2, 10)]
+    parts = reframe(events, ["r:0:1:0", "r:0:1:1", "r:0:1:2"], ("r", 0, 1), {}, BUDGET)
+    [(_, ref, why)] = parts.alone
+    assert ref == "r:0:1:1" and "nested deeper" in why
+    [value] = parts.values
+    assert decode_message(value).events == [events[0], events[2]]
