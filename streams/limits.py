@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from streams.events import Envelope, Rejected, dead_letter
+from streams.events import Envelope, Rejected, dead_letter, encode_frame
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -31,6 +31,7 @@ __all__ = [
     "SizeLimits",
     "bounded_dead_letter",
     "fit_json",
+    "frames_under",
     "size_limits",
     "split_for_limit",
 ]
@@ -113,6 +114,32 @@ def split_for_limit(events: list[Envelope], refs: list[str], budget: int, *,
     if current[0]:
         chunks.append(current)
     return chunks, alone
+
+
+def frames_under(events: list[Envelope], budget: int,
+                 ) -> tuple[list[tuple[list[Envelope], bytes]], list[Envelope]]:
+    """Raw frames of ``events`` (in order), each encoded under ``budget`` bytes, and the
+    events too big for a frame of their own (for the dead-letter topic)."""
+    frame = encode_frame(events)
+    if len(frame) <= budget:
+        return [(events, frame)], []
+    frames: list[tuple[list[Envelope], bytes]] = []
+    alone: list[Envelope] = []
+    current: list[Envelope] = []
+    used = 2  # the brackets
+    for event in events:
+        size = len(event.to_json()) + 1
+        if size + 2 > budget:
+            alone.append(event)
+            continue
+        if used + size > budget and current:
+            frames.append((current, encode_frame(current)))
+            current, used = [], 2
+        current.append(event)
+        used += size
+    if current:
+        frames.append((current, encode_frame(current)))
+    return frames, alone
 
 
 def _cut_text(original: bytes, keep: int) -> tuple[str, str]:
