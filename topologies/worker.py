@@ -55,6 +55,7 @@ from streams.topics import (
 )
 from topologies.health import watch_app
 from topologies.metrics import WorkerMetrics
+from topologies.partitions import agent_partition
 
 __all__ = ["STATE_TABLE", "Watermarks", "WorkerStats", "build_app", "worker_topics"]
 
@@ -309,7 +310,10 @@ def build_app(
                 decoded = decode_message(event.value)
                 if event.key == TICK_KEY:
                     stats.ticks += 1
-                    for agent in [k for k in state if k != TICK_KEY.decode()]:
+                    # Only this partition's agents: each state goes back to its own
+                    # changelog partition (topologies.partitions), once per tick round.
+                    for agent in [k for k in state if k != TICK_KEY.decode() and
+                                  agent_partition(k, BY_AGENT.partitions) == message.partition]:
                         agent_state = load(agent)
                         before = agent_state.profile.phase
                         found = engine.apply(agent_state, decoded)

@@ -228,7 +228,7 @@ def test_every_env_var_is_read_by_the_cli_or_expanded_in_args(
     expanded = {m for a in container["args"] for m in re.findall(r"\$\(([A-Za-z0-9_]+)\)", a)}
     for var in container["env"]:
         name = var["name"]
-        if name in expanded:
+        if name in expanded or name in LIBRARY_SETTINGS:  # the latter: test below
             continue
         # Read by the CLI: a sentinel value in the env shows up in the parsed arguments.
         baseline = vars(parse(container, monkeypatch))
@@ -238,6 +238,36 @@ def test_every_env_var_is_read_by_the_cli_or_expanded_in_args(
         parsed = vars(build_parser().parse_args([expand(a, env) for a in container["args"]]))
         assert sentinel in parsed.values(), f"{name} is neither read by the CLI nor used"
         assert sentinel not in baseline.values()
+
+
+# Read at import by the library every command shares, not parsed as arguments.
+LIBRARY_SETTINGS = {"AGENTSTORY_PARTITIONS": ("streams.topics", "PARTITIONS"),
+                    "AGENTSTORY_MAX_MESSAGE_BYTES": ("streams.limits",
+                                                     "size_limits().message_bytes")}
+
+
+@pytest.mark.parametrize(("workload", "container"), CONTAINERS, ids=CONTAINER_IDS)
+def test_every_container_gets_the_partition_count_and_size_limit_it_reads(
+        workload: dict[str, Any], container: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    env = resolved_env(container)
+    for name, (module, expr) in LIBRARY_SETTINGS.items():
+        value = env[name]
+        out = subprocess.run(
+            [sys.executable, "-c", f"from {module} import *; import {module} as m; "
+                                   f"print(m.{expr})"],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("AGENTSTORY_")},
+                 name: value, "PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, check=True).stdout.strip()
+        assert out == value, (name, out)
+
+
+def test_the_topics_manifest_has_the_configmap_partition_count() -> None:
+    counts = {d["spec"]["partitions"] for d in yaml.safe_load_all(
+        (ROOT / "deploy" / "kafka" / "topics.yaml").read_text()) if d}
+    assert counts == {int(CONFIG["AGENTSTORY_PARTITIONS"])}
 
 
 def test_every_configmap_key_is_used_and_every_reference_exists() -> None:
