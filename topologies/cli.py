@@ -42,9 +42,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
              "(env AGENTSTORY_BOOTSTRAP_SERVERS; default %(default)s)")
     parser.add_argument("--log-level", default=_env("AGENTSTORY_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
+    _log_format(parser)
     from streams.kafka_config import add_security_args
 
     add_security_args(parser)
+
+
+def _log_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-format", default=_env("AGENTSTORY_LOG_FORMAT", "text"),
+                        choices=["text", "json"],
+                        help="text, or JSON lines on stdout for log pipelines "
+                             "(env AGENTSTORY_LOG_FORMAT; default %(default)s)")
 
 
 def _node_args(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +77,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
     with EmbeddedBroker(args.host, args.port) as broker:
         created = asyncio.run(ensure_topics(broker.bootstrap_servers))  # plaintext, local
-        print(f"tansu broker ready on {broker.bootstrap_servers}; "
-              f"created {len(created)} topics. Ctrl-C stops it.", flush=True)
+        ready = (f"tansu broker ready on {broker.bootstrap_servers}; "
+                 f"created {len(created)} topics. Ctrl-C stops it.")
+        if args.log_format == "json":  # one format on stdout for the log pipeline
+            logging.getLogger("agentstory.broker").info("%s", ready)
+        else:
+            print(ready, flush=True)
         _wait_for_signal()
     return 0
 
@@ -117,7 +129,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
             args.metrics_addr, server.port)
     from faust import Worker
 
-    Worker(app, loglevel=args.log_level.upper(), quiet=True).execute_from_commandline()
+    from topologies.logs import faust_logging_config
+
+    Worker(app, loglevel=args.log_level.upper(), quiet=True,
+           logging_config=faust_logging_config(args.log_level, args.log_format),
+           ).execute_from_commandline()
     return 0
 
 
@@ -213,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9092)
     p.add_argument("--log-level", default="info")
+    _log_format(p)
     p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("topics", help="create (idempotently) or list the topic catalogue")
@@ -322,10 +339,10 @@ def _unavailable(name: str, exc: ImportError) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from streams.kafka_config import KafkaConfigError, connection_error, security_from_args
+    from topologies.logs import configure_logging
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(str(args.log_level), getattr(args, "log_format", "text"))
     try:
         args.kafka_security = security_from_args(args)
         return int(args.func(args) or 0)
