@@ -88,7 +88,11 @@ def watch_app(app: Any, metrics: WorkerMetrics, *, lag_interval_s: float = 5.0) 
     async def _complete(app: Any, **kwargs: Any) -> None:
         # Sent by Faust's recovery just before it resumes the streams; the tables of the
         # new assignment are restored by then.
-        metrics.rebalance_done()
+        assigned: dict[str, int] = {}
+        for tp in app.consumer.assignment():
+            if not tp.topic.endswith("-changelog"):
+                assigned[tp.topic] = assigned.get(tp.topic, 0) + 1
+        metrics.rebalance_done(assigned)
 
     @app.timer(interval=lag_interval_s)
     async def _lag() -> None:

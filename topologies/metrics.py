@@ -76,6 +76,8 @@ class WorkerMetrics:
         self.agents: dict[str, tuple[str, str, int, int, int]] = {}
         self._risk: dict[str, tuple[float, str]] = {}
         self.lag: dict[tuple[str, int], int] = {}
+        self.assigned: dict[str, int] = {}  # input topic → partitions assigned here
+        self.rebalanced_at = 0.0  # wall-clock end of the last rebalance
         self.ready = False
         self.ready_reason = "starting"
         self._rebalance_started: float | None = None
@@ -123,11 +125,14 @@ class WorkerMetrics:
             self._rebalance_started = time.monotonic()
         self.ready, self.ready_reason = False, "rebalancing: restoring tables"
 
-    def rebalance_done(self) -> None:
+    def rebalance_done(self, assigned: dict[str, int] | None = None) -> None:
         if self._rebalance_started is not None:
             self.rebalance_seconds.observe(time.monotonic() - self._rebalance_started)
             self._rebalance_started = None
         self.rebalances.inc()
+        if assigned is not None:
+            self.assigned = assigned
+        self.rebalanced_at = time.time()
         self.ready, self.ready_reason = True, "joined the group, tables restored"
 
 
@@ -186,6 +191,14 @@ class _Snapshot:
         for (topic, partition), n in sorted(lag.items()):
             g.add_metric([topic, str(partition)], n)
         yield g
+        g = GaugeMetricFamily(f"{PREFIX}_assigned_partitions",
+                              "input partitions this worker holds, per topic", labels=["topic"])
+        for topic, n in sorted(dict(self.m.assigned).items()):
+            g.add_metric([topic], n)
+        yield g
+        yield GaugeMetricFamily(f"{PREFIX}_last_rebalance_timestamp_seconds",
+                                "when the last rebalance ended (Unix time)",
+                                value=self.m.rebalanced_at)
         yield GaugeMetricFamily(f"{PREFIX}_ready",
                                 "1 when joined to the group with its tables restored",
                                 value=1.0 if self.m.ready else 0.0)
