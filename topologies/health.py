@@ -66,7 +66,8 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-def watch_app(app: Any, metrics: WorkerMetrics, *, lag_interval_s: float = 5.0) -> None:
+def watch_app(app: Any, metrics: WorkerMetrics, *, table: Any = None,
+              lag_interval_s: float = 5.0) -> None:
     """Wire Faust's rebalance signals and a lag timer into ``metrics``.
 
     Ready means: the consumer joined the group (a generation was assigned) and Faust's
@@ -92,6 +93,8 @@ def watch_app(app: Any, metrics: WorkerMetrics, *, lag_interval_s: float = 5.0) 
         for tp in app.consumer.assignment():
             if not tp.topic.endswith("-changelog"):
                 assigned[tp.topic] = assigned.get(tp.topic, 0) + 1
+        if table is not None:
+            metrics.table_keys = len(table)
         metrics.rebalance_done(assigned)
 
     @app.timer(interval=lag_interval_s)

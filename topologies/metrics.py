@@ -78,6 +78,7 @@ class WorkerMetrics:
         self.lag: dict[tuple[str, int], int] = {}
         self.assigned: dict[str, int] = {}  # input topic → partitions assigned here
         self.rebalanced_at = 0.0  # wall-clock end of the last rebalance
+        self.table_keys = 0  # keys in the state table after the last restore
         self.ready = False
         self.ready_reason = "starting"
         self._rebalance_started: float | None = None
@@ -196,6 +197,10 @@ class _Snapshot:
         for topic, n in sorted(dict(self.m.assigned).items()):
             g.add_metric([topic], n)
         yield g
+        yield GaugeMetricFamily(f"{PREFIX}_table_keys",
+                                "agents in the state table after the last restore (standby "
+                                "copies of other workers' partitions included)",
+                                value=self.m.table_keys)
         yield GaugeMetricFamily(f"{PREFIX}_last_rebalance_timestamp_seconds",
                                 "when the last rebalance ended (Unix time)",
                                 value=self.m.rebalanced_at)

@@ -203,7 +203,7 @@ def build_app(
     # Values are JSON bytes encoded here with orjson (Faust's default codec, the stdlib's
     # json, costs milliseconds on a profile); written back by assignment once per message.
     state = app.Table(STATE_TABLE, default=None, partitions=PARTITIONS, value_type=bytes)
-    watch_app(app, obs)
+    watch_app(app, obs, table=state)
     # The decoded states of the agents this worker holds, so a message costs one encode
     # (the changelog write) instead of a decode and an encode. Dropped whole on every
     # rebalance: the table (restored from the changelog) is the truth.
