@@ -93,6 +93,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from topologies.worker import worker_topics
 
     specs = [*CATALOGUE, *worker_topics()]
+    if args.action == "migrate":
+        return _migrate(args)
     if args.action == "list":
         for spec in specs:
             print(f"{spec.name:48} partitions={spec.partitions:<2} {spec.cleanup_policy:8} "
@@ -101,6 +103,29 @@ def cmd_topics(args: argparse.Namespace) -> int:
     created = asyncio.run(ensure_topics(args.bootstrap_servers, specs,
                                         security=args.kafka_security))
     print(f"created: {', '.join(created) or 'none (all present)'}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import time
+
+    from streams.topics import PARTITIONS
+    from topologies.migrate import MigrationError, migrate_partitions
+
+    backup = Path(args.backup or f"agentstory-state-backup-{time.strftime('%Y%m%dT%H%M%S')}"
+                  ".jsonl.gz")
+    try:
+        report = asyncio.run(migrate_partitions(
+            args.bootstrap_servers, PARTITIONS, app_id=args.app_id, backup=backup,
+            recreate=args.recreate, from_backup=args.from_backup,
+            security=args.kafka_security))
+    except MigrationError as exc:
+        print(f"agentstory topics migrate: {exc}", file=sys.stderr)
+        return 1
+    print(f"{PARTITIONS} partitions: grown {len(report.grown)}, recreated "
+          f"{len(report.recreated)}, already so {len(report.unchanged)}; "
+          f"{report.states} agent states rewritten"
+          + (f" (backup: {report.backup})" if report.backup else ""))
     return 0
 
 
@@ -232,8 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     _log_format(p)
     p.set_defaults(func=cmd_broker)
 
-    p = sub.add_parser("topics", help="create (idempotently) or list the topic catalogue")
-    p.add_argument("action", choices=["create", "list"])
+    p = sub.add_parser("topics", help="create (idempotently) or list the topic catalogue, or "
+                                      "migrate it to AGENTSTORY_PARTITIONS partitions")
+    p.add_argument("action", choices=["create", "list", "migrate"])
+    p.add_argument("--app-id", default=WORKER_APP_ID,
+                   help="migrate: the worker's app id, whose state table moves along")
+    p.add_argument("--backup", metavar="FILE",
+                   help="migrate: where the agent states are saved first "
+                        "(default agentstory-state-backup-<time>.jsonl.gz)")
+    p.add_argument("--from-backup", type=Path, metavar="FILE",
+                   help="migrate: write the states of this backup instead of reading them")
+    p.add_argument("--recreate", action="store_true",
+                   help="migrate: delete and create again topics the broker cannot grow "
+                        "(their retained messages are lost)")
     _common(p)
     p.set_defaults(func=cmd_topics)
 
