@@ -19,4 +19,4 @@ __all__ = ["agent_partition"]
 def agent_partition(agent: str | bytes, partitions: int) -> int:
     """The partition aiokafka's ``DefaultPartitioner`` picks for this key."""
     key = agent.encode() if isinstance(agent, str) else agent
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
