@@ -11,11 +11,14 @@ workers then hold diverging copies of one agent.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from aiokafka.partitioner import murmur2
 
 __all__ = ["agent_partition"]
 
 
+@lru_cache(maxsize=1 << 16)  # murmur2 is pure Python; the tick asks for every agent
 def agent_partition(agent: str | bytes, partitions: int) -> int:
     """The partition aiokafka's ``DefaultPartitioner`` picks for this key."""
     key = agent.encode() if isinstance(agent, str) else agent

@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.events import Pod
-from streams.topics import BY_AGENT, PARTITIONS, RAW_KERNEL, STORIES
+from streams.topics import BY_AGENT, PARTITIONS, RAW_KERNEL, STORIES, TopicSpec
 from tests.conftest import collect
 from tests.kafka.test_worker import ATTACK, ROUTINE, SECOND, execs
 from tests.kafka.workers import own_broker, scrape, wait_ready, worker
@@ -196,3 +196,22 @@ def test_two_workers_one_killed_the_survivor_restores_and_the_stories_match_one_
           f"version came at most {late_killed:.1f} s after its frame for the {len(killed)} "
           f"agents whose state A held, {late_untouched:.1f} s for the {len(untouched)} "
           f"whose frames and state B held (-1: none); one worker alone: {late_alone:.1f} s")
+
+
+async def test_agent_partition_is_where_the_producer_puts_the_key(kafka_bootstrap: str) -> None:
+    """The tick walks only its partition's agents by this function: it must agree with
+    the producer's partitioner, or states land in another worker's changelog partition."""
+    from streams.admin import ensure_topics
+
+    topic = TopicSpec(f"test.partitioner.{uuid.uuid4().hex[:8]}", BY_AGENT.partitions,
+                      "agent", "delete", 60_000, "test")
+    await ensure_topics(kafka_bootstrap, [topic])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for n in range(40):
+            agent = f"ns-{n}/Deployment/agent-{uuid.uuid4().hex[:6]}"
+            meta = await producer.send_and_wait(topic.name, b"{}", key=agent.encode())
+            assert meta.partition == agent_partition(agent, BY_AGENT.partitions)
+    finally:
+        await producer.stop()
