@@ -52,6 +52,10 @@ class FrozenAllowlist:
     def judging(self) -> bool:
         return self.frozen(self.now)
 
+    def judging_at(self, ts: int) -> bool:
+        """An event read late from the learning span is learned, not judged."""
+        return self.frozen(ts)
+
     # What the engine asks of any baseline; an allowlist has no rates, holds nothing and
     # knows no risk: an analyst's verdict adds the value, as an operator edits the list.
     def protect(self, ts: int) -> None:

@@ -287,6 +287,14 @@ class AgentProfile:
         return self.phases.phase != "learning" or bool(self.phases.relearning) \
             or self.phases.span_passed()
 
+    def judging_at(self, ts: int) -> bool:
+        """:attr:`judging`, for an event at ``ts``: one from the first learning span that
+        is read late (a source read behind the others) is learned, not judged, so the
+        stories do not depend on the order the sources were read in."""
+        phases = self.phases
+        return self.judging and (bool(phases.relearning)
+                                 or ts >= phases.first_ts + phases.settings.min_span_ns)
+
     def risk(self) -> RiskClass:
         return classify({d: {v: c[0] for v, c in n.values.items()} for d, n in self.dims.items()})
 

@@ -11,12 +11,17 @@ writes the state back by assignment; replay and the tests call the same methods.
 
 from __future__ import annotations
 
+import base64
 import heapq
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from models.features import Observation
 from models.frozen import FrozenAllowlist
+from models.inventory import Inventory
 from models.novelty import NoveltySettings
 from models.phases import PhaseSettings
 from models.profile import AgentProfile, ProfileSettings
@@ -39,8 +44,13 @@ class EngineSettings:
     learning_ns: int = 3600 * SECOND_NS  # event time an agent learns before it is judged
     min_events: int = 20  # observations a dimension needs before it judges
     lateness_ns: dict[str, int] = field(default_factory=lambda: {
-        "kernel": 5 * SECOND_NS, "l7": 5 * SECOND_NS, "cloud": 20 * 60 * SECOND_NS})
-    source_idle_ns: int = 40 * 60 * SECOND_NS  # a source this far behind the fastest is idle
+        "kernel": SECOND_NS // 2, "l7": SECOND_NS // 2, "cloud": 20 * 60 * SECOND_NS})
+    # Events wait until these sources' watermarks pass them and are then taken in event
+    # time order, so a story does not depend on which topic was read first. Cloud is not
+    # waited for (it is minutes late by nature; its calls wait for these instead).
+    ordered_sources: tuple[str, ...] = ("kernel", "l7")
+    max_waiting: int = 4096  # events waiting for the ordering watermark, per agent
+    source_idle_ns: int = 40 * 60 * SECOND_NS  # a source read to its end this far behind is idle
     retain_closed_ns: int = 3600 * SECOND_NS  # a closed story still takes late steps this long
     max_pending: int = 4096  # events waiting to be learned per agent
     max_pods: int = 256  # pod contexts kept per agent
@@ -71,15 +81,19 @@ class PodState:
     ctx: PodContext = field(default_factory=PodContext)
     incidents: list[Incident] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # layers seen for this pod
+    # what a collector said it cannot see in this pod: [{layer, path, tls}] (bounded)
+    blind: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pod": self.pod, "node": self.node, "ctx": self.ctx.to_dict(),
-                "incidents": [i.to_dict() for i in self.incidents], "sources": self.sources}
+                "incidents": [i.to_dict() for i in self.incidents], "sources": self.sources,
+                "blind": self.blind}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> PodState:
         return cls(doc["pod"], doc["node"], PodContext.from_dict(doc["ctx"]),
-                   [Incident.from_dict(i) for i in doc["incidents"]], doc["sources"])
+                   [Incident.from_dict(i) for i in doc["incidents"]], doc["sources"],
+                   doc.get("blind", []))
 
 
 Baseline = AgentProfile | FrozenAllowlist
@@ -98,10 +112,13 @@ class AgentState:
     pods: dict[str, PodState] = field(default_factory=dict)
     # heap of [ts, seq, pod uid, [[dimension, value], …]]: observations waiting to be learned
     pending: list[list[Any]] = field(default_factory=list)
+    # heap of [ts, seq, raw id, Envelope]: events waiting for the ordering watermark
+    waiting: list[list[Any]] = field(default_factory=list)
     hwm: dict[str, int] = field(default_factory=dict)  # "topic:partition" → offset applied
     wm: dict[str, int] = field(default_factory=dict)  # source → watermark
     losses: dict[str, int] = field(default_factory=dict)  # "node/source" → events lost
     stats: dict[str, int] = field(default_factory=dict)
+    inventory: Inventory = field(default_factory=Inventory)  # what it uses (the AI-BOM)
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
@@ -110,13 +127,33 @@ class AgentState:
         return {"agent": self.agent, "profile": self.profile.to_dict(),
                 "pods": {k: p.to_dict() for k, p in self.pods.items()},
                 "pending": self.pending, "hwm": self.hwm, "wm": self.wm,
-                "losses": self.losses, "stats": self.stats}
+                "losses": self.losses, "stats": self.stats,
+                "waiting": _pack_waiting(self.waiting),
+                "inventory": self.inventory.to_dict()}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> AgentState:
         return cls(doc["agent"], baseline_from_dict(doc["profile"]),
                    {k: PodState.from_dict(p) for k, p in doc["pods"].items()},
-                   doc["pending"], doc["hwm"], doc["wm"], doc["losses"], doc["stats"])
+                   doc["pending"], _unpack_waiting(doc.get("waiting", [])),
+                   doc["hwm"], doc["wm"], doc["losses"], doc["stats"],
+                   Inventory.from_dict(doc.get("inventory")))
+
+
+def _pack_waiting(waiting: list[list[Any]]) -> Any:
+    """The waiting events as stored: plain while few (the steady state: half a second of
+    events), compressed when a catch-up makes them many, so the agent's state stays one
+    changelog message under the request size (JSON envelopes compress about tenfold)."""
+    rows = [[ts, seq, ref, e.to_dict()] for ts, seq, ref, e in waiting]
+    if len(rows) <= 64:
+        return rows
+    return {"zlib": base64.b64encode(zlib.compress(orjson.dumps(rows), 1)).decode()}
+
+
+def _unpack_waiting(doc: Any) -> list[list[Any]]:
+    rows = orjson.loads(zlib.decompress(base64.b64decode(doc["zlib"]))) \
+        if isinstance(doc, dict) else doc
+    return [[ts, seq, ref, Envelope.from_dict(e)] for ts, seq, ref, e in rows]
 
 
 def agent_of_event(event: Envelope) -> str | None:
@@ -169,14 +206,29 @@ class StoryEngine:
                 state.count("redelivered_skipped")
                 return []
             state.hwm[key] = offset
-        # The watermarks first: what is behind them is learned before this message's events
-        # are scored (they are newer than any watermark stamped with them).
         for source, ts in message.watermarks.items():
             state.wm[source] = max(ts, state.wm.get(source, 0))
-        stories = self.advance(state)
+        stories: list[Story] = []
         for i, event in enumerate(message.events):
             ref = message.refs[i] if i < len(message.refs) else ""
+            state.inventory.observe(event)
+            if event.kind == "collector.stats":
+                self._heartbeat(state, event)
+                continue
+            state.count("waited")
+            heapq.heappush(state.waiting, [event.ts, state.stats["waited"], ref, event])
+            if len(state.waiting) > self.settings.max_waiting:
+                stories.extend(self.release_early(state, 1))
+        return stories + self.advance(state)
+
+    def release_early(self, state: AgentState, n: int) -> list[Story]:
+        """Process the ``n`` oldest waiting events now, before the ordering watermark
+        passes them (over a bound: taken early rather than lost; counted)."""
+        stories: list[Story] = []
+        for _ in range(min(n, len(state.waiting))):
+            _ts, _seq, ref, event = heapq.heappop(state.waiting)
             stories.extend(self.process(state, event, ref=ref))
+            state.count("released_early")
         return stories
 
     def process(self, state: AgentState, event: Envelope, *, ref: str = "") -> list[Story]:
@@ -216,12 +268,15 @@ class StoryEngine:
         if pod_state is None:
             state.count("unattributed")
             return None
+        if event.kind == "collector.blind_spot":
+            self._blind_spot(pod_state, event)
+            return None
         if event.source not in pod_state.sources:
             pod_state.sources.append(event.source)
         profile = state.profile
         scores = profile.score(event)
         hits, marks = self.evaluator.evaluate(
-            event, scores, judging=profile.judging, since=pod_state.ctx.since,
+            event, scores, judging=profile.judging_at(event.ts), since=pod_state.ctx.since,
             agent=state.agent)
         facts = link_facts(event, pod_state.ctx)  # before observe: the event's own context
         pod_state.ctx.observe(event)
@@ -231,27 +286,32 @@ class StoryEngine:
         return pod_state, hits, facts, queued
 
     def watermark(self, state: AgentState) -> int | None:
-        """The slowest source's watermark, among the sources that are not idle: a source
-        whose newest event is ``source_idle_ns`` behind the fastest one (a CloudTrail
-        collector with nothing to deliver, a node without L7 traffic) stops holding the
-        others back, as Flink's idleness does; its late events are still scored."""
-        if not state.wm:
-            return None
-        late = self.settings.lateness_ns
-        newest = {s: wm + late.get(s, 0) for s, wm in state.wm.items()}
-        fastest = max(newest.values())
-        active = [state.wm[s] for s, ts in newest.items()
-                  if ts >= fastest - self.settings.source_idle_ns]
-        return min(active)
+        """The slowest source's watermark: learning and closing follow it. (The route
+        stamps an idle source with the others' time: see :mod:`streams.watermarks`.)"""
+        return min(state.wm.values(), default=None)
+
+    def _release(self, state: AgentState) -> list[Story]:
+        """Process, in event-time order, the waiting events the ordering sources'
+        watermarks have passed (the slowest source's, when none of them reports yet, as
+        with CloudTrail alone; all of them when there is no watermark at all)."""
+        marks = [state.wm[s] for s in self.settings.ordered_sources if s in state.wm]
+        until = min(marks) if marks else self.watermark(state)
+        stories: list[Story] = []
+        while state.waiting and (until is None or state.waiting[0][0] <= until):
+            _ts, _seq, ref, event = heapq.heappop(state.waiting)
+            stories.extend(self.process(state, event, ref=ref))
+        return stories
 
     def advance(self, state: AgentState) -> list[Story]:
-        """Learn what fell behind the slowest watermark, close quiet incidents."""
+        """Learn what fell behind the slowest watermark, process the events the ordering
+        watermark released, close quiet incidents."""
         watermark = self.watermark(state)
         if watermark is None:
-            return []
+            return self._release(state)
         self._learn_until(state, watermark)
         state.profile.advance(watermark)
-        stories: list[Story] = []
+        stories = self._release(state)
+        self._learn_until(state, watermark)  # released events the watermark has passed
         for uid in list(state.pods):
             pod_state = state.pods[uid]
             for incident in list(pod_state.incidents):
@@ -298,6 +358,16 @@ class StoryEngine:
         lost = sum(v for k, v in event.data.items()
                    if isinstance(v, int) and ("lost" in k or "dropped" in k))
         state.losses[f"{event.node}/{event.source}"] = lost
+
+    @staticmethod
+    def _blind_spot(pod_state: PodState, event: Envelope) -> None:
+        """A collector cannot see part of this pod (TLS it cannot read): the pod's stories
+        say so instead of implying silence."""
+        spot = {"layer": str(event.data.get("layer", event.source)),
+                "path": str(event.data.get("path", "")),
+                "tls": sorted(str(t) for t in event.data.get("tls") or [])}
+        if spot not in pod_state.blind and len(pod_state.blind) < 16:
+            pod_state.blind.append(spot)
 
     def _pod_state(self, state: AgentState, event: Envelope) -> PodState | None:
         pod = event.pod
@@ -448,6 +518,7 @@ class StoryEngine:
             ref=s.get("ref", "")) for s in chain)
         layers = sorted(pod_state.sources)
         observed = {"layers": layers, "blind": sorted({"kernel", "l7", "cloud"} - set(layers)),
+                    "blind_spots": list(pod_state.blind),
                     "lost_events": {k: v for k, v in state.losses.items()
                                     if v and k.startswith(pod_state.node + "/")}}
         return Story(

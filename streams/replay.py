@@ -2,10 +2,10 @@
 
 The worker keeps one :class:`~streams.engine.AgentState` per agent in a table; here the
 states live in a dict, and the per-source watermarks are kept the way ``route`` keeps them
-(newest event time seen less the source's lateness). Same engine, same event-time logic,
-so a replay of the raw topics with the same settings yields the same story uids as the
-live run. :meth:`Replayer.finish` moves every watermark past the end, so every story
-reaches its final (closed) version.
+(:class:`~streams.watermarks.Watermarks`, one partition read in the given order). Same
+engine, same event-time logic, so a replay of the raw topics with the same settings
+yields the same story uids as the live run. :meth:`Replayer.finish` moves every
+watermark past the end, so every story reaches its final (closed) version.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from streams.engine import AgentState, Message, StoryEngine, agent_of_event
 from streams.events import Envelope
 from streams.stories import Story
+from streams.watermarks import Watermarks
 
 __all__ = ["Replayer"]
 
@@ -25,13 +26,9 @@ class Replayer:
     def __init__(self, engine: StoryEngine) -> None:
         self.engine = engine
         self.states: dict[str, AgentState] = {}
-        self.newest: dict[str, int] = {}
+        self.marks = Watermarks(engine.settings.lateness_ns, engine.settings.source_idle_ns)
         self.events = 0
         self.unattributed = 0
-
-    def _watermarks(self) -> dict[str, int]:
-        late = self.engine.settings.lateness_ns
-        return {src: ts - late.get(src, 0) for src, ts in self.newest.items()}
 
     def _state(self, agent: str) -> AgentState:
         state = self.states.get(agent)
@@ -46,14 +43,13 @@ class Replayer:
         for event in events:
             self.events += 1
             ref = next(ref_iter, "")
-            if event.ts > self.newest.get(event.source, 0):
-                self.newest[event.source] = event.ts
+            self.marks.see(event)
             agent = agent_of_event(event)
             if agent is None:
                 if event.kind != "collector.stats":
                     self.unattributed += 1
                 continue
-            message = Message([event], None, self._watermarks(), [ref] if ref else [])
+            message = Message([event], None, self.marks.current(), [ref] if ref else [])
             stories.extend(self.engine.apply(self._state(agent), message))
         return stories
 
@@ -61,7 +57,7 @@ class Replayer:
         """Every source's watermark moved to ``at`` (default: past the end of time):
         learning completes, quiet stories close."""
         stories: list[Story] = []
-        end = Message([], None, {src: at for src in self.newest})
+        end = Message([], None, {src: at for src in self.marks.newest})
         for state in self.states.values():
             stories.extend(self.engine.apply(state, end))
         return stories

@@ -190,6 +190,8 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
     from topologies.analyst import render_profile, show_profile
 
+    if args.action != "show":  # bom, export: topologies/profiles_cli.py
+        return int(importlib.import_module("topologies.profiles_cli").run(args))
     try:
         doc = asyncio.run(show_profile(args.bootstrap_servers, args.agent,
                                        security=args.kafka_security))
@@ -317,10 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stories)
 
     p = sub.add_parser("profiles", help="an agent's learned baseline, as auditors read it")
-    p.add_argument("action", choices=["show"])
+    p.add_argument("action", choices=["show", "bom", "export"])
     p.add_argument("agent", help="namespace/Kind/name, e.g. support/Deployment/support-bot")
     p.add_argument("--json", action="store_true", help="print the whole summary as JSON")
     _common(p)
+    importlib.import_module("topologies.profiles_cli").configure(p)  # bom, export
     p.set_defaults(func=cmd_profiles)
 
     p = sub.add_parser("replay", help="regenerate stories from the raw topics (tuning)")

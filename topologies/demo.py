@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import platform
 import subprocess
@@ -33,6 +34,9 @@ import orjson
 
 __all__ = ["ScenarioResult", "missing_requirements", "run_demo", "run_scenario",
            "worker_process"]
+
+
+QUIET_AFTER_S = 45 * 60.0  # past the quiet period and CloudTrail's idleness (40 min)
 
 
 def missing_requirements() -> list[str]:
@@ -117,6 +121,60 @@ async def _await_stories(bootstrap: str, bad_uid: str, timeout_s: float,
     return list(latest.values())
 
 
+async def _drained(bootstrap: str, ends: dict[Any, int], timeout_s: float) -> None:
+    """Wait until the worker's group has committed every raw partition to ``ends``: the
+    heartbeats that make event time pass come after what they follow, as on a live node
+    (a worker that reads a heartbeat before a flood's last frames takes them as late)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.topics import WORKER_APP_ID
+
+    # a member of no group generation: it only reads the group's committed offsets
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=WORKER_APP_ID,
+                              enable_auto_commit=False)
+    await reader.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            done = [await reader.committed(tp) for tp in ends]
+            if all(c is not None and c >= end for c, end in zip(done, ends.values(),
+                                                               strict=True)):
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await reader.stop()
+
+
+async def _heartbeats(bootstrap: str, recording: Path, after_s: float) -> None:
+    """What running collectors send while nothing happens: one ``collector.stats`` per
+    node and fast source, ``after_s`` of event time after the recording's last event, so
+    the watermarks pass the quiet period (CloudTrail, with nothing more to deliver, goes
+    idle) and the story closes, as it would on a live cluster."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.events import Envelope, encode_frame
+    from streams.topics import raw_topic_for
+    from topologies.export import read_lines
+
+    last, nodes = 0, set()
+    for line in read_lines([recording]):
+        for doc in line.get("frame") or []:
+            last = max(last, int(doc["ts"]))
+            nodes.add(str(doc["node"]))
+    at = last + int(after_s * 1e9)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for source in ("kernel", "l7"):
+            for node in sorted(nodes):
+                beat = Envelope("collector.stats", at, node, source)
+                await producer.send(raw_topic_for(source).name, encode_frame([beat]),
+                                    key=beat.key.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 def _pod_uid(doc: dict[str, Any]) -> str:
     return str(doc["unmapped"]["agentstory"]["pod"]["uid"])
 
@@ -146,7 +204,7 @@ async def run_scenario(bootstrap: str, tmp: Path, *, learning_s: float, min_even
     scenario = demo_scenario()
     with worker_process(bootstrap, tmp / "worker.log", learning_s=learning_s,
                         min_events=min_events):
-        _say(f"worker started (log: {tmp / 'worker.log'})")
+        _say("worker started")
         _say("playing the scenario: a support bot and a research agent as real processes "
              "in pod cgroups, kernel and L7 collectors loaded (about 30 s)")
         out = tmp / "recording"
@@ -154,12 +212,16 @@ async def run_scenario(bootstrap: str, tmp: Path, *, learning_s: float, min_even
         _say(f"{meta['event_span_s'] / 3600:.1f} h of event time in {meta['wall_seconds']} s:"
              f" {sum(meta['events'].values())} events from the collectors, "
              f"{meta['cloudtrail_records']} CloudTrail records")
-        sent = await import_jsonl(bootstrap, [out / "events.jsonl.gz"])
-        _say(f"{sent} raw frames streamed to the broker; waiting for the stories")
+        ends: dict[Any, int] = {}
+        sent = await import_jsonl(bootstrap, [out / "events.jsonl.gz"], ends=ends)
+        await _drained(bootstrap, ends, timeout_s)
+        await _heartbeats(bootstrap, out / "events.jsonl.gz", after_s=QUIET_AFTER_S)
+        _say(f"{sent} raw frames streamed to the broker, then the collectors' heartbeats "
+             f"{QUIET_AFTER_S / 60:.0f} min of event time later; waiting for the stories")
         keys = {pod.key: {"uid": str(pod.uid), "namespace": pod.namespace, "name": pod.name}
                 for pod in scenario.pods}
         stories = await _await_stories(bootstrap, keys["support"]["uid"], timeout_s,
-                                       settle_s=10.0)
+                                       settle_s=3.0)
     return ScenarioResult(stories, keys, meta)
 
 
@@ -195,6 +257,14 @@ def run_demo(args: argparse.Namespace) -> int:
     from topologies.broker import EmbeddedBroker, free_port
 
     keep = Path(tempfile.mkdtemp(prefix="agentstory-demo-"))
+    # The output is the story and a short summary; the libraries' logs go to a file.
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    log_file = logging.FileHandler(keep / "demo.log")
+    log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(log_file)
+    _say(f"logs: {keep}/ (demo.log, broker.log, worker.log)")
     if args.external_broker:
         return asyncio.run(_demo(args, args.bootstrap_servers, keep))
     _say("starting the embedded Kafka-protocol broker (tansu)")

@@ -135,11 +135,20 @@ def read_lines(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
                     yield orjson.loads(raw)
 
 
+def _note_end(ends: dict[TopicPartition, int], sent: Any) -> None:
+    if not sent.cancelled() and sent.exception() is None:
+        meta = sent.result()
+        tp = TopicPartition(meta.topic, meta.partition)
+        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+
+
 async def import_jsonl(bootstrap: str, paths: list[Path], *,
                        topic_map: dict[str, str] | None = None, progress: bool = False,
-                       security: KafkaSecurity = PLAINTEXT) -> int:
+                       security: KafkaSecurity = PLAINTEXT,
+                       ends: dict[TopicPartition, int] | None = None) -> int:
     """Produce every line of ``paths`` with its key, value and timestamp; topics of the
-    catalogue are created with its partition count, others with the raw topics' count."""
+    catalogue are created with its partition count, others with the raw topics' count.
+    ``ends``, when given, receives each partition's offset after the last line sent."""
     from tqdm import tqdm
 
     topic_map = topic_map or {}
@@ -163,9 +172,11 @@ async def import_jsonl(bootstrap: str, paths: list[Path], *,
             value = orjson.dumps(line["frame"]) if "frame" in line else \
                 base64.b64decode(line.get("value_b64", ""))
             key = line.get("key")
-            await producer.send(topic_map.get(line["topic"], line["topic"]), value,
-                                key=key.encode() if key is not None else None,
-                                timestamp_ms=line.get("timestamp"))
+            sent = await producer.send(topic_map.get(line["topic"], line["topic"]), value,
+                                       key=key.encode() if key is not None else None,
+                                       timestamp_ms=line.get("timestamp"))
+            if ends is not None:
+                sent.add_done_callback(lambda f: _note_end(ends, f))
             n += 1
             bar.update(1)
         await producer.flush()

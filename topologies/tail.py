@@ -47,7 +47,21 @@ def render_story(doc: dict[str, Any]) -> str:
         count = f" (x{step['count']})" if step.get("count", 1) > 1 else ""
         lines.append(f"  {i}. {_clock(step['ts'])} [{step['layer']}] {step['what']}{count}{tie}")
         lines.append(f"       why: {step['why']}")
+    lines += _blind_spots(ext.get("observed") or {})
     return "\n".join(lines)
+
+
+def _blind_spots(observed: dict[str, Any]) -> list[str]:
+    """What the collectors could not see for this pod, so silence is not read as safety."""
+    out = []
+    if observed.get("blind"):
+        out.append(f"  not observed: {', '.join(observed['blind'])} layer(s) for this pod")
+    for spot in observed.get("blind_spots") or []:
+        out.append(f"  blind spot: {spot['layer']} cannot read the TLS of {spot['path']} "
+                   f"({', '.join(spot['tls'])})")
+    for where, lost in (observed.get("lost_events") or {}).items():
+        out.append(f"  lost: {lost} events at {where}")
+    return out
 
 
 async def tail_stories(

@@ -26,7 +26,9 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
+from models.exports.facts import profile_record
 from streams.byagent import decode_message, encode_message
 from streams.content import DetectionContent, load_content
 from streams.engine import (
@@ -53,18 +55,24 @@ from streams.topics import (
     TopicSpec,
     changelog,
 )
+from streams.watermarks import Watermarks
 from topologies.health import watch_app
 from topologies.metrics import WorkerMetrics
 from topologies.partitions import agent_partition
 
-__all__ = ["STATE_TABLE", "Watermarks", "WorkerStats", "build_app", "worker_topics"]
+__all__ = ["STATE_TABLE", "WorkerStats", "build_app", "worker_topics"]
 
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "agent_state"
 TICK_KEY = b"__tick__"
 LIVE_AGENTS = 10_000  # decoded agent states kept in memory (the table holds them all)
+# An agent's state is one changelog message: kept under the producer's request size by
+# taking waiting events early (a flood that reads one topic far ahead of another).
+STATE_MAX_BYTES = 900_000
 _SECOND = 1_000_000_000
+READ_AHEAD_NS = 5 * _SECOND  # event time a raw partition may be read past the slowest
+RECENT_S = 2.0  # a partition read from this recently (wall clock) may have more coming
 
 
 def worker_topics(app_id: str = WORKER_APP_ID) -> list[TopicSpec]:
@@ -81,22 +89,6 @@ class WorkerStats:
     stories: int = 0
     ticks: int = 0
     redelivered: int = 0
-
-
-class Watermarks:
-    """Per source, the event time the route has surely reached: the newest event time seen
-    (events and heartbeats) less the source's allowed lateness."""
-
-    def __init__(self, lateness_ns: dict[str, int]) -> None:
-        self.lateness = lateness_ns
-        self.newest: dict[str, int] = {}
-
-    def see(self, event: Envelope) -> None:
-        if event.ts > self.newest.get(event.source, 0):
-            self.newest[event.source] = event.ts
-
-    def current(self) -> dict[str, int]:
-        return {src: ts - self.lateness.get(src, 0) for src, ts in self.newest.items()}
 
 
 def group_by_agent(events: list[Envelope], refs: list[str]) -> dict[str, tuple[list[Envelope],
@@ -146,6 +138,29 @@ def limit_fetch_wait(max_wait_ms: int) -> None:
     driver.aiokafka = shim
 
 
+async def fetching(app: faust.App, tps: set[TP], *, pause: bool) -> None:
+    """Pause or resume fetching ``tps`` in the Kafka client itself.
+
+    Why not Faust's ``pause_partitions``: it drops the records of a paused partition
+    that were already fetched in the batch being delivered, and the client's position has
+    moved past them (they are lost). The client's own pause keeps its position, so
+    unreturned records are fetched again on resume. The client lives in Faust's consumer
+    thread: the call runs there.
+    """
+    from aiokafka import TopicPartition
+
+    thread = app.consumer._thread  # Faust's consumer thread (no public handle)
+    parts = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+
+    async def apply() -> None:
+        client = thread._ensure_consumer()
+        for part in parts:
+            if part in client.assignment():
+                (client.pause if pause else client.resume)(part)
+
+    await thread.call_thread(apply)
+
+
 def build_app(
     bootstrap_servers: str, *, settings: EngineSettings | None = None,
     content: DetectionContent | None = None, app_id: str = WORKER_APP_ID,
@@ -183,8 +198,12 @@ def build_app(
     obs = metrics or WorkerMetrics()
     app.agentstory_metrics = obs
     stats = WorkerStats()
-    marks = Watermarks(engine.settings.lateness_ns)
+    marks = Watermarks(engine.settings.lateness_ns, engine.settings.source_idle_ns,
+                       recent_s=RECENT_S)
+    paused: set[TP] = set()
     last_tick: dict[str, int] = {}
+    stamped: dict[str, int] = {}  # the watermarks last sent downstream
+    last_read = [0.0]  # when route last read a raw message (monotonic)
 
     def raw_topic(spec: TopicSpec) -> faust.TopicT:
         return app.topic(spec.name, key_type=bytes, value_type=bytes,
@@ -225,6 +244,35 @@ def build_app(
             live.popitem(last=False)
         return agent_state
 
+    # The state's own bound, from the message size setting (900 KB with the default).
+    state_max = min(budget, max(STATE_MAX_BYTES, budget * 9 // 10))
+
+    def save(agent: str, agent_state: AgentState) -> list[Any]:
+        """Write the agent's state back; stories of waiting events taken early to fit."""
+        found: list[Any] = []
+        encoded = orjson.dumps(agent_state.to_dict())
+        while len(encoded) > state_max and agent_state.waiting:
+            found += engine.release_early(agent_state, max(1, len(agent_state.waiting) // 2))
+            encoded = orjson.dumps(agent_state.to_dict())
+        if len(encoded) > budget:  # the changelog would refuse it: the message is refused
+            raise Oversized(f"oversized: agent state of {len(encoded)} bytes over the "
+                            f"{budget}-byte message limit")
+        state[agent] = encoded
+        obs.agent_state(agent_state, len(encoded))
+        return found
+
+    async def pace(ahead: set[Any]) -> None:
+        """Pause the raw partitions read too far ahead of the slowest one with messages
+        left, resume them once it caught up: a flood or a restart then reads the sources
+        side by side in event time, and the agents' waiting events stay few."""
+        ahead = {TP(*part) for part in ahead}
+        if ahead - paused:
+            await fetching(app, ahead - paused, pause=True)
+        if paused - ahead:
+            await fetching(app, paused - ahead, pause=False)
+        paused.clear()
+        paused.update(ahead)
+
     async def reject(items: list[Rejected], stage: str, message: Any) -> None:
         for item in items:
             stats.dead_letters += 1
@@ -240,7 +288,17 @@ def build_app(
         if ts - last_tick.get(source, 0) < _SECOND:
             return
         last_tick[source] = ts
-        value = encode_message(Message([], watermarks=marks.current()))
+        await broadcast(stamp(time.monotonic()))
+
+    def stamp(now: float) -> dict[str, int]:
+        """The watermarks to stamp on a message now (remembered: a quiet tick is sent
+        only when they moved since)."""
+        stamped.clear()
+        stamped.update(marks.current(now))
+        return dict(stamped)
+
+    async def broadcast(watermarks: dict[str, int]) -> None:
+        value = encode_message(Message([], watermarks=watermarks))
         for partition in range(BY_AGENT.partitions):
             await by_agent.send(key=TICK_KEY, value=value, partition=partition)
 
@@ -257,13 +315,17 @@ def build_app(
                 await reject(frame.rejected, "decode", message)
                 refs = [event_ref(message.topic, message.partition, message.offset, i)
                         for i in range(len(frame.events))]
+                tp = TP(message.topic, message.partition)
+                backlog = message.offset + 1 < (app.consumer.highwater(tp) or 0)
+                now = last_read[0] = time.monotonic()
                 for e in frame.events:
-                    marks.see(e)
+                    marks.see(e, tp, backlog=backlog, now=now)
+                await pace(marks.ahead(READ_AHEAD_NS, now))
                 stats.unattributed += sum(1 for e in frame.events if agent_of_event(e) is None
                                           and e.kind != "collector.stats")
                 origin = (message.topic, message.partition, message.offset)
                 for agent, (events, ids) in group_by_agent(frame.events, refs).items():
-                    parts = reframe(events, ids, origin, marks.current(), budget)
+                    parts = reframe(events, ids, origin, stamp(now), budget)
                     for value in parts.values:  # split when over the size limit
                         await by_agent.send(key=agent.encode(), value=value)
                     await reject([Rejected(why, "event", _raw_of(e), int(ref.rsplit(":", 1)[1]))
@@ -287,16 +349,8 @@ def build_app(
             value, _cut = fit_json(doc, budget)  # a huge argv is cut, the story goes out
             await stories.send(key=story.uid.encode(), value=value)
         if agent_state.profile.phase != before or found:
-            await profiles.send(key=agent_state.agent.encode(),
-                                value=fit_json(agent_state.profile.summary(), budget)[0])
-
-    def save(agent: str, agent_state: AgentState) -> None:
-        encoded = orjson.dumps(agent_state.to_dict())
-        if len(encoded) > budget:  # the changelog would refuse it: the message is refused
-            raise Oversized(f"oversized: agent state of {len(encoded)} bytes over the "
-                            f"{budget}-byte message limit")
-        state[agent] = encoded
-        obs.agent_state(agent_state, len(encoded))
+            await profiles.send(key=agent_state.agent.encode(), value=fit_json(
+                profile_record(agent_state.profile, agent_state.inventory), budget)[0])
 
     @app.agent(detect_input)
     async def detect(stream: faust.StreamT) -> None:
@@ -317,15 +371,15 @@ def build_app(
                         agent_state = load(agent)
                         before = agent_state.profile.phase
                         found = engine.apply(agent_state, decoded)
+                        found += save(agent, agent_state)
                         if found or agent_state.profile.phase != before:
                             await publish(found, agent_state, before)
-                        save(agent, agent_state)
                     continue
                 agent = event.key.decode()
                 agent_state = load(agent)
                 before = agent_state.profile.phase
                 found = engine.apply(agent_state, decoded)
-                save(agent, agent_state)
+                found += save(agent, agent_state)
                 await publish(found, agent_state, before)
             except InvalidEvent as exc:
                 await reject([Rejected(str(exc), exc.field, event.value)], "detect", message)
@@ -351,8 +405,20 @@ def build_app(
         found = engine.dispose(agent_state, str(doc["story"]), str(doc["verdict"]),
                                int(doc["ts"]), by=str(doc.get("by", "")),
                                note=str(doc.get("note", "")))
-        save(agent, agent_state)
+        found += save(agent, agent_state)
         await publish(found, agent_state, agent_state.profile.phase)
+
+    @app.timer(interval=RECENT_S / 2)
+    async def quiet() -> None:
+        """When the raw topics go quiet: resume what waited for a partition that has
+        since gone quiet, and tell every partition that the sources' lateness has passed
+        (the agents' last events are then taken, without waiting for a heartbeat)."""
+        now = time.monotonic()
+        if paused:
+            await pace(marks.ahead(READ_AHEAD_NS, now))
+        if now - last_read[0] >= RECENT_S and marks.parts and marks.current(now) != stamped:
+            stats.ticks += 1
+            await broadcast(stamp(now))
 
     @app.timer(interval=60.0)
     async def report() -> None:

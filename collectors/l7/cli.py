@@ -83,6 +83,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "read/write/sendto/recvfrom)",
     )
     group.add_argument(
+        "--no-stdio-mcp",
+        dest="stdio_mcp",
+        action="store_false",
+        help="do not capture MCP over stdio (read/write tracepoints on the pipes of pod "
+        "processes that sent an MCP initialize to a child)",
+    )
+    group.add_argument(
+        "--mcp-stdio-server",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an executable known to be an MCP stdio server (basename, or a label such as "
+        "'python3.12 -m tickets.server'); running ones are taken up even when their "
+        "initialize was missed (repeatable)",
+    )
+    group.add_argument(
         "--libssl",
         action="append",
         default=[],
@@ -129,6 +145,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--cgroup-root",
         default=None,
         help="cgroup v2 mount (default: found in /proc/self/mountinfo)",
+    )
+    group.add_argument(
+        "--packages",
+        action="store_true",
+        help="publish process.packages: the AI SDKs installed in each pod process's root "
+             "(its *.dist-info, for the runtime AI-BOM)",
     )
 
 
@@ -185,10 +207,34 @@ async def _main(args: argparse.Namespace, policy: ContentPolicy) -> int:
         emit=publisher.submit,
         max_capture=args.max_capture,
     )
-    collector = TlsCollector(probes, capture, PodProcesses(resolver), rescan_s=args.rescan_interval)
+    collector = TlsCollector(probes, capture, PodProcesses(resolver), rescan_s=args.rescan_interval,
+                             report_packages=args.packages)
+    stdio = None
+    if getattr(args, "stdio_mcp", True):
+        from collectors.l7.stdio import StdioMcp
+        from collectors.l7.stdio_loader import StdioCollector, StdioProbes, find_server
+
+        stdio_probes = StdioProbes(chunk_size=args.chunk_size)
+        cgroup_root = str(resolver.root)
+        stdio = StdioCollector(
+            stdio_probes,
+            StdioMcp(
+                L7Parser(policy, score_user_turns=getattr(args, "score_user_turns", False)),
+                node=args.node, attribute=attributor.pod_for_cgroup, emit=publisher.submit,
+                find_server=lambda pid, fd: find_server(pid, fd, cgroup_root=cgroup_root),
+                watch=stdio_probes.watch, unwatch=stdio_probes.unwatch,
+                settle=stdio_probes.settle,
+                clock_offset_ns=capture.clock_offset_ns,
+                max_capture=stdio_probes.max_capture,
+            ),
+            PodProcesses(resolver), rescan_s=args.rescan_interval,
+            servers=getattr(args, "mcp_stdio_server", []),
+        )
 
     def stats_event() -> Envelope:
         snap = collector.snapshot()
+        if stdio is not None:
+            snap["stdio_mcp"] = stdio.snapshot()
         snap["attribution"] = dict(attributor.counts)
         snap["publish"] = publisher.stats.as_dict()
         return Envelope(
@@ -201,6 +247,8 @@ async def _main(args: argparse.Namespace, policy: ContentPolicy) -> int:
         loop.add_signal_handler(sig, stop.set)
     await publisher.start()
     collector.start()
+    if stdio is not None:
+        stdio.start()
     log.info("l7 collector on %s: probing %s", args.node, sorted(probes.libraries) or "-")
     try:
         while not stop.is_set():
@@ -211,9 +259,13 @@ async def _main(args: argparse.Namespace, policy: ContentPolicy) -> int:
                 publisher.submit(stats_event())
     finally:
         await asyncio.to_thread(collector.stop)
+        if stdio is not None:
+            await asyncio.to_thread(stdio.stop)
         publisher.submit(stats_event())
         log.info("l7 collector stopping: %s", collector.snapshot())
         await publisher.stop()
         source.stop()
         probes.close()
+        if stdio is not None:
+            stdio.probes.close()
     return 0

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collectors.cgroups import CgroupResolver, parse_cgroup_path
+from collectors.l7.blind import BlindSpot, BlindSpots
 from collectors.l7.elfsyms import ExportCache
 
 __all__ = [
@@ -115,11 +116,14 @@ class LibraryTracker:
 
     def __init__(
         self, attach: Callable[[str], list[str]], *, proc: str = "/proc",
-        exports: ExportCache | None = None,
+        exports: ExportCache | None = None, blind: BlindSpots | None = None,
     ) -> None:
         self.attach = attach
         self.proc = proc
         self.exports = exports if exports is not None else ExportCache()
+        # Files that carry TLS but cannot be probed (None: not looked for).
+        self.blind = blind
+        self.new_blind: list[BlindSpot] = []
         self.libraries: dict[tuple[int, int], Library] = {}
         self.rejected: set[tuple[int, int]] = set()
         self._done: set[int] = set()
@@ -129,6 +133,8 @@ class LibraryTracker:
         """Inspect ``pids``; attach to libraries not seen before; return those."""
         live = set(pids)
         self._done &= live
+        if self.blind is not None:
+            self.blind.forget(live)
         added: list[Library] = []
         for pid in sorted(live - self._done):
             try:
@@ -138,6 +144,8 @@ class LibraryTracker:
                 continue
             self.stats["maps_read"] += 1
             paths = libssl_paths(text) | self._static_tls(pid, text)
+            if self.blind is not None:
+                self._blind(pid, text, paths)
             if not paths:
                 continue
             self._done.add(pid)
@@ -152,6 +160,23 @@ class LibraryTracker:
         return {path for path, ident in exec_mappings(maps_text).items()
                 if not LIBSSL_NAME.search(path)
                 and self.exports.exports_tls(ident, f"{self.proc}/{pid}/root{path}")}
+
+    def _blind(self, pid: int, maps_text: str, probed: set[str]) -> None:
+        """Remember the executable mappings of ``pid`` that carry TLS the probes miss."""
+        assert self.blind is not None
+        for path, ident in exec_mappings(maps_text).items():
+            if path in probed or LIBSSL_NAME.search(path):
+                continue
+            spot = self.blind.check(ident, f"{self.proc}/{pid}/root{path}", path, pid)
+            if spot is not None:
+                self.new_blind.append(spot)
+                log.warning("blind spot: pid %d maps %s (%s): TLS the probes cannot see",
+                            pid, path, ", ".join(spot.families))
+
+    def take_blind(self) -> list[BlindSpot]:
+        """The blind spots found since the last call."""
+        out, self.new_blind = self.new_blind, []
+        return out
 
     def _library(self, pid: int, maps_path: str) -> Library | None:
         host_path = f"{self.proc}/{pid}/root{maps_path}"
@@ -206,12 +231,16 @@ class PodProcesses:
                 if self.include(path)}
 
     def pids(self, cgroups: dict[int, str]) -> set[int]:
+        return set(self.pid_cgroups(cgroups))
+
+    def pid_cgroups(self, cgroups: dict[int, str]) -> dict[int, int]:
+        """{pid: cgroup id} of the processes in ``cgroups``."""
         root = Path(self.resolver.root)
-        pids: set[int] = set()
-        for path in cgroups.values():
+        out: dict[int, int] = {}
+        for cgid, path in cgroups.items():
             try:
                 text = (root / path.lstrip("/") / "cgroup.procs").read_text()
             except OSError:
                 continue
-            pids.update(int(p) for p in text.split())
-        return pids
+            out.update((int(p), cgid) for p in text.split())
+        return out

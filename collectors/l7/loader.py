@@ -16,13 +16,18 @@ import ctypes
 import logging
 import os
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from collectors.l7.blind import BlindSpot, BlindSpots
 from collectors.l7.capture import Capture
 from collectors.l7.chunks import decode
 from collectors.l7.libssl import LibraryTracker, PodProcesses
+from collectors.packages import ai_packages, site_dirs
+from streams.events import Envelope, Proc
 
 __all__ = ["COUNTERS", "SYMBOLS", "SslProbes", "TlsCollector"]
 
@@ -182,14 +187,23 @@ class TlsCollector:
         *,
         rescan_s: float = 1.0,
         poll_ms: int = 100,
+        report_packages: bool = False,
     ) -> None:
         self.probes = probes
+        self.report_packages_on = report_packages
         self.capture = capture
         self.pods = pods
-        self.tracker = LibraryTracker(probes.attach_library)
+        self.tracker = LibraryTracker(probes.attach_library, blind=BlindSpots())
         self.rescan_s = rescan_s
         self.poll_ms = poll_ms
-        self.stats: dict[str, int] = {"rescans": 0, "rescan_errors": 0, "watched_pids": 0}
+        self.stats: dict[str, int] = {"rescans": 0, "rescan_errors": 0, "watched_pids": 0,
+                                      "package_reports": 0,
+                                      "blind_spots_reported": 0}
+        # pid → the site dirs its AI packages were last read from (bounded; issue 17)
+        self._package_sites: OrderedDict[int, tuple[str, ...]] = OrderedDict()
+        self._packages_sent: OrderedDict[tuple[int, tuple[tuple[str, str], ...]], None] = \
+            OrderedDict()
+        self._blind_reported: set[tuple[object, int]] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()  # capture is single-threaded: poll and sweep share it
@@ -207,12 +221,73 @@ class TlsCollector:
         """One pass: cgroup filter, new libraries, connections of exited processes."""
         cgroups = self.pods.cgroups()
         self.probes.set_watched(cgroups)
-        pids = self.pods.pids(cgroups)
-        self.tracker.check(pids)
+        pid_cgroups = self.pods.pid_cgroups(cgroups)
+        self.tracker.check(pid_cgroups)
         self.stats["rescans"] += 1
-        self.stats["watched_pids"] = len(pids)
+        self.stats["watched_pids"] = len(pid_cgroups)
+        spots = self.tracker.take_blind()
         with self._lock:
+            for spot in spots:
+                self._report_blind(spot, pid_cgroups.get(spot.pid))
             self.capture.close_pids(lambda pid: os.path.exists(f"/proc/{pid}"))
+        if self.report_packages_on:
+            self.report_packages(cgroups)
+
+    def report_packages(self, cgroups: dict[int, str], limit: int = 4096) -> None:
+        """A ``process.packages`` event (AI SDKs installed where the process loads its
+        packages from, read in its own root) once per pod container and package set; a
+        pid is read again only when the site dirs it maps change."""
+        for cgid, path in cgroups.items():
+            pod = self.capture.attribute(cgid)
+            if pod is None:
+                continue
+            for pid in sorted(self.pods.pids({cgid: path})):
+                try:
+                    sites = tuple(site_dirs(Path(f"/proc/{pid}/maps").read_text()))
+                except OSError:
+                    continue
+                if not sites or self._package_sites.get(pid) == sites:
+                    continue
+                self._package_sites[pid] = sites
+                self._package_sites.move_to_end(pid)
+                while len(self._package_sites) > limit:
+                    self._package_sites.popitem(last=False)
+                packages = ai_packages(pid)
+                key = (cgid, tuple((p["name"], p["version"]) for p in packages))
+                if not packages or key in self._packages_sent:
+                    continue
+                self._packages_sent[key] = None
+                while len(self._packages_sent) > limit:
+                    self._packages_sent.popitem(last=False)
+                envelope = Envelope("process.packages", time.time_ns(), self.capture.node, "l7",
+                                    {"packages": packages}, pod=pod, proc=Proc(pid=pid))
+                with self._lock:
+                    self.capture.emit(envelope)
+                self.stats["package_reports"] += 1
+
+    def _report_blind(self, spot: BlindSpot, cgroup_id: int | None) -> None:
+        """``collector.blind_spot`` on the pod: its process speaks TLS we cannot read, so
+        a story can say what it did not see instead of implying silence."""
+        key = (spot.ident, cgroup_id)
+        if cgroup_id is None or key in self._blind_reported:
+            return
+        self._blind_reported.add(key)
+        comm = ""
+        with contextlib.suppress(OSError):
+            comm = Path(f"/proc/{spot.pid}/comm").read_text().strip()
+        envelope = Envelope(
+            kind="collector.blind_spot", ts=time.time_ns(), node=self.capture.node,
+            source="l7", pod=self.capture.attribute(cgroup_id),
+            proc=Proc(pid=spot.pid, comm=comm),
+            data={"layer": "l7", "path": spot.path, "tls": list(spot.families),
+                  "reason": "carries a TLS implementation without a probeable SSL_write "
+                            "(not a libssl, no exported symbol): TLS through it is not seen"},
+        )
+        self.stats["blind_spots_reported"] += 1
+        try:
+            self.capture.emit(envelope)
+        except Exception:  # the publisher's problem must not end the scans
+            log.exception("emit failed for collector.blind_spot")
 
     def start(self) -> None:
         self.rescan()
@@ -257,8 +332,10 @@ class TlsCollector:
             "capture": dict(self.capture.stats),
             "parser": parser_stats,
             "collector": dict(self.stats),
-            "discovery": {**self.tracker.stats, **self.tracker.exports.stats},
+            "discovery": {**self.tracker.stats, **self.tracker.exports.stats,
+                          **(self.tracker.blind.stats if self.tracker.blind else {})},
             "libraries": sorted(self.probes.libraries),
+            "blind_spots": self.tracker.blind.summary() if self.tracker.blind else [],
             "watched_cgroups": len(self.probes.watched),
             "connections": self.capture.connections,
         }

@@ -18,6 +18,7 @@ from collectors.l7.sse import iter_sse
 
 __all__ = [
     "RpcMessage",
+    "classify",
     "parse_body",
     "result_text",
     "summarize_call",
@@ -39,7 +40,8 @@ class RpcMessage:
     error: Any
 
 
-def _classify(obj: Any) -> RpcMessage | None:
+def classify(obj: Any) -> RpcMessage | None:
+    """A decoded JSON value → :class:`RpcMessage`, or None when it is not JSON-RPC 2.0."""
     if not isinstance(obj, dict) or obj.get("jsonrpc") != "2.0":
         return None
     method = obj.get("method")
@@ -71,7 +73,7 @@ def parse_body(content_type: str, body: bytes) -> list[RpcMessage]:
     out: list[RpcMessage] = []
     for value in values:
         for obj in value if isinstance(value, list) else [value]:
-            msg = _classify(obj)
+            msg = classify(obj)
             if msg is not None:
                 out.append(msg)
     return out

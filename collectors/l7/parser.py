@@ -65,7 +65,7 @@ from typing import Any
 
 import orjson
 
-from collectors.l7 import inputs, llm, mcp
+from collectors.l7 import h2, inputs, llm, mcp
 from collectors.l7.http import HttpError, HttpMessage, HttpStream
 from collectors.l7.injection import InjectionScorer, default_scorer
 from collectors.l7.policy import ContentPolicy
@@ -152,6 +152,10 @@ class _Conn:
     rpc: OrderedDict[tuple[str, str], tuple[str, str]] = field(default_factory=OrderedDict)
     desync: set[str] = field(default_factory=set)
     last_ts: int = 0
+    fresh: bool = True  # no byte seen yet: the first one tells HTTP/1 from HTTP/2
+    h2: h2.H2Connection | None = None
+    h2_skip: bool = False  # HTTP/2 joined mid-stream: HPACK state unknown, skipped
+    h2_streams: OrderedDict[int, _Conn] = field(default_factory=OrderedDict)
 
     def head_method(self) -> str:
         """Method of the oldest request still waiting (what the next response answers)."""
@@ -200,6 +204,11 @@ class L7Parser:
                 "internal_errors",
                 "salvaged",
                 "messages_elided",
+                "h2_conns",
+                "h2_messages",
+                "h2_errors",
+                "h2_midstream_conns",
+                "h2_skipped_bytes",
             ),
             0,
         )
@@ -214,6 +223,19 @@ class L7Parser:
         self.stats["bytes"] += len(data)
         state = self._conn(conn)
         state.last_ts = max(state.last_ts, ts_ns)
+        if state.fresh:
+            state.fresh = False
+            if len(data) >= 4 and h2.PREFACE.startswith(data[:24]):
+                state.h2 = h2.H2Connection(direction, max_body=self.max_body)
+                self.stats["h2_conns"] += 1
+            elif not _starts_message(data) and h2.looks_like_frames(data):
+                state.h2_skip = True
+                self.stats["h2_midstream_conns"] += 1
+        if state.h2 is not None:
+            return self._h2_feed(state, direction, data, ts_ns)
+        if state.h2_skip:
+            self.stats["h2_skipped_bytes"] += len(data)
+            return []
         if direction in state.desync:
             if not _starts_message(data):
                 self.stats["desync_bytes"] += len(data)
@@ -248,6 +270,48 @@ class L7Parser:
         for stream in state.streams.values():
             messages.extend(stream.close(state.last_ts))
         return self._events(state, messages)
+
+    # -- HTTP/2 -------------------------------------------------------------------------
+
+    def _h2_feed(self, state: _Conn, direction: str, data: bytes, ts: int) -> list[L7Event]:
+        """Frames → messages per stream → the same events as HTTP/1, each stream paired
+        on its own (a sub-state per stream id), with ``version`` and ``stream``."""
+        assert state.h2 is not None
+        try:
+            done = state.h2.feed(direction, data, ts)
+        except h2.H2Error:
+            self.stats["h2_errors"] += 1
+            state.h2, state.h2_skip = None, True  # lost step: skip, never guess
+            return []
+        except Exception:  # a library bug must not stop capture; counted apart
+            self.stats["internal_errors"] += 1
+            state.h2, state.h2_skip = None, True
+            return []
+        out: list[L7Event] = []
+        for sid, msg in done:
+            sub = state.h2_streams.get(sid)
+            if sub is None:
+                sub = state.h2_streams[sid] = _Conn(fresh=False)
+                while len(state.h2_streams) > 1024:
+                    state.h2_streams.popitem(last=False)
+            events = self._events(sub, [msg])
+            if not msg.is_request:
+                state.h2_streams.pop(sid, None)
+            self.stats["h2_messages"] += 1
+            for event in events:
+                if event.kind.startswith("http."):
+                    event.data["version"] = "2"
+                    event.data["stream"] = sid
+                    if msg.content_type.startswith("application/grpc"):
+                        path = event.data.get("path", "")
+                        event.data["grpc"] = h2.grpc_summary(
+                            path, msg.body, wire_complete=not msg.truncated)
+                        status = msg.header("grpc-status")
+                        if status:
+                            event.data["grpc"]["status"] = int(status) if status.isdigit() \
+                                else status
+            out.extend(events)
+        return out
 
     # -- connection state ---------------------------------------------------------------
 
@@ -525,6 +589,26 @@ class L7Parser:
 
     # -- MCP ----------------------------------------------------------------------------
 
+    def rpc_events(
+        self,
+        conn: Hashable,
+        messages: list[mcp.RpcMessage],
+        origin: str,
+        ts: int,
+        extra: dict[str, Any],
+    ) -> list[L7Event]:
+        """JSON-RPC messages that came without HTTP (MCP over stdio): the same events as
+        MCP over HTTP, with ``extra`` (host, path, transport…) in place of the request's
+        host and path. ``origin`` is "c" for what the client sent, "s" for the server."""
+        state = self._conn(conn)
+        try:
+            events = self._rpc(state, messages, origin, ts, "", "", extra)
+        except Exception:  # a parser bug must not stop capture; counted apart
+            self.stats["internal_errors"] += 1
+            return []
+        self.stats["events"] += len(events)
+        return events
+
     def _rpc(
         self,
         state: _Conn,
@@ -533,6 +617,7 @@ class L7Parser:
         ts: int,
         host: str,
         path: str,
+        extra: dict[str, Any] | None = None,
     ) -> list[L7Event]:
         """Calls are remembered by (origin, id); a response from the other side matches."""
         events: list[L7Event] = []
@@ -547,6 +632,7 @@ class L7Parser:
                     if cut:
                         data["truncated"] = True
                 data["host"], data["path"] = host, path
+                data.update(extra or {})
                 data["direction"] = "client" if origin == "c" else "server"
                 if m.kind == "request":
                     state.rpc[(origin, _id_key(m.id))] = (m.method, str(data.get("tool", "")))
@@ -579,6 +665,7 @@ class L7Parser:
                 if cut:
                     data["truncated"] = True
                 data["host"], data["path"] = host, path
+                data.update(extra or {})
                 events.append(self._emit("mcp.result", ts, data))
         return events
 

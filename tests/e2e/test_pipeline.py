@@ -18,14 +18,8 @@ from topologies.broker import EmbeddedBroker, free_port
 from topologies.demo import missing_requirements, run_scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
-_FLAKY = (
-    "known flaky (2 of the last 5 live runs missed kernel steps: once the connect, once all): "
-    "the demo's import floods the raw topics and the live worker can read the kernel topic "
-    "far behind the L7 one (a replay of the same recording has the full chain in every "
-    "order tried); see the closing note of this round")
 
 
-@pytest.mark.xfail(strict=False, reason=_FLAKY)
 async def test_the_seeds_attack_is_one_cross_layer_story_and_the_benign_agent_has_none(
         tmp_path: Path) -> None:
     problems = missing_requirements()
@@ -55,11 +49,15 @@ async def test_the_seeds_attack_is_one_cross_layer_story_and_the_benign_agent_ha
     cloud = next(s for s in chain if s["kind"] == "cloud.api")
     assert cloud["evidence"]["api"]["operation"] == "GetSecretValue"
     assert cloud["link"]["causal"] and cloud["link"]["type"] == "cloud endpoint"
-    # The interpreter the tool runtime spawned is tied to the tool call by lineage. (Its
-    # connection to the new domain is a step too when the pod's DNS answer reached the
-    # collector first; seen missing once in a CI-like run, so not required here.)
+    # The shell the tool runtime spawned is tied to the tool call, its interpreter to the
+    # shell, the interpreter's connection to the new domain to the interpreter.
     spawned = [s for s in chain if s["kind"] == "process.exec"]
     assert spawned and all(s["link"]["causal"] for s in spawned)
+    assert spawned[0]["link"]["type"] == "tool call → spawned process"
+    upload = next(s for s in chain if s["kind"] == "net.connect")
+    assert upload["link"] == {"to": chain.index(spawned[-1]) + 1, "type": "lineage",
+                              "causal": True}
+    assert story["activity_id"] == 3  # closed: the heartbeats passed the quiet period
     assert [s["ts"] for s in chain if s["layer"] != "cloud"] == sorted(
         s["ts"] for s in chain if s["layer"] != "cloud")
     assert story["severity_id"] >= 4

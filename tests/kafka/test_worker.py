@@ -130,6 +130,10 @@ async def test_the_baseline_survives_a_worker_restart(kafka_bootstrap: str, tmp_
                 m.key == pod.agent.encode() and orjson.loads(m.value)["phase"] != "learning"
                 for m in ms))
             assert profiles, "the first worker never finished learning"
+            record = orjson.loads([m for m in profiles if m.key == pod.agent.encode()][-1].value)
+            bom = record["bom"]  # issue 17: the profile record carries the agent's AI-BOM
+            assert bom["metadata"]["component"]["name"] == pod.agent
+            assert {"/usr/bin/ls", "/usr/bin/python3"} <= {c["name"] for c in bom["components"]}
             await asyncio.sleep(4)  # let Faust commit offsets (every 2.8 s by default)
         # The restarted worker must not simply re-read the learning frame: only the
         # changelog can give it the baseline back.

@@ -149,7 +149,6 @@ def test_body_cap_truncates_counts_and_still_emits() -> None:
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"GET / HTTP/1.1\r\n bad folding\r\n\r\n",
         b"HTTP/1.1 2000 OK\r\n\r\n",
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         b"hello world, this is not http at all\r\n\r\n",
     ],
 )
@@ -160,6 +159,14 @@ def test_malformed_http_is_counted_never_raises(garbage: bytes) -> None:
     # More bytes on the broken direction are skipped until a message start.
     assert p.feed("bad", "egress", b"more junk", 2) == []
     assert p.stats["parse_errors"] == 1
+
+
+def test_the_http2_preface_goes_to_the_http2_parser_and_junk_after_it_stops_it() -> None:
+    p = L7Parser()
+    assert p.feed("h2", "egress", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 1) == []
+    assert p.stats["h2_conns"] == 1 and p.stats["parse_errors"] == 0
+    assert p.feed("h2", "egress", b"more junk that is no frame", 2) == []
+    assert p.stats["h2_errors"] == 1
     # The same connection resyncs on a request line, and a new connection is unaffected.
     assert kinds(p.feed("bad", "egress", wire.request("GET", "/ok"), 3)) == ["http.request"]
     assert kinds(p.feed("new", "egress", wire.request("GET", "/ok"), 4)) == ["http.request"]

@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["models.features", "models.novelty", "models.rates", "models.phases",
-           "models.risk", "models.profile", "models.frozen"]
+           "models.risk", "models.profile", "models.frozen", "models.inventory",
+           "models.exports.netpol", "collectors.packages"]
 
 
 @pytest.mark.parametrize("name", MODULES)

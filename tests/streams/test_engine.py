@@ -98,17 +98,20 @@ def test_story_ocsf_carries_evidence_objects_and_status_only_on_create(
 
 
 def test_topic_read_order_does_not_change_the_final_story(attacked: list[Envelope]) -> None:
-    """Each source's own order is kept (as in its topic); the topics interleave differently.
-    Cloud records come up to five minutes late, as CloudTrail delivers them.
+    """Each source's own order is kept (as in its topic); the topics interleave differently:
+    with small skews (as Kafka fetches), with one fast topic read up to half an hour behind
+    the other (a worker catching up), and with CloudTrail up to 20 minutes late. Events wait
+    for the kernel and L7 watermarks and are taken in event-time order, and an event from
+    the learning span read late is learned, not judged.
 
-    Known limit: the phase is the agent's, so a replay that reads one fast topic whole
-    before the other judges the late topic's learning-time events against a profile that
-    already left learning; interleavings with bounded skew (as Kafka fetches) agree."""
+    Known limit: a source the route has never seen cannot be waited for, so a replay that
+    reads one fast topic whole before the first event of the other may still differ."""
     kernel, l7, cloud = ([e for e in attacked if e.source == s] for s in ("kernel", "l7", "cloud"))
-    fast, late = 5 * SECOND_NS, 300 * SECOND_NS
+    fast, behind, late = 5 * SECOND_NS, 1800 * SECOND_NS, 1200 * SECOND_NS
     orders = [sorted(attacked, key=lambda e: e.ts)] + [
-        interleave([kernel, l7, cloud], seed=seed, skew_ns=[fast, fast, late])
-        for seed in (3, 4, 5)]
+        interleave([kernel, l7, cloud], seed=seed, skew_ns=skews)
+        for seed in (3, 4, 5)
+        for skews in ([fast, fast, late], [behind, fast, late], [fast, behind, late])]
     finals = []
     for order in orders:
         assert sorted(map(id, order)) == sorted(map(id, attacked))
@@ -178,7 +181,10 @@ def test_a_benign_disposition_closes_the_story_and_teaches_the_baseline(
         attacked: list[Envelope]) -> None:
     engine = StoryEngine(load_content(), SETTINGS)
     replayer = Replayer(engine)
-    [story] = Replayer.latest(replayer.feed(attacked))
+    # events are taken in event-time order once the watermark passes them: just past
+    # the last one, the story is open (its quiet period has not passed)
+    [story] = Replayer.latest(replayer.feed(attacked)
+                              + replayer.finish(attacked[-1].ts + SECOND_NS))
     state = replayer.states[BOT.agent]
     curl = next(e for e in attacked if e.kind == "process.exec" and e.proc.pid == 6001)
     assert state.profile.score(curl).get("process.exe").novel
@@ -192,13 +198,16 @@ def test_a_benign_disposition_closes_the_story_and_teaches_the_baseline(
     # The same curl again is no longer a story.
     again = [Envelope(e.kind, e.ts + 3600 * SECOND_NS, e.node, e.source, e.data, e.pod, e.proc)
              for e in attacked[-8:-3] if e.kind in ("process.exec",)]
-    assert replayer.feed(again) == []
+    assert replayer.feed(again) + replayer.finish(again[-1].ts + SECOND_NS) == []
 
 
 def test_a_malicious_disposition_keeps_the_values_unlearned(attacked: list[Envelope]) -> None:
     engine = StoryEngine(load_content(), SETTINGS)
     replayer = Replayer(engine)
-    [story] = Replayer.latest(replayer.feed(attacked))
+    # events are taken in event-time order once the watermark passes them: just past
+    # the last one, the story is open (its quiet period has not passed)
+    [story] = Replayer.latest(replayer.feed(attacked)
+                              + replayer.finish(attacked[-1].ts + SECOND_NS))
     state = replayer.states[BOT.agent]
     [marked] = engine.dispose(state, story.uid, "malicious", attacked[-1].ts, by="ana")
     assert marked.activity == "update" and marked.disposition["verdict"] == "malicious"
@@ -258,3 +267,19 @@ def test_steps_of_a_topic_read_far_behind_reopen_the_closed_story(
     assert len({v.uid for v in versions}) == 1
     final = Replayer.latest(versions)[0]
     assert {"kernel", "l7", "cloud"} <= {s.layer for s in final.steps}
+
+
+def test_a_blind_spot_of_the_pod_is_stated_in_its_story(attacked: list[Envelope]) -> None:
+    """The L7 collector reports a TLS it cannot read (a Bun binary's BoringSSL): the
+    story says so, and the report itself is no step."""
+    from topologies.tail import render_story
+
+    spot = Envelope("collector.blind_spot", attacked[0].ts, attacked[0].node, "l7",
+                    {"layer": "l7", "path": "/app/agent", "tls": ["boringssl"]}, BOT)
+    [story] = run([spot, *attacked])
+    observed = story.to_ocsf()["unmapped"]["agentstory"]["observed"]
+    assert observed["blind_spots"] == [{"layer": "l7", "path": "/app/agent",
+                                        "tls": ["boringssl"]}]
+    assert "collector.blind_spot" not in [s.kind for s in story.steps]
+    assert "blind spot: l7 cannot read the TLS of /app/agent (boringssl)" in render_story(
+        story.to_ocsf())
