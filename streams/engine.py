@@ -15,6 +15,7 @@ import base64
 import heapq
 import zlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -112,13 +113,16 @@ class AgentState:
     pods: dict[str, PodState] = field(default_factory=dict)
     # heap of [ts, seq, pod uid, [[dimension, value], …]]: observations waiting to be learned
     pending: list[list[Any]] = field(default_factory=list)
-    # heap of [ts, seq, raw id, Envelope]: events waiting for the ordering watermark
+    # heap of [ts, seq, raw id, Envelope, its JSON]: events waiting for the ordering
+    # watermark (the JSON made once: the state is written once per message)
     waiting: list[list[Any]] = field(default_factory=list)
     hwm: dict[str, int] = field(default_factory=dict)  # "topic:partition" → offset applied
     wm: dict[str, int] = field(default_factory=dict)  # source → watermark
     losses: dict[str, int] = field(default_factory=dict)  # "node/source" → events lost
     stats: dict[str, int] = field(default_factory=dict)
     inventory: Inventory = field(default_factory=Inventory)  # what it uses (the AI-BOM)
+    # node → {"mode", "since_ns"}: the enforcer's mode for this agent (enforce.mode events)
+    enforcement: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
@@ -129,7 +133,8 @@ class AgentState:
                 "pending": self.pending, "hwm": self.hwm, "wm": self.wm,
                 "losses": self.losses, "stats": self.stats,
                 "waiting": _pack_waiting(self.waiting),
-                "inventory": self.inventory.to_dict()}
+                "inventory": self.inventory.to_dict(),
+                **({"enforcement": self.enforcement} if self.enforcement else {})}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> AgentState:
@@ -137,23 +142,25 @@ class AgentState:
                    {k: PodState.from_dict(p) for k, p in doc["pods"].items()},
                    doc["pending"], _unpack_waiting(doc.get("waiting", [])),
                    doc["hwm"], doc["wm"], doc["losses"], doc["stats"],
-                   Inventory.from_dict(doc.get("inventory")))
+                   Inventory.from_dict(doc.get("inventory")), doc.get("enforcement") or {})
 
 
 def _pack_waiting(waiting: list[list[Any]]) -> Any:
-    """The waiting events as stored: plain while few (the steady state: half a second of
-    events), compressed when a catch-up makes them many, so the agent's state stays one
-    changelog message under the request size (JSON envelopes compress about tenfold)."""
-    rows = [[ts, seq, ref, e.to_dict()] for ts, seq, ref, e in waiting]
-    if len(rows) <= 64:
-        return rows
-    return {"zlib": base64.b64encode(zlib.compress(orjson.dumps(rows), 1)).decode()}
+    """The waiting events as stored, from each one's JSON made when it arrived: plain in
+    the steady state (half a second of events), compressed when a catch-up makes them
+    many, so the agent's state stays one changelog message under the request size (JSON
+    envelopes compress about tenfold)."""
+    plain = orjson.dumps([[ts, seq, ref, raw] for ts, seq, ref, _event, raw in waiting])
+    if len(plain) <= 256_000:
+        return orjson.Fragment(plain)
+    return {"zlib": base64.b64encode(zlib.compress(plain, 1)).decode()}
 
 
 def _unpack_waiting(doc: Any) -> list[list[Any]]:
     rows = orjson.loads(zlib.decompress(base64.b64decode(doc["zlib"]))) \
         if isinstance(doc, dict) else doc
-    return [[ts, seq, ref, Envelope.from_dict(e)] for ts, seq, ref, e in rows]
+    return [[ts, seq, ref, Envelope.from_dict(e), orjson.Fragment(orjson.dumps(e))]
+            for ts, seq, ref, e in rows]
 
 
 def agent_of_event(event: Envelope) -> str | None:
@@ -215,24 +222,39 @@ class StoryEngine:
             if event.kind == "collector.stats":
                 self._heartbeat(state, event)
                 continue
+            if event.kind == "enforce.mode":  # a fact about the agent, nothing to order
+                self._enforcement(state, event)
+                continue
             state.count("waited")
-            heapq.heappush(state.waiting, [event.ts, state.stats["waited"], ref, event])
+            heapq.heappush(state.waiting, [event.ts, state.stats["waited"], ref, event,
+                                           orjson.Fragment(event.to_json())])
             if len(state.waiting) > self.settings.max_waiting:
                 stories.extend(self.release_early(state, 1))
         return stories + self.advance(state)
+
+    @staticmethod
+    def _enforcement(state: AgentState, event: Envelope) -> None:
+        """Which mode the enforcer applies to this agent on the event's node, since when."""
+        since = int(event.data.get("since_ns") or event.ts)
+        state.enforcement[event.node] = {
+            "mode": event.data.get("mode"), "since_ns": since,
+            "since": datetime.fromtimestamp(since / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     def release_early(self, state: AgentState, n: int) -> list[Story]:
         """Process the ``n`` oldest waiting events now, before the ordering watermark
         passes them (over a bound: taken early rather than lost; counted)."""
         stories: list[Story] = []
         for _ in range(min(n, len(state.waiting))):
-            _ts, _seq, ref, event = heapq.heappop(state.waiting)
+            _ts, _seq, ref, event, _raw = heapq.heappop(state.waiting)
             stories.extend(self.process(state, event, ref=ref))
             state.count("released_early")
         return stories
 
     def process(self, state: AgentState, event: Envelope, *, ref: str = "") -> list[Story]:
         """Score one event, evaluate the signals, extend the pod's incident."""
+        if event.kind == "enforce.mode":  # a fact about the agent, not a step
+            self._enforcement(state, event)
+            return []
         found = self._evaluate(state, event)
         if found is None:
             return []
@@ -298,7 +320,7 @@ class StoryEngine:
         until = min(marks) if marks else self.watermark(state)
         stories: list[Story] = []
         while state.waiting and (until is None or state.waiting[0][0] <= until):
-            _ts, _seq, ref, event = heapq.heappop(state.waiting)
+            _ts, _seq, ref, event, _raw = heapq.heappop(state.waiting)
             stories.extend(self.process(state, event, ref=ref))
         return stories
 

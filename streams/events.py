@@ -37,7 +37,8 @@ SCHEMA_VERSION = 1
 SOURCES = frozenset({"kernel", "l7", "cloud"})
 # kind = "<family>.<name>"; the family says which layer and which processors care.
 FAMILIES = frozenset(
-    {"process", "file", "net", "syscall", "http", "llm", "mcp", "cloud", "collector"}
+    {"process", "file", "net", "syscall", "http", "llm", "mcp", "cloud", "collector",
+     "enforce"}  # enforce.blocked / enforce.would_block / enforce.mode (collectors/enforce)
 )
 _KIND = re.compile(r"^([a-z]+)\.([a-z][a-z0-9_]*)$")
 

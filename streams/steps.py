@@ -97,6 +97,15 @@ def describe(event: Envelope, policy: str = "keep") -> str:
         return _cut(f"{principal} called {d.get('service')}:{d.get('action')}"
                     f"{' on ' + resources if resources else ''} ({d.get('outcome')})"
                     f" from {d.get('source_ip', '?')}")
+    if kind in ("enforce.blocked", "enforce.would_block"):  # collectors/enforce
+        refused = kind == "enforce.blocked"
+        if d.get("op") == "exec":
+            verb = "was killed at exec of" if refused else "ran, outside its policy,"
+            return _cut(f"{who} {verb} {d.get('filename', '?')}")
+        if refused:
+            return _cut(f"{who} was refused a connection to {_dst(d)} "
+                        f"({d.get('response', '?')})")
+        return _cut(f"{who} connected, outside its policy, to {_dst(d)} (audit)")
     return _cut(f"{who} {kind}")
 
 
@@ -125,7 +134,8 @@ def evidence(event: Envelope, policy: str = "keep") -> dict[str, Any]:
     if event.family == "file" and d.get("path"):
         out["file"] = {"path": d["path"], "name": str(d["path"]).rsplit("/", 1)[-1],
                        "type_id": 1}
-    if event.kind in ("net.connect", "net.close") and d.get("dst_addr"):
+    if event.kind in ("net.connect", "net.close", "enforce.blocked",
+                      "enforce.would_block") and d.get("dst_addr"):
         endpoint: dict[str, Any] = {"ip": d["dst_addr"], "port": d.get("dst_port")}
         if d.get("domain"):
             endpoint["domain"] = d["domain"]

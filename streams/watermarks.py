@@ -89,12 +89,15 @@ class Watermarks:
                 for source, mark in marks.items()}
 
     def ahead(self, lead_ns: int, now: float = 0.0) -> set[Partition]:
-        """Partitions read more than ``lead_ns`` of event time past the slowest partition
-        that still has messages to read: to pause until it catches up (back-pressure, as
-        Kafka Streams synchronizes its input partitions on timestamps)."""
+        """Partitions of the other sources read more than ``lead_ns`` of event time past
+        the slowest source still being read: to pause until it catches up (back-pressure,
+        as Kafka Streams synchronizes its inputs on timestamps). Partitions of one source
+        are not paced against each other: each keeps its own watermark, and the waiting
+        events an agent holds grow only with the skew between sources."""
         behind = self._behind(now)
-        if not behind:
+        if len(behind) < 2:
             return set()
-        slowest = min(behind.values())
+        slowest_source = min(behind, key=lambda source: behind[source])
+        limit = behind[slowest_source] + lead_ns
         return {part for part, newest in self.parts.items()
-                if newest and max(newest.values()) > slowest + lead_ns}
+                if any(source != slowest_source and ts > limit for source, ts in newest.items())}

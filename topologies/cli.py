@@ -357,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
         module.configure(p)
         p.set_defaults(func=cmd_collect, collector_run=module.run)
 
+    from collectors.enforce.cli import add_subcommand as add_enforce
+
+    add_enforce(sub, _common, _node_args)  # agentstory enforce run|off|on|status|check|policy
+
     p = sub.add_parser("demo", help="the main job, end to end on this machine (root)")
     _common(p)
     p.add_argument("--external-broker", action="store_true",
@@ -366,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-events", type=int, default=20)
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for the story once the scenario streamed in")
+    p.add_argument("--enforce", metavar="POLICY", action="append", default=[],
+                   help="apply this agentstory enforce policy while the scenario plays "
+                        "(e.g. deploy/enforce/support-bot.yaml; its mode: audit|enforce)")
     p.set_defaults(func=cmd_demo)
     importlib.import_module("topologies.eval_cli").add_subcommands(sub)  # record/export/import
     return parser

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,7 +190,7 @@ class ScenarioResult:
 
 
 async def run_scenario(bootstrap: str, tmp: Path, *, learning_s: float, min_events: int,
-                       timeout_s: float) -> ScenarioResult:
+                       timeout_s: float, enforce: Sequence[Any] = ()) -> ScenarioResult:
     """Worker up, the scenario recorded through the collectors and streamed in, the
     stories read back until the attacked pod's story closed; all stopped."""
     from streams.admin import ensure_topics
@@ -208,7 +208,10 @@ async def run_scenario(bootstrap: str, tmp: Path, *, learning_s: float, min_even
         _say("playing the scenario: a support bot and a research agent as real processes "
              "in pod cgroups, kernel and L7 collectors loaded (about 30 s)")
         out = tmp / "recording"
-        meta = await asyncio.to_thread(record, scenario, out, progress=sys.stdout.isatty())
+        if enforce:
+            _say("enforcing: " + ", ".join(f"{p.agent} ({p.mode})" for p in enforce))
+        meta = await asyncio.to_thread(record, scenario, out, progress=sys.stdout.isatty(),
+                                       enforce=enforce)
         _say(f"{meta['event_span_s'] / 3600:.1f} h of event time in {meta['wall_seconds']} s:"
              f" {sum(meta['events'].values())} events from the collectors, "
              f"{meta['cloudtrail_records']} CloudTrail records")
@@ -229,7 +232,8 @@ async def _demo(args: argparse.Namespace, bootstrap: str, tmp: Path) -> int:
     from topologies.tail import render_story
 
     result = await run_scenario(bootstrap, tmp, learning_s=args.learning_seconds,
-                                min_events=args.min_events, timeout_s=args.timeout)
+                                min_events=args.min_events, timeout_s=args.timeout,
+                                enforce=getattr(args, "enforce_policies", []))
     for doc in result.stories:
         print()
         print(render_story(doc))
@@ -237,6 +241,10 @@ async def _demo(args: argparse.Namespace, bootstrap: str, tmp: Path) -> int:
     ours, others = result.stories_of("support"), result.stories_of("research")
     layers = sorted({s["layer"] for d in ours for s in d["unmapped"]["agentstory"]["chain"]})
     print()
+    refused = [s for d in ours for s in d["unmapped"]["agentstory"]["chain"]
+               if s.get("kind") in ("enforce.blocked", "enforce.would_block")]
+    for step in refused:
+        _say(f"enforcement step in the story: {step.get('why')}")
     if len(ours) == 1 and not others and layers == ["cloud", "kernel", "l7"]:
         _say(f"OK: 1 story across {', '.join(layers)} for {bad['namespace']}/{bad['name']}, "
              f"none for {good['namespace']}/{good['name']}")
@@ -253,6 +261,13 @@ def run_demo(args: argparse.Namespace) -> int:
         print("agentstory demo cannot run here:", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
+        return 2
+    from collectors.enforce.policy import PolicyError, load_policies
+
+    try:
+        args.enforce_policies = load_policies(getattr(args, "enforce", None) or [])
+    except PolicyError as exc:
+        print(f"agentstory demo: {exc}", file=sys.stderr)
         return 2
     from topologies.broker import EmbeddedBroker, free_port
 

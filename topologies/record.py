@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -403,7 +403,7 @@ class _Collectors:
     """The kernel and L7 collectors wired as their commands wire them, into the sink."""
 
     def __init__(self, node: str, pods_file: Path, emit: Callable[[Envelope], object],
-                 paths: Iterable[Path] = ()) -> None:
+                 paths: Iterable[Path] = (), enforce: Sequence[Any] = ()) -> None:
         from collectors.cgroups import CgroupResolver
         from collectors.kernel.loader import KernelCollector
         from collectors.l7.capture import Capture
@@ -429,6 +429,14 @@ class _Collectors:
         self.l7 = TlsCollector(self.probes, capture, PodProcesses(
             resolver, include=lambda path: (root + path) in ours), rescan_s=1.0)
         self.pruned = 0
+        self.enforcer: Any = None
+        if enforce:  # agentstory enforce's programs, on the world's resolver
+            from collectors.enforce.loader import Enforcer
+            from topologies.scenarios.world import DNS_ADDR
+
+            self.enforcer = Enforcer(node, self.attributor, emit, policies=enforce,
+                                     resolvers=[DNS_ADDR[0]], node_addresses=[],
+                                     dns_port=DNS_ADDR[1], kill_switch_path=None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="kernel-poll", daemon=True)
 
@@ -436,6 +444,8 @@ class _Collectors:
         last = 0.0
         while not self._stop.is_set():
             self.kernel.poll(100)
+            if self.enforcer is not None:
+                self.enforcer.poll(0)
             if self.mine and time.monotonic() - last > 0.1:
                 last = time.monotonic()
                 self._prune()
@@ -457,6 +467,8 @@ class _Collectors:
             gen[gen.Key(0)] = gen.Leaf(gen[gen.Key(0)].value + 1)
 
     def start(self) -> None:
+        if self.enforcer is not None:
+            self.enforcer.start()
         self.kernel.start()
         self._prune()
         self._thread.start()
@@ -472,6 +484,10 @@ class _Collectors:
                  "foreign_cgroups_pruned": self.pruned}
         self.kernel.close()
         self.probes.close()
+        if self.enforcer is not None:
+            self.enforcer.poll(0)
+            stats["enforce"] = self.enforcer.counters()
+            self.enforcer.close()
         return stats
 
 
@@ -503,13 +519,16 @@ def _cloud_envelopes(rec: Recording, index: Any, records: list[dict[str, Any]]
 
 
 def record(scenario: Scenario, out_dir: Path, *, node: str | None = None,
-           keep_workdir: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Play ``scenario`` and write the recording to ``out_dir``; returns its meta."""
+           keep_workdir: bool = False, progress: bool = True,
+           enforce: Sequence[Any] = ()) -> dict[str, Any]:
+    """Play ``scenario`` and write the recording to ``out_dir``; returns its meta.
+    ``enforce``: policies (collectors.enforce.policy.Policy) the enforcer applies to the
+    scenario's pods while it plays."""
     node = node or "node-rec-1"
     out_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"agentstory-rec-{scenario.name}-"))
     try:
-        return _record(scenario, out_dir, node, workdir, progress)
+        return _record(scenario, out_dir, node, workdir, progress, enforce)
     finally:
         if not keep_workdir:
             import shutil
@@ -518,7 +537,7 @@ def record(scenario: Scenario, out_dir: Path, *, node: str | None = None,
 
 
 def _record(scenario: Scenario, out_dir: Path, node: str, workdir: Path,
-            progress: bool) -> dict[str, Any]:
+            progress: bool, enforce: Sequence[Any] = ()) -> dict[str, Any]:
     from collectors.kernel.sandbox import FakePod
 
     rec = Recording(scenario, workdir, node)
@@ -543,7 +562,7 @@ def _record(scenario: Scenario, out_dir: Path, node: str, workdir: Path,
         if scenario.setup is not None:
             scenario.setup(rec)
         collectors = _Collectors(node, pods_file, rec.sink.submit,
-                                 [fake.path for fake in rec.pods.values()])
+                                 [fake.path for fake in rec.pods.values()], enforce)
         collectors.start()
         stats: dict[str, Any] = {}
         try:
@@ -599,7 +618,8 @@ def _small(stats: dict[str, Any]) -> dict[str, Any]:
     kernel = stats.get("kernel", {})
     l7 = stats.get("l7", {})
     return {"kernel": kernel, "l7": {k: l7.get(k) for k in ("kernel", "capture", "parser")},
-            "foreign_cgroups_pruned": stats.get("foreign_cgroups_pruned", 0)}
+            "foreign_cgroups_pruned": stats.get("foreign_cgroups_pruned", 0),
+            **({"enforce": stats["enforce"]} if "enforce" in stats else {})}
 
 
 def _shift(env: Envelope, ts: int) -> Envelope:

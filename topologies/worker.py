@@ -71,7 +71,7 @@ LIVE_AGENTS = 10_000  # decoded agent states kept in memory (the table holds the
 # taking waiting events early (a flood that reads one topic far ahead of another).
 STATE_MAX_BYTES = 900_000
 _SECOND = 1_000_000_000
-READ_AHEAD_NS = 5 * _SECOND  # event time a raw partition may be read past the slowest
+READ_AHEAD_NS = 10 * _SECOND  # event time a source may be read past the slowest one
 RECENT_S = 2.0  # a partition read from this recently (wall clock) may have more coming
 
 
@@ -261,16 +261,18 @@ def build_app(
         obs.agent_state(agent_state, len(encoded))
         return found
 
-    async def pace(ahead: set[Any]) -> None:
-        """Pause the raw partitions read too far ahead of the slowest one with messages
-        left, resume them once it caught up: a flood or a restart then reads the sources
-        side by side in event time, and the agents' waiting events stay few."""
-        ahead = {TP(*part) for part in ahead}
+    async def pace(now: float) -> None:
+        """Pause the raw partitions of a source read too far ahead of the slowest source
+        still being read, resume them once it is half as far: a flood or a restart then
+        reads the sources side by side in event time, and the agents' waiting events stay
+        few."""
+        ahead = {TP(*part) for part in marks.ahead(READ_AHEAD_NS, now)}
+        resume = paused - {TP(*part) for part in marks.ahead(READ_AHEAD_NS // 2, now)}
         if ahead - paused:
             await fetching(app, ahead - paused, pause=True)
-        if paused - ahead:
-            await fetching(app, paused - ahead, pause=False)
-        paused.clear()
+        if resume:
+            await fetching(app, resume, pause=False)
+        paused.difference_update(resume)
         paused.update(ahead)
 
     async def reject(items: list[Rejected], stage: str, message: Any) -> None:
@@ -320,7 +322,7 @@ def build_app(
                 now = last_read[0] = time.monotonic()
                 for e in frame.events:
                     marks.see(e, tp, backlog=backlog, now=now)
-                await pace(marks.ahead(READ_AHEAD_NS, now))
+                await pace(now)
                 stats.unattributed += sum(1 for e in frame.events if agent_of_event(e) is None
                                           and e.kind != "collector.stats")
                 origin = (message.topic, message.partition, message.offset)
@@ -341,16 +343,20 @@ def build_app(
             finally:
                 obs.latency.labels("route").observe(time.perf_counter() - t0)
 
-    async def publish(found: list[Any], agent_state: AgentState, before: str) -> None:
+    async def publish(found: list[Any], agent_state: AgentState, before: str,
+                      mode_changed: bool = False) -> None:
         for story in found:
             stats.stories += 1
             doc = story.to_ocsf()
             obs.story(str(doc.get("severity", "unknown")))
             value, _cut = fit_json(doc, budget)  # a huge argv is cut, the story goes out
             await stories.send(key=story.uid.encode(), value=value)
-        if agent_state.profile.phase != before or found:
-            await profiles.send(key=agent_state.agent.encode(), value=fit_json(
-                profile_record(agent_state.profile, agent_state.inventory), budget)[0])
+        if agent_state.profile.phase != before or found or mode_changed:
+            record = profile_record(agent_state.profile, agent_state.inventory)
+            if agent_state.enforcement:  # per node: which mode applies, since when
+                record["enforcement"] = agent_state.enforcement
+            await profiles.send(key=agent_state.agent.encode(),
+                                value=fit_json(record, budget)[0])
 
     @app.agent(detect_input)
     async def detect(stream: faust.StreamT) -> None:
@@ -380,7 +386,8 @@ def build_app(
                 before = agent_state.profile.phase
                 found = engine.apply(agent_state, decoded)
                 found += save(agent, agent_state)
-                await publish(found, agent_state, before)
+                await publish(found, agent_state, before,
+                              any(e.kind == "enforce.mode" for e in decoded.events))
             except InvalidEvent as exc:
                 await reject([Rejected(str(exc), exc.field, event.value)], "detect", message)
             except Oversized as exc:  # its state would not fit the changelog: not applied
@@ -415,7 +422,7 @@ def build_app(
         (the agents' last events are then taken, without waiting for a heartbeat)."""
         now = time.monotonic()
         if paused:
-            await pace(marks.ahead(READ_AHEAD_NS, now))
+            await pace(now)
         if now - last_read[0] >= RECENT_S and marks.parts and marks.current(now) != stamped:
             stats.ticks += 1
             await broadcast(stamp(now))

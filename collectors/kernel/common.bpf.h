@@ -156,12 +156,50 @@ static __always_inline int in_scope(u64 cgroup_id)
 #endif
 }
 
-/* Entry/exit pairing: what a syscall's entry keeps for its exit lives in task-local
- * storage (BPF_TASK_STORAGE, one slot per thread, freed with it) instead of a hash keyed
- * by thread id: no update/lookup/delete of a shared hash per syscall, and a thread that
- * never entered a traced call in a pod has no storage at all (its exit probes return at
- * the first test). Entries are marked used rather than deleted. */
+/* Most syscall probes run at the exit alone and read the call's arguments from the
+ * saved registers (read_sys_args below). Where an entry must keep something for the exit
+ * (the namespaces before setns/unshare; the socket a connect() put in SYN_SENT), it lives
+ * in task-local storage (BPF_TASK_STORAGE, one slot per thread, freed with it) instead of
+ * a hash keyed by thread id: no update/lookup/delete of a shared hash per syscall, and a
+ * thread that never did a traced call in a pod has no storage at all. Entries are marked
+ * used rather than deleted. */
 #define CURRENT_TASK ((struct task_struct *)bpf_get_current_task_btf())
+
+/* A syscall's arguments at its exit tracepoint, read from the user registers the task
+ * saved on entry (x86_64: arg1..6 in di, si, dx, r10, r8, r9; the syscall number in
+ * orig_ax). The kernel does not write them during the call (only ax, the result), so a
+ * probe on the exit alone sees what the entry saw: one program run per call instead of
+ * an entry/exit pair, and an unwatched process pays one in-scope test per call. The
+ * offsets are those of struct pt_regs, an ABI (ptrace's user_regs_struct order). */
+struct sys_args {
+    u64 r10;   /* pt_regs offset 56 */
+    u64 r9;
+    u64 r8;
+    u64 ax;
+    u64 cx;
+    u64 dx;
+    u64 si;
+    u64 di;
+    u64 orig_ax;
+};
+#define PT_REGS_R10_OFFSET 56
+#define SYS_ARG1(a) ((a)->di)
+#define SYS_ARG2(a) ((a)->si)
+#define SYS_ARG3(a) ((a)->dx)
+#define SYS_ARG4(a) ((a)->r10)
+#define SYS_ARG5(a) ((a)->r8)
+#define SYS_ARG6(a) ((a)->r9)
+#define SYS_NR(a) ((a)->orig_ax)
+
+static __always_inline int read_sys_args(struct sys_args *a)
+{
+    u64 regs = (u64)bpf_task_pt_regs(CURRENT_TASK);
+    if (!regs || bpf_probe_read_kernel(a, sizeof(*a), (void *)(regs + PT_REGS_R10_OFFSET))) {
+        __builtin_memset(a, 0, sizeof(*a));
+        return -1;
+    }
+    return 0;
+}
 
 /* Header of an event about the current task; ppid/start from the procs table. */
 static __always_inline void fill_header(struct event_header *h, u32 kind, u64 cgroup_id)

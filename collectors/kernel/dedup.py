@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from streams.events import Envelope
 
@@ -64,6 +64,29 @@ class RepeatLedger:
             data_extra["first_missing"] = True
         return dataclasses.replace(first, ts=max(ts, first.ts),
                                    data={**first.data, **data_extra})
+
+    def forget_before(self, window: int, window_of: Callable[[Hashable], int]) -> int:
+        """Drop the first envelopes of windows before ``window``: the loader calls it once
+        those windows were swept, so what is left of them had no entry in the kernel's
+        table (emitted without de-duplication: the table was full) and can have no
+        repeats. Without it such entries stay until evicted, and at a high rate of
+        distinct events the ledger sits at its bound (tens of MiB of envelopes).
+        Entries are in arrival order, so this pops from the front. Returns how many.
+
+        >>> ledger = RepeatLedger()
+        >>> for w in (1, 1, 2, 3):
+        ...     ledger.opened(("k", w, len(ledger)), Envelope("file.open", w, "n", "kernel"))
+        >>> ledger.forget_before(3, lambda key: key[1]), len(ledger)
+        (3, 1)
+        """
+        dropped = 0
+        while self._first:
+            key = next(iter(self._first))
+            if window_of(key) >= window:
+                break
+            del self._first[key]
+            dropped += 1
+        return dropped
 
     def __len__(self) -> int:
         return len(self._first)

@@ -44,7 +44,6 @@ struct iovec_head {
 };
 
 BPF_PERCPU_ARRAY(dns_scratch, struct dns_event, 1);
-BPF_TASK_STORAGE(dns_recv_pending, struct recv_args);
 
 /* Port (host order) and address of a user sockaddr; 0 when not inet. */
 static __always_inline u16 dns_peer(u64 uaddr, struct dns_event *e)
@@ -163,31 +162,33 @@ TRACEPOINT_PROBE(syscalls, sys_enter_sendmmsg)
     return 0;
 }
 
-static __always_inline int dns_recv_enter(u32 fd, u64 buf)
+/* Answers: at the exit of recvfrom/recvmsg, on a socket marked as a resolver's, the
+ * buffer just filled (its address from the call's saved registers). One run per
+ * receive; a receive outside the pods stops at the in-scope test. */
+static __always_inline int dns_recv_exit(long ret, int msg)
 {
-    if (!in_scope(bpf_get_current_cgroup_id()))
+    if (ret <= 0 || !in_scope(bpf_get_current_cgroup_id()))
         return 0;
-    u64 key = fd_key(fd);
+    struct sys_args r;
+    if (read_sys_args(&r) != 0)
+        return 0;
+    struct recv_args a = {};
+    a.fd = (u32)SYS_ARG1(&r);
+    u64 key = fd_key(a.fd);
     struct sock_info *info = socks.lookup(&key);
-    if (!info || !info->dns || !buf)
+    if (!info || !info->dns)
         return 0;
-    struct recv_args *a = dns_recv_pending.task_storage_get(
-        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-    if (!a)
-        return 0;
-    a->buf = buf;
-    a->fd = fd;
-    return 0;
-}
-
-static __always_inline int dns_recv_exit(long ret)
-{
-    struct recv_args *stored = dns_recv_pending.task_storage_get(CURRENT_TASK, 0, 0);
-    if (!stored || !stored->buf)
-        return 0;
-    struct recv_args a = *stored;
-    stored->buf = 0;
-    if (ret <= 0)
+    if (msg) {
+        struct user_msghdr_head m = {};
+        if (bpf_probe_read_user(&m, sizeof(m), (void *)SYS_ARG2(&r)) != 0 || !m.iov)
+            return 0;
+        struct iovec_head iov = {};
+        bpf_probe_read_user(&iov, sizeof(iov), (void *)m.iov);
+        a.buf = iov.base;
+    } else {
+        a.buf = SYS_ARG2(&r);
+    }
+    if (!a.buf)
         return 0;
     u32 zero = 0;
     struct dns_event *e = dns_scratch.lookup(&zero);
@@ -198,31 +199,14 @@ static __always_inline int dns_recv_exit(long ret)
     return dns_emit(DNS_ANSWER, a.fd, a.buf, (u64)ret, e);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
-{
-    return dns_recv_enter((u32)args->fd, (u64)args->ubuf);
-}
-
 TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom)
 {
-    return dns_recv_exit(args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
-{
-    if (!in_scope(bpf_get_current_cgroup_id()))
-        return 0;  /* before reading user memory */
-    struct user_msghdr_head msg = {};
-    if (bpf_probe_read_user(&msg, sizeof(msg), (void *)args->msg) != 0 || !msg.iov)
-        return 0;
-    struct iovec_head iov = {};
-    bpf_probe_read_user(&iov, sizeof(iov), (void *)msg.iov);
-    return dns_recv_enter((u32)args->fd, iov.base);
+    return dns_recv_exit(args->ret, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg)
 {
-    return dns_recv_exit(args->ret);
+    return dns_recv_exit(args->ret, 1);
 }
 
 #ifdef LAYOUT_CHECK

@@ -1,6 +1,6 @@
-/* file.open: open/openat/openat2 in pod cgroups. The path pointer and flags are kept at
- * syscall entry (task-local storage); at exit, with the result known, the path is read (the
- * caller's memory is still valid) and the event is de-duplicated per container: the
+/* file.open: open/openat/openat2 in pod cgroups. At the syscall's exit, with the result
+ * known, the arguments are read from the task's saved registers and the path from the
+ * caller's memory (still valid), and the event is de-duplicated per container: the
  * same (path, flags, result) within one window is emitted once, repeats are counted in
  * `open_dedup` and reported by user space when the window closes.
  */
@@ -9,7 +9,7 @@
 #define O_DIRECTORY_FLAG 0200000
 
 struct open_args {
-    const char *filename;  /* NULL: no open in flight */
+    const char *filename;
     u32 flags;
     s32 dfd;
     u32 mode;
@@ -26,8 +26,8 @@ struct open_key {
 
 /* Most paths are short: their dedup key carries SHORT_PATH_LEN bytes of path, so the
  * hash of a repeat (the common case in a storm) runs over 88 bytes instead of 280. A
- * path always lands in the same table (by its length), so counts stay exact; user
- * space sweeps both. */
+ * path always lands in the same table (by its length: up to SHORT_PATH_LEN - 2
+ * characters in the short one), so counts stay exact; user space sweeps both. */
 #define SHORT_PATH_LEN 64
 struct open_key_short {
     u64 cgroup_id;
@@ -48,10 +48,10 @@ struct open_event {
     char path[FILENAME_LEN];
 };
 
-BPF_TASK_STORAGE(open_pending, struct open_args);
 BPF_HASH(open_dedup, struct open_key, u64, MAX_DEDUP);
 BPF_HASH(open_dedup_short, struct open_key_short, u64, MAX_DEDUP);
 BPF_PERCPU_ARRAY(open_key_scratch, struct open_key, 1);
+BPF_PERCPU_ARRAY(open_key_short_scratch, struct open_key_short, 1);
 BPF_PERCPU_ARRAY(open_scratch, struct open_event, 1);
 
 static __always_inline int open_dedup_check(struct open_key *key)
@@ -74,20 +74,14 @@ static __always_inline int open_dedup_check(struct open_key *key)
     return DEDUP_BYPASS;
 }
 
-static __always_inline int open_dedup_check_short(struct open_key *key)
+static __always_inline int open_dedup_check_short(struct open_key_short *k)
 {
-    struct open_key_short k = {};
-    k.cgroup_id = key->cgroup_id;
-    k.window = key->window;
-    k.flags = key->flags;
-    k.result = key->result;
-    __builtin_memcpy(k.path, key->path, SHORT_PATH_LEN);
-    u64 *seen = open_dedup_short.lookup(&k);
+    u64 *seen = open_dedup_short.lookup(k);
     if (!seen) {
         u64 one = 1;
-        if (open_dedup_short.insert(&k, &one) == 0)
+        if (open_dedup_short.insert(k, &one) == 0)
             return DEDUP_FIRST;
-        seen = open_dedup_short.lookup(&k);
+        seen = open_dedup_short.lookup(k);
     }
     if (seen) {
         __sync_fetch_and_add(seen, 1);
@@ -98,122 +92,127 @@ static __always_inline int open_dedup_check_short(struct open_key *key)
     return DEDUP_BYPASS;
 }
 
-static __always_inline int open_enter(const char *filename, u32 flags, s32 dfd, u32 mode)
-{
-    if (!in_scope(bpf_get_current_cgroup_id()))
-        return 0;
-    struct open_args *a = open_pending.task_storage_get(CURRENT_TASK, 0,
-                                                        BPF_LOCAL_STORAGE_GET_F_CREATE);
-    if (!a)
-        return 0;
-    a->filename = filename;
-    a->flags = flags;
-    a->dfd = dfd;
-    a->mode = mode;
-    return 0;
-}
+/* Everything is done at the syscall's exit: the path pointer, flags, dirfd and mode are
+ * the call's arguments, read from the task's saved registers (common.bpf.h:
+ * read_sys_args), and the result is known. One program run per open; a process outside
+ * the pods pays the in-scope test alone. */
+#define OPEN_OPEN 0
+#define OPEN_OPENAT 1
+#define OPEN_OPENAT2 2
 
-static __always_inline int open_exit(long ret)
+static __always_inline int open_exit(long ret, int which)
 {
-    struct open_args *a = open_pending.task_storage_get(CURRENT_TASK, 0, 0);
-    if (!a || !a->filename)
-        return 0;
-    struct open_args saved = *a;
-    a->filename = NULL;
-    u32 zero = 0;
-    struct open_key *key = open_key_scratch.lookup(&zero);
-    struct open_event *e = open_scratch.lookup(&zero);
-    if (!key || !e)
-        return 0;
     u64 cgroup_id = bpf_get_current_cgroup_id();
+    if (!in_scope(cgroup_id))
+        return 0;
+    struct sys_args r;
+    if (read_sys_args(&r) != 0)
+        return 0;
+    struct open_args saved = {};
+    if (which == OPEN_OPEN) {
+        saved.filename = (const char *)SYS_ARG1(&r);
+        saved.flags = (u32)SYS_ARG2(&r);
+        saved.dfd = -100; /* AT_FDCWD */
+        saved.mode = (u32)SYS_ARG3(&r);
+    } else if (which == OPEN_OPENAT) {
+        saved.dfd = (s32)SYS_ARG1(&r);
+        saved.filename = (const char *)SYS_ARG2(&r);
+        saved.flags = (u32)SYS_ARG3(&r);
+        saved.mode = (u32)SYS_ARG4(&r);
+    } else {
+        u64 how[2] = {}; /* open_how: flags, mode, resolve */
+        bpf_probe_read_user(how, sizeof(how), (void *)SYS_ARG3(&r));
+        saved.dfd = (s32)SYS_ARG1(&r);
+        saved.filename = (const char *)SYS_ARG2(&r);
+        saved.flags = (u32)how[0];
+        saved.mode = (u32)how[1];
+    }
+    if (!saved.filename)
+        return 0;
+    /* The short key first: most paths fit, and a repeat (the common case in a storm)
+     * then costs one read of the path into 88 bytes and one lookup. len counts the
+     * NUL; a path that filled the short buffer may be longer and takes the full key. A
+     * path always lands in the same table (by its length), so counts stay exact. */
+    u32 zero = 0;
+    struct open_key_short *sk = open_key_short_scratch.lookup(&zero);
+    if (!sk)
+        return 0;
     u64 now = bpf_ktime_get_ns();
-    __builtin_memset(key, 0, sizeof(*key));
-    key->cgroup_id = cgroup_id;
-    key->window = now / DEDUP_WINDOW_NS;
-    key->flags = saved.flags;
-    key->result = ret < 0 ? (s32)ret : 0;
-    long len = bpf_probe_read_user_str(key->path, sizeof(key->path), saved.filename);
+    __builtin_memset(sk, 0, sizeof(*sk));
+    sk->cgroup_id = cgroup_id;
+    sk->window = now / DEDUP_WINDOW_NS;
+    sk->flags = saved.flags;
+    sk->result = ret < 0 ? (s32)ret : 0;
+    long len = bpf_probe_read_user_str(sk->path, sizeof(sk->path), saved.filename);
+    int is_short = len > 0 && len < SHORT_PATH_LEN;
+    struct open_key *key = open_key_scratch.lookup(&zero);
+    if (!key)
+        return 0;
+    if (!is_short) {
+        __builtin_memset(key, 0, sizeof(*key));
+        key->cgroup_id = cgroup_id;
+        key->window = sk->window;
+        key->flags = saved.flags;
+        key->result = sk->result;
+        bpf_probe_read_user_str(key->path, sizeof(key->path), saved.filename);
+    }
 #ifndef NO_DEDUP
     /* A directory opened successfully is never folded: user space keeps its fd to
      * resolve the relative opens that follow (openat(dirfd, "id_rsa")), and the fd
      * differs between repeats. */
     if (!(ret >= 0 && (saved.flags & O_DIRECTORY_FLAG))) {
-        /* len counts the NUL: a path of up to SHORT_PATH_LEN - 1 characters fits */
-        int outcome = (len > 0 && len <= SHORT_PATH_LEN) ? open_dedup_check_short(key)
-                                                         : open_dedup_check(key);
+        int outcome = is_short ? open_dedup_check_short(sk) : open_dedup_check(key);
         if (outcome == DEDUP_REPEAT)
             return 0;
     }
 #endif
+    struct open_event *e = open_scratch.lookup(&zero);
+    if (!e)
+        return 0;
     fill_header(&e->h, EV_OPEN, cgroup_id);
     e->h.ts = now;
-    e->window = key->window;
+    e->window = sk->window;
     e->ret = ret;
     e->flags = saved.flags;
     e->dfd = saved.dfd;
     e->mode = saved.mode;
-    __builtin_memcpy(e->path, key->path, sizeof(e->path));
+    if (is_short) {
+        __builtin_memcpy(e->path, sk->path, SHORT_PATH_LEN);
+        __builtin_memset(&e->path[SHORT_PATH_LEN], 0, FILENAME_LEN - SHORT_PATH_LEN);
+    } else {
+        __builtin_memcpy(e->path, key->path, sizeof(e->path));
+    }
     submit(e, sizeof(*e));
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_open)
-{
-    return open_enter(args->filename, (u32)args->flags, -100 /* AT_FDCWD */,
-                      (u32)args->mode);
-}
-
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {
-    return open_exit(args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_openat)
-{
-    return open_enter(args->filename, (u32)args->flags, (s32)args->dfd, (u32)args->mode);
+    return open_exit(args->ret, OPEN_OPEN);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 {
-    return open_exit(args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
-{
-    u64 how[2] = {};
-    bpf_probe_read_user(how, sizeof(how), args->how); /* open_how: flags, mode, resolve */
-    return open_enter(args->filename, (u32)how[0], (s32)args->dfd, (u32)how[1]);
+    return open_exit(args->ret, OPEN_OPENAT);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 {
-    return open_exit(args->ret);
+    return open_exit(args->ret, OPEN_OPENAT2);
 }
 
 /* -- file changes and the working directory ------------------------------------------
  * chdir/fchdir (user space keeps each process's working directory, to resolve relative
- * paths), unlink, rename, chmod, chown: one record type, `op` says which. Pointers are
- * kept at entry and the strings read at exit, with the result known. Never
- * de-duplicated: each is a change of the file system (or of where paths start). */
+ * paths), unlink, rename, chmod, chown: one record type, `op` says which. Everything is
+ * read at the exit, with the result known: the arguments from the saved registers, then
+ * the strings. Never de-duplicated: each is a change of the file system (or of where
+ * paths start). */
 #define FOP_CHDIR 1
 #define FOP_UNLINK 2
 #define FOP_RENAME 3
 #define FOP_CHMOD 4
 #define FOP_CHOWN 5
 #define FOP_MEMFD 6
-
-struct fileop_args {
-    u64 path;      /* user pointers, 0 when the call names an fd */
-    u64 path2;
-    u32 op;
-    s32 dfd;       /* dirfd of path (AT_FDCWD for the plain calls), or the fd itself */
-    s32 dfd2;
-    u32 mode;
-    u32 uid;
-    u32 gid;
-    u32 flags;
-    u32 busy;
-};
 
 struct fileop_event {
     struct event_header h;
@@ -230,59 +229,33 @@ struct fileop_event {
     char path2[FILENAME_LEN];
 };
 
-BPF_TASK_STORAGE(fileop_pending, struct fileop_args);
 BPF_PERCPU_ARRAY(fileop_scratch, struct fileop_event, 1);
 
-static __always_inline int fileop_enter(u32 op, s32 dfd, const char *path, s32 dfd2,
-                                        const char *path2, u32 mode, u32 uid, u32 gid,
-                                        u32 flags)
+/* The arguments of each call, from its saved registers at exit: which registers hold
+ * the paths, fds, mode and ids. */
+static __always_inline int fileop_exit(long ret, u32 op, s32 dfd, u64 path, s32 dfd2,
+                                       u64 path2, u32 mode, u32 uid, u32 gid, u32 flags)
 {
-    if (!in_scope(bpf_get_current_cgroup_id()))
-        return 0;
-    struct fileop_args *a = fileop_pending.task_storage_get(
-        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-    if (!a)
-        return 0;
-    a->op = op;
-    a->dfd = dfd;
-    a->path = (u64)path;
-    a->dfd2 = dfd2;
-    a->path2 = (u64)path2;
-    a->mode = mode;
-    a->uid = uid;
-    a->gid = gid;
-    a->flags = flags;
-    a->busy = 1;
-    return 0;
-}
-
-static __always_inline int fileop_exit(long ret)
-{
-    struct fileop_args *stored = fileop_pending.task_storage_get(CURRENT_TASK, 0, 0);
-    if (!stored || !stored->busy)
-        return 0;
-    struct fileop_args a = *stored;
-    stored->busy = 0;
     u32 zero = 0;
     struct fileop_event *e = fileop_scratch.lookup(&zero);
     if (!e)
         return 0;
     fill_header(&e->h, EV_FILEOP, bpf_get_current_cgroup_id());
     e->ret = ret;
-    e->op = a.op;
-    e->dfd = a.dfd;
-    e->dfd2 = a.dfd2;
-    e->mode = a.mode;
-    e->uid = a.uid;
-    e->gid = a.gid;
-    e->flags = a.flags;
+    e->op = op;
+    e->dfd = dfd;
+    e->dfd2 = dfd2;
+    e->mode = mode;
+    e->uid = uid;
+    e->gid = gid;
+    e->flags = flags;
     e->pad = 0;
     e->path[0] = 0;
     e->path2[0] = 0;
-    if (a.path)
-        bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)a.path);
-    if (a.path2)
-        bpf_probe_read_user_str(e->path2, sizeof(e->path2), (void *)a.path2);
+    if (path)
+        bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)path);
+    if (path2)
+        bpf_probe_read_user_str(e->path2, sizeof(e->path2), (void *)path2);
     submit(e, sizeof(*e));
     return 0;
 }
@@ -290,93 +263,114 @@ static __always_inline int fileop_exit(long ret)
 #define AT_FDCWD_ -100
 #define NOID 0xFFFFFFFF
 
-TRACEPOINT_PROBE(syscalls, sys_enter_chdir)
-{ return fileop_enter(FOP_CHDIR, AT_FDCWD_, args->filename, 0, 0, 0, NOID, NOID, 0); }
-TRACEPOINT_PROBE(syscalls, sys_exit_chdir) { return fileop_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchdir)
-{ return fileop_enter(FOP_CHDIR, (s32)args->fd, 0, 0, 0, 0, NOID, NOID, 0); }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchdir) { return fileop_exit(args->ret); }
+/* The in-scope test first (an unwatched process stops there), then the registers. */
+#define FILEOP_ARGS()                                   \
+    struct sys_args r;                                  \
+    if (!in_scope(bpf_get_current_cgroup_id()) ||       \
+        read_sys_args(&r) != 0)                         \
+        return 0;                                       \
+    struct sys_args *a = &r;
 
-TRACEPOINT_PROBE(syscalls, sys_enter_unlink)
-{ return fileop_enter(FOP_UNLINK, AT_FDCWD_, args->pathname, 0, 0, 0, NOID, NOID, 0); }
-TRACEPOINT_PROBE(syscalls, sys_exit_unlink) { return fileop_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat)
+TRACEPOINT_PROBE(syscalls, sys_exit_chdir)
 {
-    return fileop_enter(FOP_UNLINK, (s32)args->dfd, args->pathname, 0, 0, 0, NOID, NOID,
-                        (u32)args->flag);
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_CHDIR, AT_FDCWD_, SYS_ARG1(a), 0, 0, 0, NOID, NOID, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat) { return fileop_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_fchdir)
+{
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_CHDIR, (s32)SYS_ARG1(a), 0, 0, 0, 0, NOID, NOID, 0);
+}
 
-TRACEPOINT_PROBE(syscalls, sys_enter_rename)
+TRACEPOINT_PROBE(syscalls, sys_exit_unlink)
 {
-    return fileop_enter(FOP_RENAME, AT_FDCWD_, args->oldname, AT_FDCWD_, args->newname, 0,
-                        NOID, NOID, 0);
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_UNLINK, AT_FDCWD_, SYS_ARG1(a), 0, 0, 0, NOID, NOID,
+                       0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_rename) { return fileop_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_renameat)
+TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat)
 {
-    return fileop_enter(FOP_RENAME, (s32)args->olddfd, args->oldname, (s32)args->newdfd,
-                        args->newname, 0, NOID, NOID, 0);
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_UNLINK, (s32)SYS_ARG1(a), SYS_ARG2(a), 0, 0, 0, NOID,
+                       NOID, (u32)SYS_ARG3(a));
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_renameat) { return fileop_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_renameat2)
-{
-    return fileop_enter(FOP_RENAME, (s32)args->olddfd, args->oldname, (s32)args->newdfd,
-                        args->newname, 0, NOID, NOID, (u32)args->flags);
-}
-TRACEPOINT_PROBE(syscalls, sys_exit_renameat2) { return fileop_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_chmod)
+TRACEPOINT_PROBE(syscalls, sys_exit_rename)
 {
-    return fileop_enter(FOP_CHMOD, AT_FDCWD_, args->filename, 0, 0, (u32)args->mode, NOID,
-                        NOID, 0);
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_RENAME, AT_FDCWD_, SYS_ARG1(a), AT_FDCWD_, SYS_ARG2(a),
+                       0, NOID, NOID, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_chmod) { return fileop_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmod)
-{ return fileop_enter(FOP_CHMOD, (s32)args->fd, 0, 0, 0, (u32)args->mode, NOID, NOID, 0); }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchmod) { return fileop_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat)
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat)
 {
-    return fileop_enter(FOP_CHMOD, (s32)args->dfd, args->filename, 0, 0, (u32)args->mode,
-                        NOID, NOID, 0);
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_RENAME, (s32)SYS_ARG1(a), SYS_ARG2(a),
+                       (s32)SYS_ARG3(a), SYS_ARG4(a), 0, NOID, NOID, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat) { return fileop_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchmodat2)
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat2)
 {
-    return fileop_enter(FOP_CHMOD, (s32)args->dfd, args->filename, 0, 0, (u32)args->mode,
-                        NOID, NOID, (u32)args->flags);
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_RENAME, (s32)SYS_ARG1(a), SYS_ARG2(a),
+                       (s32)SYS_ARG3(a), SYS_ARG4(a), 0, NOID, NOID, (u32)SYS_ARG5(a));
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2) { return fileop_exit(args->ret); }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_chown)
+TRACEPOINT_PROBE(syscalls, sys_exit_chmod)
 {
-    return fileop_enter(FOP_CHOWN, AT_FDCWD_, args->filename, 0, 0, 0, (u32)args->user,
-                        (u32)args->group, 0);
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_CHMOD, AT_FDCWD_, SYS_ARG1(a), 0, 0, (u32)SYS_ARG2(a),
+                       NOID, NOID, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_chown) { return fileop_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_lchown)
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmod)
 {
-    return fileop_enter(FOP_CHOWN, AT_FDCWD_, args->filename, 0, 0, 0, (u32)args->user,
-                        (u32)args->group, 0x100 /* AT_SYMLINK_NOFOLLOW */);
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_CHMOD, (s32)SYS_ARG1(a), 0, 0, 0, (u32)SYS_ARG2(a),
+                       NOID, NOID, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_lchown) { return fileop_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchown)
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat)
 {
-    return fileop_enter(FOP_CHOWN, (s32)args->fd, 0, 0, 0, 0, (u32)args->user,
-                        (u32)args->group, 0);
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_CHMOD, (s32)SYS_ARG1(a), SYS_ARG2(a), 0, 0,
+                       (u32)SYS_ARG3(a), NOID, NOID, 0);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchown) { return fileop_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_fchownat)
+TRACEPOINT_PROBE(syscalls, sys_exit_fchmodat2)
 {
-    return fileop_enter(FOP_CHOWN, (s32)args->dfd, args->filename, 0, 0, 0, (u32)args->user,
-                        (u32)args->group, (u32)args->flag);
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_CHMOD, (s32)SYS_ARG1(a), SYS_ARG2(a), 0, 0,
+                       (u32)SYS_ARG3(a), NOID, NOID, (u32)SYS_ARG4(a));
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_fchownat) { return fileop_exit(args->ret); }
+
+TRACEPOINT_PROBE(syscalls, sys_exit_chown)
+{
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_CHOWN, AT_FDCWD_, SYS_ARG1(a), 0, 0, 0,
+                       (u32)SYS_ARG2(a), (u32)SYS_ARG3(a), 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_lchown)
+{
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_CHOWN, AT_FDCWD_, SYS_ARG1(a), 0, 0, 0,
+                       (u32)SYS_ARG2(a), (u32)SYS_ARG3(a), 0x100 /* AT_SYMLINK_NOFOLLOW */);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_fchown)
+{
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_CHOWN, (s32)SYS_ARG1(a), 0, 0, 0, 0, (u32)SYS_ARG2(a),
+                       (u32)SYS_ARG3(a), 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_fchownat)
+{
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_CHOWN, (s32)SYS_ARG1(a), SYS_ARG2(a), 0, 0, 0,
+                       (u32)SYS_ARG3(a), (u32)SYS_ARG4(a), (u32)SYS_ARG5(a));
+}
 
 /* memfd_create: the fd it returns can be exec'd (fexecve) without a file on disk. */
-TRACEPOINT_PROBE(syscalls, sys_enter_memfd_create)
-{ return fileop_enter(FOP_MEMFD, 0, args->uname, 0, 0, 0, NOID, NOID, (u32)args->flags); }
-TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create) { return fileop_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_memfd_create)
+{
+    FILEOP_ARGS();
+    return fileop_exit(args->ret, FOP_MEMFD, 0, SYS_ARG1(a), 0, 0, 0, NOID, NOID,
+                       (u32)SYS_ARG2(a));
+}
 
 #ifdef LAYOUT_CHECK
 BPF_ARRAY(layout_fileop_event, struct fileop_event, 1);

@@ -77,13 +77,13 @@ HEADER = "common.bpf.h"
 _INCLUDE = f'#include "{HEADER}"'
 
 # concern → (source files, defines). lineage.bpf.c and cgroups.bpf.c are always in;
-# dns needs net's socket table, so it brings net.bpf.c along (net events are then only
-# emitted when "net" is asked for too).
+# dns needs net's socket table, so it brings net.bpf.c along, but without CONCERN_NET only
+# the socket and connect exits are attached and no net event is emitted.
 _CONCERNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "exec": (("exec.bpf.c",), ()),
     "exit": ((), ("CONCERN_EXIT",)),
     "file": (("file.bpf.c",), ()),
-    "net": (("net.bpf.c",), ()),
+    "net": (("net.bpf.c",), ("CONCERN_NET",)),
     "dns": (("net.bpf.c", "dns.bpf.c"), ()),
     "ns": (("ns.bpf.c",), ()),
     "syscalls": (("syscalls.bpf.c",), ()),
@@ -145,6 +145,11 @@ def _tracefs_ready() -> bool:
 def preflight(*, mount_tracefs: bool = True) -> None:
     """Check what bcc needs, in the order an operator would fix it; raise
     :class:`CollectorError` naming the first missing piece."""
+    if platform.machine() != "x86_64":
+        # the exit probes read syscall arguments at x86_64's pt_regs offsets
+        # (common.bpf.h: read_sys_args), and the probes name x86_64's legacy syscalls
+        raise CollectorError(f"unsupported architecture {platform.machine()}: the kernel "
+                             "probes are built for x86_64")
     if os.geteuid() != 0:
         raise CollectorError("not root: loading BPF programs needs root (CAP_BPF, CAP_PERFMON"
                              " and CAP_SYS_ADMIN for bcc)")
@@ -176,6 +181,13 @@ def preflight(*, mount_tracefs: bool = True) -> None:
                                check=False, capture_output=True)
         if not _tracefs_ready():
             raise CollectorError("no tracefs: mount -t tracefs tracefs /sys/kernel/tracing")
+
+
+def _trim_heap() -> None:
+    """Give the heap that bcc's embedded clang freed after the compile back to the
+    system (glibc keeps it otherwise: about 20 MiB of the collector's RSS)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _pids_in(cgroup_dir: str) -> list[int]:
@@ -375,6 +387,7 @@ class KernelCollector:
             raise CollectorError(
                 f"BPF compile/load failed ({message}); check the kernel headers at "
                 f"/lib/modules/{platform.release()}/build and the bcc version") from exc
+        _trim_heap()
         self._offset_ns = monotonic_to_epoch_offset()
         self._clock["clock_offset_ns"] = self._offset_ns
         self._next_clock = time.monotonic() + self.clock_interval_s
@@ -773,6 +786,8 @@ class KernelCollector:
                 if envelope is not None:
                     self._user["repeat_envelopes"] += 1
                     emitted += self._emit(envelope)
+        # what is left of the swept windows had no table entry: no repeats to report
+        self.ledger.forget_before(current + 1 if force else current - 1, _key_window)
         return emitted
 
     def _flush_connecting(self) -> int:
@@ -952,6 +967,11 @@ def _dns_scope(pod: Pod | None, cgroup_id: int) -> str:
     """Whose DNS answers name a connection: the pod's (its containers share the
     network namespace and resolver), else the container cgroup's."""
     return pod.uid if pod is not None and pod.uid else f"cgroup/{cgroup_id}"
+
+
+def _key_window(key: Any) -> int:
+    """The dedup window of an :func:`_open_key` / :func:`_net_key` tuple."""
+    return int(key[2])
 
 
 def _open_key(ev: dec.OpenEvent) -> tuple[Any, ...]:

@@ -2,8 +2,8 @@
  *
  * - socket(): the type (stream/datagram) per (tgid, fd) in `socks`, so connect can say
  *   TCP or UDP without reading kernel structs; bind() adds the local port.
- * - connect(): the destination is copied at entry, the event goes out at exit with the
- *   result, de-duplicated per container like file.open. For TCP the outcome is the
+ * - connect(): at exit, with the result, the destination is read from the caller's
+ *   sockaddr (the call's arguments are in the saved registers: common.bpf.h); the event is de-duplicated per container like file.open. For TCP the outcome is the
  *   state machine's, not the syscall's: SYN_SENT inside the call names the socket; a
  *   call that returns before the handshake ends (-EINPROGRESS: every non-blocking
  *   client) parks its event in `connecting`, and the socket's next state change sends
@@ -16,6 +16,9 @@
  *   it runs in: the attribution was stored at SYN_SENT).
  * - accept()/listen(): peer address at accept exit; listen from the LISTEN state change
  *   (the port is known only then), which also gives accept its local port.
+ *
+ * Loaded for dns alone (no CONCERN_NET), only what keeps the socket table (socket and
+ * connect exits) is attached: no bind, accept, TCP state or per-send/receive probes.
  */
 #include "common.bpf.h"
 
@@ -48,14 +51,9 @@ struct connect_args {
     u64 sockaddr;  /* user pointer */
     u32 fd;
     u32 addrlen;
-    u32 busy;      /* 1 between entry and exit (task-local storage) */
+    u32 busy;      /* 1: `sk` entered SYN_SENT during the running connect() */
     u32 pad;
     u64 sk;        /* the socket that entered SYN_SENT during this call, 0 if none */
-};
-
-struct pending_u32 {
-    u32 value;
-    u32 busy;
 };
 
 struct net_event {
@@ -133,10 +131,7 @@ struct close_event {
 };
 
 BPF_TABLE("lru_hash", u64, struct sock_info, socks, 65536);
-BPF_TASK_STORAGE(socket_pending, struct pending_u32);
 BPF_TASK_STORAGE(connect_pending, struct connect_args);
-BPF_TASK_STORAGE(accept_pending, struct connect_args);
-BPF_TASK_STORAGE(listen_pending, struct pending_u32);
 BPF_HASH(net_dedup, struct net_key, u64, MAX_DEDUP);
 BPF_HASH(conns, u64, struct conn_info, 65536);
 BPF_TABLE("lru_hash", u64, struct connecting, connecting, 16384);
@@ -216,36 +211,22 @@ static __always_inline struct net_event *net_event_start(u32 kind, u64 cgroup_id
     return e;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_socket)
-{
-    if (!in_scope(bpf_get_current_cgroup_id()))
-        return 0;
-    struct pending_u32 *p = socket_pending.task_storage_get(
-        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-    if (!p)
-        return 0;
-    p->value = ((u32)args->family << 16) | ((u32)args->type & 0xF);
-    p->busy = 1;
-    return 0;
-}
-
 TRACEPOINT_PROBE(syscalls, sys_exit_socket)
 {
-    struct pending_u32 *p = socket_pending.task_storage_get(CURRENT_TASK, 0, 0);
-    if (!p || !p->busy)
+    if (args->ret < 0 || !in_scope(bpf_get_current_cgroup_id()))
         return 0;
-    u32 value = p->value;
-    p->busy = 0;
-    if (args->ret < 0)
+    struct sys_args r;
+    if (read_sys_args(&r) != 0)
         return 0;
     u64 key = fd_key((u32)args->ret);
     struct sock_info info = {};
-    info.family = value >> 16;
-    info.sotype = value & 0xF;
+    info.family = (u16)SYS_ARG1(&r);
+    info.sotype = (u16)(SYS_ARG2(&r) & 0xF);
     socks.update(&key, &info);
     return 0;
 }
 
+#ifdef CONCERN_NET
 TRACEPOINT_PROBE(syscalls, sys_enter_bind)
 {
     if (!in_scope(bpf_get_current_cgroup_id()))
@@ -261,37 +242,25 @@ TRACEPOINT_PROBE(syscalls, sys_enter_bind)
     return 0;
 }
 
+#endif /* CONCERN_NET */
+
 /* listen(): the port is only known once the socket is hashed (bind to port 0 picks
  * it at listen), so the event goes out from the CLOSE -> LISTEN state change, which runs
- * inside the listen() call; the fd comes from here. */
-TRACEPOINT_PROBE(syscalls, sys_enter_listen)
-{
-    if (!in_scope(bpf_get_current_cgroup_id()))
-        return 0;
-    struct pending_u32 *p = listen_pending.task_storage_get(
-        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-    if (!p)
-        return 0;
-    p->value = (u32)args->fd;
-    p->busy = 1;
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_listen)
-{
-    struct pending_u32 *p = listen_pending.task_storage_get(CURRENT_TASK, 0, 0);
-    if (p)
-        p->busy = 0;
-    return 0;
-}
+ * inside the listen() call: the fd is the call's first argument (saved registers), and
+ * no syscall probe is needed. */
+#define NR_LISTEN 50
+#define NR_CONNECT 42
 
 static __always_inline int on_listen(u16 family, u16 port)
 {
-    struct pending_u32 *p = listen_pending.task_storage_get(CURRENT_TASK, 0, 0);
-    if (!p || !p->busy)
+    u64 cgroup_id = bpf_get_current_cgroup_id();
+    if (!in_scope(cgroup_id))
         return 0;
-    u32 fd = p->value;
-    struct net_event *e = net_event_start(EV_LISTEN, bpf_get_current_cgroup_id());
+    struct sys_args r;
+    if (read_sys_args(&r) != 0 || SYS_NR(&r) != NR_LISTEN)
+        return 0;
+    u32 fd = (u32)SYS_ARG1(&r);
+    struct net_event *e = net_event_start(EV_LISTEN, cgroup_id);
     if (!e)
         return 0;
     e->fd = fd;
@@ -306,21 +275,6 @@ static __always_inline int on_listen(u16 family, u16 port)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_connect)
-{
-    if (!in_scope(bpf_get_current_cgroup_id()))
-        return 0;
-    struct connect_args *a = connect_pending.task_storage_get(
-        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-    if (!a)
-        return 0;
-    a->sockaddr = (u64)args->uservaddr;
-    a->fd = (u32)args->fd;
-    a->addrlen = (u32)args->addrlen;
-    a->sk = 0;
-    a->busy = 1;
-    return 0;
-}
 
 /* The outcome of a finished handshake: result and OUTCOME_* from the socket's error
  * when it closed (the kernel's own verdict), else from the state bits. A socket closed
@@ -400,14 +354,26 @@ static __always_inline void conn_progress(u64 sk, u64 bit, int final)
     connecting.delete(&sk);
 }
 
+/* connect(): everything at the exit. The arguments come from the saved registers; the
+ * socket that entered SYN_SENT during this call (if any) was left in task-local storage
+ * by the state change (which runs inside the call), marked busy. */
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 {
-    struct connect_args *stored = connect_pending.task_storage_get(CURRENT_TASK, 0, 0);
-    if (!stored || !stored->busy)
-        return 0;
-    struct connect_args a = *stored;
-    stored->busy = 0;
     u64 cgroup_id = bpf_get_current_cgroup_id();
+    if (!in_scope(cgroup_id))
+        return 0;
+    struct sys_args r;
+    if (read_sys_args(&r) != 0)
+        return 0;
+    struct connect_args a = {};
+    a.fd = (u32)SYS_ARG1(&r);
+    a.sockaddr = SYS_ARG2(&r);
+    a.addrlen = (u32)SYS_ARG3(&r);
+    struct connect_args *stored = connect_pending.task_storage_get(CURRENT_TASK, 0, 0);
+    if (stored && stored->busy) {
+        a.sk = stored->sk;
+        stored->busy = 0;
+    }
     struct net_event *e = net_event_start(EV_CONNECT, cgroup_id);
     if (!e)
         return 0;
@@ -431,6 +397,9 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
         fresh.dns = e->dport == DNS_PORT;
         socks.update(&key, &fresh);
     }
+#ifndef CONCERN_NET
+    return 0;  /* loaded for dns alone: the socket table is all it needs from here */
+#endif
 #ifndef NO_DEDUP
     u32 zero = 0;
     struct net_key *k = net_key_scratch.lookup(&zero);
@@ -444,31 +413,23 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     return 0;
 }
 
-static __always_inline int accept_enter(u64 upeer, u32 fd)
-{
-    if (!in_scope(bpf_get_current_cgroup_id()))
-        return 0;
-    struct connect_args *a = accept_pending.task_storage_get(
-        CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-    if (!a)
-        return 0;
-    a->sockaddr = upeer;
-    a->fd = fd;
-    a->addrlen = 0;
-    a->busy = 1;
-    return 0;
-}
-
+#ifdef CONCERN_NET
+/* accept()/accept4(): at the exit, the listening fd and the peer address buffer from the
+ * saved registers (arguments 1 and 2). */
 static __always_inline int accept_exit(long ret)
 {
-    struct connect_args *stored = accept_pending.task_storage_get(CURRENT_TASK, 0, 0);
-    if (!stored || !stored->busy)
-        return 0;
-    struct connect_args a = *stored;
-    stored->busy = 0;
     if (ret < 0)
         return 0;  /* EAGAIN on non-blocking listeners: not an event */
-    struct net_event *e = net_event_start(EV_ACCEPT, bpf_get_current_cgroup_id());
+    u64 cgroup_id = bpf_get_current_cgroup_id();
+    if (!in_scope(cgroup_id))
+        return 0;
+    struct sys_args r;
+    if (read_sys_args(&r) != 0)
+        return 0;
+    struct connect_args a = {};
+    a.fd = (u32)SYS_ARG1(&r);
+    a.sockaddr = SYS_ARG2(&r);
+    struct net_event *e = net_event_start(EV_ACCEPT, cgroup_id);
     if (!e)
         return 0;
     e->ret = ret;
@@ -484,19 +445,9 @@ static __always_inline int accept_exit(long ret)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_accept)
-{
-    return accept_enter((u64)args->upeer_sockaddr, (u32)args->fd);
-}
-
 TRACEPOINT_PROBE(syscalls, sys_exit_accept)
 {
     return accept_exit(args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_accept4)
-{
-    return accept_enter((u64)args->upeer_sockaddr, (u32)args->fd);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
@@ -515,11 +466,16 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         u64 cgroup_id = bpf_get_current_cgroup_id();
         if (!in_scope(cgroup_id))
             return 0;
-        struct connect_args *pending = connect_pending.task_storage_get(CURRENT_TASK, 0, 0);
-        if (pending && pending->busy) {
-            pending->sk = sk;
-            struct connecting fresh = {};
-            connecting.update(&sk, &fresh);
+        struct sys_args r;
+        if (read_sys_args(&r) == 0 && SYS_NR(&r) == NR_CONNECT) {
+            struct connect_args *pending = connect_pending.task_storage_get(
+                CURRENT_TASK, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+            if (pending) {
+                pending->sk = sk;
+                pending->busy = 1;
+                struct connecting fresh = {};
+                connecting.update(&sk, &fresh);
+            }
         }
         struct conn_info info = {};
         fill_header(&info.h, EV_CLOSE, cgroup_id);
@@ -589,7 +545,9 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 
 TRACEPOINT_PROBE(sock, sock_send_length)
 {
-    if (args->ret <= 0)
+    /* every send/receive of every socket on the node comes here: only TCP sockets
+     * can be in `conns` (unix, UDP and netlink traffic stops before the lookup) */
+    if (args->ret <= 0 || args->protocol != 6 /* IPPROTO_TCP */)
         return 0;
     u64 sk = (u64)args->sk;
     struct conn_info *info = conns.lookup(&sk);
@@ -600,7 +558,9 @@ TRACEPOINT_PROBE(sock, sock_send_length)
 
 TRACEPOINT_PROBE(sock, sock_recv_length)
 {
-    if (args->ret <= 0)
+    /* every send/receive of every socket on the node comes here: only TCP sockets
+     * can be in `conns` (unix, UDP and netlink traffic stops before the lookup) */
+    if (args->ret <= 0 || args->protocol != 6 /* IPPROTO_TCP */)
         return 0;
     u64 sk = (u64)args->sk;
     struct conn_info *info = conns.lookup(&sk);
@@ -608,6 +568,8 @@ TRACEPOINT_PROBE(sock, sock_recv_length)
         __sync_fetch_and_add(&info->bytes_received, (u64)args->ret);
     return 0;
 }
+
+#endif /* CONCERN_NET */
 
 #ifdef LAYOUT_CHECK
 BPF_ARRAY(layout_net_event, struct net_event, 1);

@@ -19,11 +19,20 @@ __all__ = ["FORMATS", "ExportOptions", "Exporter", "NotEnforceReady", "export"]
 
 Exporter = Callable[[Mapping[str, Any], ExportOptions], dict[str, Any]]
 
+def agentstory_policy(record: Mapping[str, Any], options: ExportOptions) -> dict[str, Any]:
+    """The policy ``agentstory enforce`` applies, in audit mode (it blocks nothing until
+    an operator sets ``mode: enforce``: no enforce-ready check needed)."""
+    from collectors.enforce.policy import policy_from_profile
+
+    return policy_from_profile(record)
+
+
 FORMATS: dict[str, Exporter] = {
     "seccomp": seccomp_profile,  # Security Profiles Operator SeccompProfile
     "seccomp-json": seccomp_json,  # the kubelet Localhost profile file
     "networkpolicy": network_policy,
     "cilium": cilium_policy,
+    "agentstory": agentstory_policy,  # the in-kernel enforcer's policy (issue 19)
 }
 
 

@@ -144,7 +144,8 @@ for i in range(n):
     conn.sendall(len(request).to_bytes(4, "big") + request.encode())
     size = int.from_bytes(conn.recv(4, socket.MSG_WAITALL), "big")
     conn.recv(size, socket.MSG_WAITALL)
-conn.close()
+if conn is not None:
+    conn.close()
 print(time.perf_counter() - start, cpu_s() - t0)
 """
 
@@ -174,6 +175,9 @@ def collector_child(concerns: tuple[str, ...]) -> int:
                          + "\n")
         sys.stdout.flush()
 
+    # program name → fd, for the BPF run-time statistics read from /proc/<pid>/fdinfo
+    progs = {name.decode(): fn.fd for name, fn in collector._bpf.funcs.items()}
+    sys.stdout.write(orjson.dumps({"tag": "progs", "progs": progs}).decode() + "\n")
     report("ready")
     while not stop.is_set():
         collector.poll(100)
@@ -193,16 +197,29 @@ def user_cost(n: int) -> int:
     tree is first on the path, so two versions compare with the same records
     (``PYTHONPATH=<tree> python tests/bench/bench_kernel_overhead.py --user-cost``)."""
     import ctypes
+    import secrets
+    import tempfile
     import timeit
+    import uuid
 
     from collectors.cgroups import CgroupResolver
     from collectors.kernel import decode as dec
     from collectors.kernel.dnsmsg import build_answer, build_query
     from collectors.kernel.loader import KernelCollector
-    from collectors.pods import Attributor, PodIndex
+    from collectors.kernel.sandbox import pod_manifest
+    from collectors.pods import Attributor, PodIndex, PodInfo
 
-    collector = KernelCollector("bench", Attributor(PodIndex(), CgroupResolver("/tmp")),
-                                lambda _e: None, metadata_wait_ms=0)
+    # the records come from a known pod's container (cgroup id 1), as they do on a node
+    # (the kernel passes pod cgroups only); an unknown cgroup would cost a rescan of the
+    # hierarchy instead, rate-limited, which is not the per-record cost
+    uid, cid = str(uuid.uuid4()), secrets.token_hex(32)
+    index = PodIndex()
+    index.apply("ADDED", PodInfo.from_manifest(pod_manifest(uid, "bench", "bench", cid)))
+    resolver = CgroupResolver(Path(tempfile.mkdtemp(prefix="agentstory-bench-")))
+    resolver.remember(1, "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
+                         f"{uid.replace('-', '_')}.slice/cri-containerd-{cid}.scope")
+    collector = KernelCollector("bench", Attributor(index, resolver), lambda _e: None,
+                                metadata_wait_ms=0)
     pid = os.getpid()
 
     def header(kind: int) -> Any:
@@ -255,15 +272,19 @@ def user_cost(n: int) -> int:
                                  number=max(1, n // size), repeat=5,
                                  timer=time.process_time))  # CPU: other jobs share it
         print(f"| {name} | {best / (max(1, n // size) * size) * 1e6:.1f} |")
+    resolver.root.rmdir()
     return 0
 
 
 class Child:
-    def __init__(self, concerns: tuple[str, ...]) -> None:
+    def __init__(self, concerns: tuple[str, ...], tree: Path = REPO) -> None:
+        """``tree``: the checkout whose collector runs (another version for an A/B)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.bench.bench_kernel_overhead", "--collector-child",
              ",".join(concerns)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.progs: dict[str, int] = self._line().get("progs", {})
         ready = self._line()
         if ready.get("tag") != "ready":
             raise RuntimeError(f"collector child did not start: {ready}")
@@ -308,9 +329,9 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
     return data
 
 
-def start_peers() -> tuple[int, int, list[socket.socket]]:
+def start_peers(api_delay_s: float = 0.002) -> tuple[int, int, list[socket.socket]]:
     """A sink (reads until close), a framed request/response API peer answering after
-    ~2 ms with 4 KiB, and a DNS resolver on 127.0.0.1:53."""
+    ``api_delay_s`` (~2 ms) with 4 KiB, and a DNS resolver on 127.0.0.1:53."""
     from collectors.kernel.dnsmsg import build_answer
 
     srv = socket.socket()
@@ -339,7 +360,8 @@ def start_peers() -> tuple[int, int, list[socket.socket]]:
                 while True:
                     size = int.from_bytes(_recv_exact(conn, 4), "big")
                     _recv_exact(conn, size)
-                    time.sleep(0.002)
+                    if api_delay_s:
+                        time.sleep(api_delay_s)
                     conn.sendall(reply)
             except (ConnectionError, OSError):
                 return

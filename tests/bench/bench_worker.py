@@ -5,9 +5,11 @@ aiokafka. Each variant gets a fresh worker (its own consumer group) and its own 
 input-dependent support bots (tests/streams/scenario.py, one seed each) whose last event
 is a reverse shell, a critical hit that opens a story at once. The backlog is produced as
 fast as aiokafka goes; the rate is events / (time until every agent's story arrived). The
-latency run then produces the realistic mix paced at half the realistic rate, with a
-reverse shell of a probe agent every second, and times produce → story on the stories
-topic (wall clock: both ends are on this machine).
+latency run then produces the realistic mix paced at half the realistic rate, its events
+stamped at the time they are sent (as live collectors stamp them), with a reverse shell in
+a new pod of a probe agent every second, and times produce → story on the stories topic
+(wall clock: both ends are on this machine). The story comes once the kernel and L7
+watermarks pass the shell: at least the sources' lateness (0.5 s) after it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ def agent_events(tag: str, i: int) -> tuple[Pod, list[Envelope]]:
               agent=f"bench/Deployment/{tag}-{i}")
     events = [dataclasses.replace(e, pod=pod) for e in learning(seed=i, tickets=TICKETS)]
     return pod, [*events, revshell(pod, events[-1].ts + SECOND)]
+
+
+def restamp(frame: bytes, now: int) -> bytes:
+    """The frame's events moved to end at ``now``, their spacing kept."""
+    docs = orjson.loads(frame)
+    last = max(d["ts"] for d in docs)
+    for d in docs:
+        d["ts"] = now - (last - d["ts"])
+    return orjson.dumps(docs)
 
 
 def frames(events: list[Envelope], size: int | None) -> list[tuple[str, bytes, bytes]]:
@@ -129,8 +140,8 @@ async def latency(bootstrap: str, log_dir: Path, rate: float) -> list[float]:
     events = sorted((e for _, evs in data for e in evs[:-1]), key=lambda e: e.ts)
     messages = frames(events, None)
     per_message = len(events) / len(messages)
-    probe = Pod(uid=str(uuid.uuid4()), namespace="bench", name=f"{tag}-probe",
-                agent=f"bench/Deployment/{tag}-probe")
+    agent = f"bench/Deployment/{tag}-probe"
+    probes: set[str] = set()
     sent: dict[int, float] = {}
     got: dict[int, float] = {}
     stop = asyncio.Event()
@@ -145,7 +156,7 @@ async def latency(bootstrap: str, log_dir: Path, rate: float) -> list[float]:
                     now = time.monotonic()
                     for m in batch:
                         ext = orjson.loads(m.value)["unmapped"]["agentstory"]
-                        if ext["pod"]["uid"] == probe.uid:
+                        if ext["pod"]["uid"] in probes:
                             got.setdefault(ext["chain"][0]["ts"], now)
         finally:
             await consumer.stop()
@@ -162,14 +173,19 @@ async def latency(bootstrap: str, log_dir: Path, rate: float) -> list[float]:
         try:
             while time.monotonic() - start < LATENCY_S and i < len(messages):
                 now = time.monotonic()
-                if now >= next_probe:  # one reverse shell a second, in its own story
-                    ts = time.time_ns() + len(sent) * 3600 * SECOND
+                if now >= next_probe:  # one reverse shell a second, each in a pod of its own
+                    probe = Pod(uid=str(uuid.uuid4()), namespace="bench",
+                                name=f"{tag}-probe-{len(sent)}", agent=agent)
+                    probes.add(probe.uid)
+                    ts = time.time_ns()
                     await producer.send_and_wait(raw_topic_for("kernel").name, encode_frame(
                         [revshell(probe, ts)]), key=probe.uid.encode())
                     sent[ts] = time.monotonic()
                     next_probe += 1.0
                 topic, key, value = messages[i]
-                await producer.send(topic, value, key=key)
+                # stamped now, as a live collector stamps its events: the watermarks of
+                # the mix and of the probes then move together
+                await producer.send(topic, restamp(value, time.time_ns()), key=key)
                 i += 1
                 await asyncio.sleep(max(0.0, start + i * per_message / rate - time.monotonic()))
         finally:

@@ -248,3 +248,32 @@ def test_syscall_profile_counts_a_burst(kernel) -> None:
 
 def test_pid_of_test_runner_never_reported(kernel) -> None:
     assert not _of_pid(kernel.out, os.getpid())
+
+
+def test_dedup_counts_exact_on_both_sides_of_the_short_key(kernel) -> None:
+    """Paths up to 62 characters are folded in the short-key table, longer ones in the
+    full one (the kernel picks by length); the repeats of each add up either way."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="ks", dir="/tmp"))
+    try:
+        targets = []
+        for length in (20, 61, 62, 63, 64, 200):
+            name = "f" * (length - len(str(folder)) - 1)
+            target = folder / name
+            assert len(str(target)) == length
+            target.write_text("x")
+            targets.append(str(target))
+        pod = kernel.pod()
+        code = (f"import os\nfor _ in range(40):\n    for p in {targets!r}:\n"
+                "        open(p).close()\nprint(os.getpid())")
+        pod.run(_python(code), capture_output=True, text=True)
+        kernel.collector.flush()
+        for target in targets:
+            opens = [e for e in kernel.out
+                     if e.kind == "file.open" and e.data["path"] == target]
+            assert sum(e.data["count"] for e in opens) == 40, len(target)
+            assert len(opens) < 40, len(target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -231,3 +231,50 @@ def test_nonblocking_connects_to_one_destination_fold_with_exact_count(
     assert all(e.data["outcome"] == "established" for e in connects)
     assert sum(e.data["count"] for e in connects) == 5
     assert len(connects) < 5  # folded in the kernel, the repeats counted
+
+
+DNS_TWO_WAYS = """
+import os, socket
+from collectors.kernel.dnsmsg import build_query
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(build_query("one.example.com", 1, ident=1), ("127.0.0.1", 53))
+s.recvfrom(512)
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # glibc's way: connect, send, recv
+c.connect(("127.0.0.1", 53))
+c.send(build_query("two.example.com", 1, ident=2))
+c.recv(512)
+print(os.getpid())
+"""
+
+
+def test_dns_alone_attaches_no_net_event_probes_and_still_reads_both_ways(
+        kernel_ok, resolver: str) -> None:
+    """Asked for dns without net, the collector attaches only the socket table's probes
+    of net.bpf.c (no bind, accept, TCP state or per-send/receive probe), emits no net
+    event, and still reports queries and answers, on connected sockets too."""
+    from pathlib import Path
+
+    from .harness import make_harness
+
+    harness, collector = make_harness(concerns=("dns",))
+    try:
+        names = {n.decode() for n in collector._bpf.funcs}
+        assert not [n for n in names if any(
+            p in n for p in ("sock_send_length", "sock_recv_length", "inet_sock_set_state",
+                             "accept", "bind", "tcp__"))], names
+        assert any("sys_exit_connect" in n for n in names)
+        pod = harness.pod()
+        out = pod.run([sys.executable, "-c", DNS_TWO_WAYS], capture_output=True, text=True,
+                      cwd=Path(__file__).resolve().parents[2])
+        pid = int(out.stdout.split()[-1])
+        collector.flush()
+        mine = [e for e in harness.out if e.proc is not None and e.proc.pid == pid]
+        assert not [e for e in mine if e.kind.startswith("net.") and e.kind != "net.dns"]
+        dns = [e for e in mine if e.kind == "net.dns"]
+        queries = sorted(e.data["questions"][0]["name"] for e in dns
+                         if e.data["direction"] == "query")
+        assert queries == ["one.example.com", "two.example.com"]
+        assert len([e for e in dns if e.data["direction"] == "answer"]) == 2
+    finally:
+        harness.cleanup()
+        collector.close()

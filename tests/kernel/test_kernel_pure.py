@@ -460,3 +460,31 @@ def test_btf_reader_on_a_built_blob() -> None:
         btf.offset("task", "nope")
     with pytest.raises(BtfError):
         Btf(b"\0" * 30)
+
+
+def test_preflight_refuses_another_architecture(monkeypatch) -> None:
+    """The exit probes read syscall arguments at x86_64's register offsets: elsewhere
+    the collector says so instead of reporting wrong arguments."""
+    import platform
+
+    from collectors.kernel.loader import CollectorError, preflight
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    with pytest.raises(CollectorError, match="architecture aarch64"):
+        preflight(mount_tracefs=False)
+
+
+def test_ledger_forgets_swept_windows_only() -> None:
+    """Entries of windows already swept can have no repeats left to report (their table
+    entries are gone): they are dropped, the open windows' entries are kept."""
+    from streams.events import Envelope
+
+    ledger = RepeatLedger()
+    for window, path in ((5, "/a"), (5, "/b"), (6, "/c"), (7, "/d")):
+        ledger.opened(("open", 1, window, 0, 0, path.encode()),
+                      Envelope("file.open", window, "n", "kernel", {"path": path, "count": 1}))
+    assert ledger.forget_before(6, lambda key: key[2]) == 2
+    assert len(ledger) == 2
+    assert ("open", 1, 6, 0, 0, b"/c") in ledger and ("open", 1, 7, 0, 0, b"/d") in ledger
+    repeats = ledger.closed(("open", 1, 6, 0, 0, b"/c"), total=3, ts=99)
+    assert repeats is not None and repeats.data["count"] == 2

@@ -110,7 +110,7 @@ def test_exports_validate_against_their_published_schemas(records: dict[str, Any
 def test_not_enforce_ready_is_refused_unless_forced(records: dict[str, Any]) -> None:
     record = records[BOT]
     assert record["phase"] != "enforce-ready"
-    for fmt in FORMATS:
+    for fmt in set(FORMATS) - {"agentstory"}:  # the enforcer's policy comes in audit mode
         with pytest.raises(NotEnforceReady, match=r"--force"):
             export(record, fmt)
     forced = export(record, "cilium", FORCE)["metadata"]["annotations"]
@@ -207,3 +207,14 @@ def test_cli_render(records: dict[str, Any]) -> None:
     with pytest.raises(KeyError, match="unknown format"):
         export(record, "kyverno", FORCE)
     assert version("cyclonedx-python-lib").startswith("11.")
+
+
+def test_the_enforcers_policy_is_an_export_format_in_audit_mode(records: dict[str, Any]
+                                                                ) -> None:
+    """``profiles export AGENT --format agentstory``: what ``agentstory enforce`` applies,
+    parsed by the enforcer itself; audit mode, so no enforce-ready check."""
+    from collectors.enforce.policy import parse_policy
+
+    policy = parse_policy(export(records[BOT], "agentstory"))
+    assert policy.mode == "audit"
+    assert "api.openai.com" in {d.name for d in policy.domains}

@@ -18,7 +18,7 @@ SAMPLES = yaml.safe_load((Path(__file__).parent / "samples" / "signals.yaml").re
 SETTINGS = EngineSettings(learning_ns=1800 * SECOND_NS, min_events=10)
 CONTENT = load_content()
 SOURCES = {"process": "kernel", "file": "kernel", "net": "kernel", "llm": "l7", "mcp": "l7",
-           "http": "l7", "cloud": "cloud"}
+           "http": "l7", "cloud": "cloud", "enforce": "kernel"}
 
 
 def envelope(raw: dict[str, Any], start: int) -> Envelope:

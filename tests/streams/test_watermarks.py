@@ -40,14 +40,15 @@ def test_a_source_read_to_its_end_far_behind_is_idle_one_being_caught_up_is_not(
     assert marks.current()["cloud"] == 1100 * S
 
 
-def test_partitions_read_ahead_of_the_slowest_with_backlog_are_paced() -> None:
+def test_partitions_of_a_source_read_ahead_of_the_slowest_source_are_paced() -> None:
     marks = Watermarks({}, idle_ns=3600 * S)
     marks.see(ev("kernel", 100), ("raw.kernel", 0), backlog=True)
+    marks.see(ev("kernel", 4000), ("raw.kernel", 1), backlog=True)  # same source: no pacing
     marks.see(ev("l7", 125), ("raw.l7", 0), backlog=True)
     marks.see(ev("l7", 4000), ("raw.l7", 1), backlog=True)
     assert marks.ahead(30 * S) == {("raw.l7", 1)}
     marks.see(ev("kernel", 4000), ("raw.kernel", 0), backlog=False)  # read to its end
-    assert marks.ahead(30 * S) == {("raw.l7", 1), ("raw.kernel", 0)}  # l7/0 is behind
+    assert marks.ahead(30 * S) == {("raw.kernel", 0), ("raw.kernel", 1)}  # l7 is slowest
     marks.see(ev("l7", 3990), ("raw.l7", 0), backlog=True)
     assert marks.ahead(30 * S) == set()
 
