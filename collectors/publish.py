@@ -29,9 +29,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownError
 
-from streams.events import Envelope, decode_frame, encode_frame
+from streams.events import Envelope, Rejected, decode_frame, encode_frame
 from streams.kafka_config import PLAINTEXT, KafkaSecurity
-from streams.topics import raw_topic_for
+from streams.limits import bounded_dead_letter, frames_under, size_limits
+from streams.topics import DEADLETTER, raw_topic_for
 
 __all__ = ["FramePublisher", "PublishStats"]
 
@@ -56,6 +57,7 @@ class PublishStats:
     published_frames: int = 0
     send_failures: int = 0
     dropped_spool_full: int = 0
+    dead_lettered_oversized: int = 0  # an event over the size limit alone: cut and hashed
     spooled: int = 0  # gauge: envelopes waiting
     dropped_on_stop: int = 0  # still spooled when stop() gave up, and not kept on disk
     spilled_to_disk: int = 0  # written to spool_dir at stop
@@ -98,6 +100,7 @@ class FramePublisher:
         self.spool_dir = Path(spool_dir) if spool_dir is not None else None
         self.spool_dir_limit_bytes = spool_dir_limit_bytes
         self.idempotent = True  # falls back to False when the broker cannot do it
+        self.limits = size_limits()  # AGENTSTORY_MAX_MESSAGE_BYTES: frames stay under it
         self.stats = PublishStats()
         self._pending: OrderedDict[tuple[str, str], list[Envelope]] = OrderedDict()
         self._lock = threading.Lock()
@@ -248,7 +251,7 @@ class FramePublisher:
             enable_idempotence=idempotent,
             acks="all",
             linger_ms=int(self.linger_s * 1000),
-            max_request_size=8 * 1024 * 1024,
+            **self.limits.producer_kwargs(),
             **self.security.aiokafka_kwargs(),
         )
         try:
@@ -276,31 +279,46 @@ class FramePublisher:
         producer = self._producer
         assert producer is not None
         batches = self._take()
-        sent: list[tuple[str, str, list[Envelope], asyncio.Future[object]]] = []
+        sent: list[tuple[str, str, list[Envelope], asyncio.Future[object], bool]] = []
         error: BaseException | None = None
         for i, (topic, key, events) in enumerate(batches):
             for start in range(0, len(events), self.max_frame):
                 chunk = events[start : start + self.max_frame]
                 try:
-                    future = await producer.send(topic, encode_frame(chunk), key=key.encode())
+                    frames, alone = frames_under(chunk, self.limits.value_bytes)
+                    for part, value in frames:  # several when over the size limit
+                        future = await producer.send(topic, value, key=key.encode())
+                        sent.append((topic, key, part, future, False))
+                    for event in alone:  # never sent to fail forever: dead-lettered
+                        future = await producer.send(DEADLETTER.name, bounded_dead_letter(
+                            Rejected(f"oversized: event of {len(event.to_json())} bytes over "
+                                     f"the {self.limits.value_bytes}-byte message limit",
+                                     "event", event.to_json()),
+                            self.limits.value_bytes, stage="publish", topic=topic,
+                            key=key.encode()), key=key.encode()[:1024])
+                        sent.append((topic, key, [event], future, True))
                 except KafkaError as exc:
                     error = exc
-                    self._put_back(topic, key, events[start:])
+                    done = {id(e) for _, _, part, *_ in sent for e in part}
+                    self._put_back(topic, key, [e for e in events[start:]
+                                                if id(e) not in done])
                     for topic2, key2, events2 in batches[i + 1 :]:
                         self._put_back(topic2, key2, events2)
                     break
-                sent.append((topic, key, chunk, future))
             if error is not None:
                 break
-        results = await asyncio.gather(*(f for *_, f in sent), return_exceptions=True)
-        for (topic, key, chunk, _), result in zip(sent, results, strict=True):
+        results = await asyncio.gather(*(s[3] for s in sent), return_exceptions=True)
+        for (topic, key, chunk, _, lettered), result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
                 error = error or result
                 self._put_back(topic, key, chunk)
                 continue
             with self._lock:
-                self.stats.published_frames += 1
-                self.stats.published_events += len(chunk)
+                if lettered:
+                    self.stats.dead_lettered_oversized += len(chunk)
+                else:
+                    self.stats.published_frames += 1
+                    self.stats.published_events += len(chunk)
                 self.stats.spooled -= len(chunk)
         if error is not None:
             self.stats.send_failures += 1

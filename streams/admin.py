@@ -72,7 +72,9 @@ async def ensure_topics(
                 if count != spec.partitions:
                     raise TopicMismatch(
                         f"topic {spec.name} has {count} partitions, the catalogue says "
-                        f"{spec.partitions}; recreate it (co-partitioning depends on it)"
+                        f"{spec.partitions} (AGENTSTORY_PARTITIONS); set "
+                        f"AGENTSTORY_PARTITIONS={count} to use this cluster as it is, or "
+                        "migrate it: `agentstory topics migrate` (README, \"Partitions\")"
                     )
         return [s.name for s in missing]
     finally:

@@ -1,14 +1,19 @@
 """The topic catalogue: every topic agentstory reads or writes, with its shape.
 
 All raw topics share one partition count so that one Faust agent can consume them
-co-partitioned by pod uid (the join). Topics are created from this catalogue before any
+co-partitioned by pod uid (the join). The count is a deployment setting,
+``AGENTSTORY_PARTITIONS`` (default 12: the most workers one consumer group can use), read
+once at import by every command; changing it on a running deployment is a migration
+(README, "Partitions"). Topics are created from this catalogue before any
 client touches them: an auto-created topic gets the broker's default partition count,
 which Faust then rejects against its table changelogs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 __all__ = [
     "BY_AGENT",
@@ -16,6 +21,7 @@ __all__ = [
     "DEADLETTER",
     "DISPOSITIONS",
     "PARTITIONS",
+    "PARTITIONS_ENV",
     "PROFILES",
     "RAW_CLOUD",
     "RAW_KERNEL",
@@ -26,10 +32,32 @@ __all__ = [
     "TopicSpec",
     "by_name",
     "changelog",
+    "partitions_setting",
     "raw_topic_for",
 ]
 
-PARTITIONS = 4
+PARTITIONS_ENV = "AGENTSTORY_PARTITIONS"
+DEFAULT_PARTITIONS = 12
+MAX_PARTITIONS = 1024
+
+
+def partitions_setting(env: Mapping[str, str] | None = None) -> int:
+    """The deployment's partition count for every catalogue topic; a bad value is a clear
+    error at start, not a topic created with a surprising count."""
+    raw = (os.environ if env is None else env).get(PARTITIONS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_PARTITIONS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{PARTITIONS_ENV}={raw!r}: expected a whole number of partitions"
+                         ) from None
+    if not 1 <= value <= MAX_PARTITIONS:
+        raise ValueError(f"{PARTITIONS_ENV}={value}: expected 1 to {MAX_PARTITIONS}")
+    return value
+
+
+PARTITIONS = partitions_setting()
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -41,6 +69,9 @@ class TopicSpec:
     cleanup_policy: str  # "delete" or "compact"
     retention_ms: int  # -1: forever (compacted topics keep the latest per key)
     carries: str
+
+    def with_partitions(self, partitions: int) -> TopicSpec:
+        return replace(self, partitions=partitions)
 
     def configs(self) -> dict[str, str]:
         return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}

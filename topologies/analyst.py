@@ -18,6 +18,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.kafka_config import PLAINTEXT, KafkaSecurity
+from streams.limits import size_limits
 from streams.topics import DISPOSITIONS, PROFILES, STORIES
 
 __all__ = ["latest_by_key", "render_profile", "resolve_story", "show_profile"]
@@ -29,6 +30,7 @@ async def latest_by_key(bootstrap: str, topic: str, *, idle_s: float = 2.0,
     offsets count batches, so they cannot bound the read)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
+                                **size_limits().consumer_kwargs(),
                                 **security.aiokafka_kwargs())
     latest: dict[bytes, dict[str, Any]] = {}
     try:
@@ -56,6 +58,7 @@ async def resolve_story(bootstrap: str, uid: str, verdict: str, *, note: str = "
     ext = story["unmapped"]["agentstory"]
     agent = str(ext["agent"])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                **size_limits().producer_kwargs(),
                                 **security.aiokafka_kwargs())
     await producer.start()
     try:

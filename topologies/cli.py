@@ -42,9 +42,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
              "(env AGENTSTORY_BOOTSTRAP_SERVERS; default %(default)s)")
     parser.add_argument("--log-level", default=_env("AGENTSTORY_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
+    _log_format(parser)
     from streams.kafka_config import add_security_args
 
     add_security_args(parser)
+
+
+def _log_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-format", default=_env("AGENTSTORY_LOG_FORMAT", "text"),
+                        choices=["text", "json"],
+                        help="text, or JSON lines on stdout for log pipelines "
+                             "(env AGENTSTORY_LOG_FORMAT; default %(default)s)")
 
 
 def _node_args(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +77,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
     with EmbeddedBroker(args.host, args.port) as broker:
         created = asyncio.run(ensure_topics(broker.bootstrap_servers))  # plaintext, local
-        print(f"tansu broker ready on {broker.bootstrap_servers}; "
-              f"created {len(created)} topics. Ctrl-C stops it.", flush=True)
+        ready = (f"tansu broker ready on {broker.bootstrap_servers}; "
+                 f"created {len(created)} topics. Ctrl-C stops it.")
+        if args.log_format == "json":  # one format on stdout for the log pipeline
+            logging.getLogger("agentstory.broker").info("%s", ready)
+        else:
+            print(ready, flush=True)
         _wait_for_signal()
     return 0
 
@@ -81,6 +93,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from topologies.worker import worker_topics
 
     specs = [*CATALOGUE, *worker_topics()]
+    if args.action == "migrate":
+        return _migrate(args)
     if args.action == "list":
         for spec in specs:
             print(f"{spec.name:48} partitions={spec.partitions:<2} {spec.cleanup_policy:8} "
@@ -89,6 +103,29 @@ def cmd_topics(args: argparse.Namespace) -> int:
     created = asyncio.run(ensure_topics(args.bootstrap_servers, specs,
                                         security=args.kafka_security))
     print(f"created: {', '.join(created) or 'none (all present)'}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import time
+
+    from streams.topics import PARTITIONS
+    from topologies.migrate import MigrationError, migrate_partitions
+
+    backup = Path(args.backup or f"agentstory-state-backup-{time.strftime('%Y%m%dT%H%M%S')}"
+                  ".jsonl.gz")
+    try:
+        report = asyncio.run(migrate_partitions(
+            args.bootstrap_servers, PARTITIONS, app_id=args.app_id, backup=backup,
+            recreate=args.recreate, from_backup=args.from_backup,
+            security=args.kafka_security))
+    except MigrationError as exc:
+        print(f"agentstory topics migrate: {exc}", file=sys.stderr)
+        return 1
+    print(f"{PARTITIONS} partitions: grown {len(report.grown)}, recreated "
+          f"{len(report.recreated)}, already so {len(report.unchanged)}; "
+          f"{report.states} agent states rewritten"
+          + (f" (backup: {report.backup})" if report.backup else ""))
     return 0
 
 
@@ -107,9 +144,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = build_app(args.bootstrap_servers, settings=settings, app_id=args.app_id,
                     fetch_max_wait_ms=args.fetch_max_wait_ms, store=args.store,
                     security=args.kafka_security)
+    if args.metrics_port:
+        from topologies.health import HealthServer
+
+        server = HealthServer(app.agentstory_metrics, args.metrics_port,
+                              args.metrics_addr).start()
+        logging.getLogger("agentstory.worker").info(
+            "metrics and health on http://%s:%d/ (/metrics, /healthz, /livez)",
+            args.metrics_addr, server.port)
     from faust import Worker
 
-    Worker(app, loglevel=args.log_level.upper(), quiet=True).execute_from_commandline()
+    from topologies.logs import faust_logging_config
+
+    Worker(app, loglevel=args.log_level.upper(), quiet=True,
+           logging_config=faust_logging_config(args.log_level, args.log_format),
+           ).execute_from_commandline()
     return 0
 
 
@@ -207,10 +256,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9092)
     p.add_argument("--log-level", default="info")
+    _log_format(p)
     p.set_defaults(func=cmd_broker)
 
-    p = sub.add_parser("topics", help="create (idempotently) or list the topic catalogue")
-    p.add_argument("action", choices=["create", "list"])
+    p = sub.add_parser("topics", help="create (idempotently) or list the topic catalogue, or "
+                                      "migrate it to AGENTSTORY_PARTITIONS partitions")
+    p.add_argument("action", choices=["create", "list", "migrate"])
+    p.add_argument("--app-id", default=WORKER_APP_ID,
+                   help="migrate: the worker's app id, whose state table moves along")
+    p.add_argument("--backup", metavar="FILE",
+                   help="migrate: where the agent states are saved first "
+                        "(default agentstory-state-backup-<time>.jsonl.gz)")
+    p.add_argument("--from-backup", type=Path, metavar="FILE",
+                   help="migrate: write the states of this backup instead of reading them")
+    p.add_argument("--recreate", action="store_true",
+                   help="migrate: delete and create again topics the broker cannot grow "
+                        "(their retained messages are lost)")
     _common(p)
     p.set_defaults(func=cmd_topics)
 
@@ -231,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fetch-max-wait-ms", type=int, default=100,
                    help="longest a fetch waits for data (Faust's own 1500 stalls each hop "
                         "on the embedded broker, which does not end a parked fetch early)")
+    p.add_argument("--metrics-port", type=int,
+                   default=int(_env("AGENTSTORY_METRICS_PORT", "0") or 0),
+                   help="serve /metrics (Prometheus), /healthz (ready: joined the group, "
+                        "tables restored) and /livez on this port; 0: off "
+                        "(env AGENTSTORY_METRICS_PORT)")
+    p.add_argument("--metrics-addr", default="127.0.0.1",
+                   help="address for --metrics-port (0.0.0.0 in a pod)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("stories", help="read stories, or give a verdict on one")
@@ -317,10 +385,10 @@ def _unavailable(name: str, exc: ImportError) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from streams.kafka_config import KafkaConfigError, connection_error, security_from_args
+    from topologies.logs import configure_logging
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(str(args.log_level), getattr(args, "log_format", "text"))
     try:
         args.kafka_security = security_from_args(args)
         return int(args.func(args) or 0)

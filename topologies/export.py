@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.admin import ensure_topics
 from streams.kafka_config import PLAINTEXT, KafkaSecurity
+from streams.limits import size_limits
 from streams.topics import CATALOGUE, PARTITIONS, RAW_TOPICS, TopicSpec
 
 __all__ = ["export_topics", "import_jsonl", "parse_time", "read_lines", "read_messages"]
@@ -76,6 +77,7 @@ async def read_messages(bootstrap: str, topics: list[str], *, start_ms: int | No
     consumer group: a live worker is untouched."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
+                                **size_limits().consumer_kwargs(),
                                 **security.aiokafka_kwargs())
     try:
         await consumer.start()  # inside: a refused connection still closes the client
@@ -160,6 +162,7 @@ async def import_jsonl(bootstrap: str, paths: list[Path], *,
                                                        -1, "imported")
     await ensure_topics(bootstrap, list(wanted.values()), security=security)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                                **size_limits().producer_kwargs(),
                                 **security.aiokafka_kwargs())
     await producer.start()
     n = 0

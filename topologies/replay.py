@@ -24,6 +24,7 @@ from streams.content import DetectionContent, load_content
 from streams.engine import SECOND_NS, EngineSettings, StoryEngine, event_ref
 from streams.events import decode_frame
 from streams.kafka_config import PLAINTEXT, KafkaSecurity
+from streams.limits import size_limits
 from streams.replay import Replayer
 from streams.stories import Story
 from streams.topics import PARTITIONS, RAW_TOPICS, TopicSpec
@@ -86,6 +87,7 @@ async def replay_topics(
         await ensure_topics(bootstrap_servers, security=security, specs=[TopicSpec(
             publish_to, PARTITIONS, "story uid", "compact", -1, "replayed stories")])
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all",
+                                    **size_limits().producer_kwargs(),
                                     **security.aiokafka_kwargs())
         await producer.start()
         try:

@@ -11,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streams.kafka_config import PLAINTEXT, KafkaSecurity
+from streams.limits import size_limits
 from streams.topics import STORIES
 
 __all__ = ["render_story", "tail_stories"]
@@ -69,6 +70,7 @@ async def tail_stories(
 ) -> int:
     consumer = AIOKafkaConsumer(STORIES.name, bootstrap_servers=bootstrap_servers,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
+                                **size_limits().consumer_kwargs(),
                                 **security.aiokafka_kwargs())
     try:
         await consumer.start()  # inside: a refused connection still closes the client

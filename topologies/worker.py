@@ -39,8 +39,10 @@ from streams.engine import (
     agent_of_event,
     event_ref,
 )
-from streams.events import Envelope, InvalidEvent, Rejected, dead_letter, decode_frame
+from streams.events import Envelope, InvalidEvent, Rejected, decode_frame
 from streams.kafka_config import PLAINTEXT, KafkaSecurity
+from streams.limits import Oversized, SizeLimits, bounded_dead_letter, fit_json, size_limits
+from streams.reframe import reframe
 from streams.topics import (
     BY_AGENT,
     DEADLETTER,
@@ -54,6 +56,9 @@ from streams.topics import (
     changelog,
 )
 from streams.watermarks import Watermarks
+from topologies.health import watch_app
+from topologies.metrics import WorkerMetrics
+from topologies.partitions import agent_partition
 
 __all__ = ["STATE_TABLE", "WorkerStats", "build_app", "worker_topics"]
 
@@ -95,6 +100,14 @@ def group_by_agent(events: list[Envelope], refs: list[str]) -> dict[str, tuple[l
             groups[agent][0].append(event)
             groups[agent][1].append(ref)
     return groups
+
+
+def _raw_of(event: Envelope) -> bytes:
+    """The event's bytes for its dead letter (one nested too deep to write: its repr)."""
+    try:
+        return event.to_json()
+    except TypeError:
+        return repr(event.to_dict()).encode()
 
 
 def limit_fetch_wait(max_wait_ms: int) -> None:
@@ -152,9 +165,13 @@ def build_app(
     bootstrap_servers: str, *, settings: EngineSettings | None = None,
     content: DetectionContent | None = None, app_id: str = WORKER_APP_ID,
     session_timeout_s: float = 10.0, fetch_max_wait_ms: int = 100, store: str = "memory://",
-    security: KafkaSecurity | None = None,
+    security: KafkaSecurity | None = None, metrics: WorkerMetrics | None = None,
+    limits: SizeLimits | None = None,
 ) -> faust.App:
+    """The worker app; its metrics (``/metrics``, readiness) are ``app.agentstory_metrics``."""
     limit_fetch_wait(fetch_max_wait_ms)
+    limits = limits or size_limits()  # AGENTSTORY_MAX_MESSAGE_BYTES
+    budget = limits.value_bytes
     app = faust.App(
         app_id,
         broker=[f"kafka://{s.strip()}" for s in bootstrap_servers.split(",")],
@@ -175,8 +192,11 @@ def build_app(
         producer_max_batch_size=1_000_000,
         producer_linger=0.002,
         broker_credentials=(security or PLAINTEXT).faust_credentials(),  # TLS / SASL
+        **limits.faust_settings(),  # request and fetch sizes from the one size setting
     )
     engine = StoryEngine(content or load_content(), settings)
+    obs = metrics or WorkerMetrics()
+    app.agentstory_metrics = obs
     stats = WorkerStats()
     marks = Watermarks(engine.settings.lateness_ns, engine.settings.source_idle_ns,
                        recent_s=RECENT_S)
@@ -202,6 +222,7 @@ def build_app(
     # Values are JSON bytes encoded here with orjson (Faust's default codec, the stdlib's
     # json, costs milliseconds on a profile); written back by assignment once per message.
     state = app.Table(STATE_TABLE, default=None, partitions=PARTITIONS, value_type=bytes)
+    watch_app(app, obs, table=state)
     # The decoded states of the agents this worker holds, so a message costs one encode
     # (the changelog write) instead of a decode and an encode. Dropped whole on every
     # rebalance: the table (restored from the changelog) is the truth.
@@ -223,14 +244,21 @@ def build_app(
             live.popitem(last=False)
         return agent_state
 
+    # The state's own bound, from the message size setting (900 KB with the default).
+    state_max = min(budget, max(STATE_MAX_BYTES, budget * 9 // 10))
+
     def save(agent: str, agent_state: AgentState) -> list[Any]:
         """Write the agent's state back; stories of waiting events taken early to fit."""
         found: list[Any] = []
         encoded = orjson.dumps(agent_state.to_dict())
-        while len(encoded) > STATE_MAX_BYTES and agent_state.waiting:
+        while len(encoded) > state_max and agent_state.waiting:
             found += engine.release_early(agent_state, max(1, len(agent_state.waiting) // 2))
             encoded = orjson.dumps(agent_state.to_dict())
+        if len(encoded) > budget:  # the changelog would refuse it: the message is refused
+            raise Oversized(f"oversized: agent state of {len(encoded)} bytes over the "
+                            f"{budget}-byte message limit")
         state[agent] = encoded
+        obs.agent_state(agent_state, len(encoded))
         return found
 
     async def pace(now: float) -> None:
@@ -250,8 +278,11 @@ def build_app(
     async def reject(items: list[Rejected], stage: str, message: Any) -> None:
         for item in items:
             stats.dead_letters += 1
-            await deadletter.send(key=message.key, value=dead_letter(
-                item, stage=stage, topic=message.topic, partition=message.partition,
+            obs.dead_letter(stage, item.reason, item.field)
+            # Cut and hashed when large: the letter must not fail on the input's size.
+            await deadletter.send(key=(message.key or b"")[:1024] or None,
+                                  value=bounded_dead_letter(
+                item, budget, stage=stage, topic=message.topic, partition=message.partition,
                 offset=message.offset, key=message.key))
 
     async def tick(source: str, ts: int) -> None:
@@ -277,10 +308,12 @@ def build_app(
     async def route(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
+            t0 = time.perf_counter()
             try:
                 frame = decode_frame(event.value)
                 stats.frames += 1
                 stats.events += len(frame.events)
+                obs.frame(message.topic, frame.events)
                 await reject(frame.rejected, "decode", message)
                 refs = [event_ref(message.topic, message.partition, message.offset, i)
                         for i in range(len(frame.events))]
@@ -294,8 +327,11 @@ def build_app(
                                           and e.kind != "collector.stats")
                 origin = (message.topic, message.partition, message.offset)
                 for agent, (events, ids) in group_by_agent(frame.events, refs).items():
-                    await by_agent.send(key=agent.encode(), value=encode_message(
-                        Message(events, origin, stamp(now), ids)))
+                    parts = reframe(events, ids, origin, stamp(now), budget)
+                    for value in parts.values:  # split when over the size limit
+                        await by_agent.send(key=agent.encode(), value=value)
+                    await reject([Rejected(why, "event", _raw_of(e), int(ref.rsplit(":", 1)[1]))
+                                  for e, ref, why in parts.alone], "route", message)
                 for e in frame.events:
                     if e.kind == "collector.stats":
                         await tick(e.source, e.ts)
@@ -304,22 +340,29 @@ def build_app(
                               message.offset)
                 await reject([Rejected(f"route failed: {exc!r}", "frame", event.value)],
                              "route", message)
+            finally:
+                obs.latency.labels("route").observe(time.perf_counter() - t0)
 
     async def publish(found: list[Any], agent_state: AgentState, before: str,
                       mode_changed: bool = False) -> None:
         for story in found:
             stats.stories += 1
-            await stories.send(key=story.uid.encode(), value=orjson.dumps(story.to_ocsf()))
+            doc = story.to_ocsf()
+            obs.story(str(doc.get("severity", "unknown")))
+            value, _cut = fit_json(doc, budget)  # a huge argv is cut, the story goes out
+            await stories.send(key=story.uid.encode(), value=value)
         if agent_state.profile.phase != before or found or mode_changed:
             record = profile_record(agent_state.profile, agent_state.inventory)
             if agent_state.enforcement:  # per node: which mode applies, since when
                 record["enforcement"] = agent_state.enforcement
-            await profiles.send(key=agent_state.agent.encode(), value=orjson.dumps(record))
+            await profiles.send(key=agent_state.agent.encode(),
+                                value=fit_json(record, budget)[0])
 
     @app.agent(detect_input)
     async def detect(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
+            t0 = time.perf_counter()
             try:
                 if message.topic == DISPOSITIONS.name:
                     await dispose(event.key.decode(), event.value)
@@ -327,7 +370,10 @@ def build_app(
                 decoded = decode_message(event.value)
                 if event.key == TICK_KEY:
                     stats.ticks += 1
-                    for agent in [k for k in state if k != TICK_KEY.decode()]:
+                    # Only this partition's agents: each state goes back to its own
+                    # changelog partition (topologies.partitions), once per tick round.
+                    for agent in [k for k in state if k != TICK_KEY.decode() and
+                                  agent_partition(k, BY_AGENT.partitions) == message.partition]:
                         agent_state = load(agent)
                         before = agent_state.profile.phase
                         found = engine.apply(agent_state, decoded)
@@ -344,12 +390,18 @@ def build_app(
                               any(e.kind == "enforce.mode" for e in decoded.events))
             except InvalidEvent as exc:
                 await reject([Rejected(str(exc), exc.field, event.value)], "detect", message)
+            except Oversized as exc:  # its state would not fit the changelog: not applied
+                log.warning("detect: %s (agent %s): dead-lettered", exc, event.key)
+                live.pop((event.key or b"").decode(errors="replace"), None)
+                await reject([Rejected(str(exc), "message", event.value)], "detect", message)
             except Exception as exc:
                 log.exception("detect failed on %s", event.key)
                 # A half-applied state is not kept: the next message starts from the table.
                 live.pop((event.key or b"").decode(errors="replace"), None)
                 await reject([Rejected(f"detect failed: {exc!r}", "frame", event.value)],
                              "detect", message)
+            finally:
+                obs.latency.labels("detect").observe(time.perf_counter() - t0)
 
     async def dispose(agent: str, raw: bytes) -> None:
         doc = orjson.loads(raw)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams.events import Envelope
+from streams.limits import size_limits
 
 from .pipeline import CloudTrailPipeline
 from .sources import Checkpoint, LogFile, LogSource
@@ -109,7 +110,7 @@ class KafkaSink:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-dlq",
                     enable_idempotence=idempotent, acks="all",
-                    max_request_size=8 * 1024 * 1024, **self.security.aiokafka_kwargs())
+                    **size_limits().producer_kwargs(), **self.security.aiokafka_kwargs())
                 try:
                     await producer.start()
                 except UnknownError:

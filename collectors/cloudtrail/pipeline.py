@@ -25,7 +25,8 @@ from typing import Any
 
 import orjson
 
-from streams.events import Envelope, Rejected, dead_letter
+from streams.events import Envelope, Rejected
+from streams.limits import bounded_dead_letter, size_limits
 
 from .attribute import Attributed, CloudAttributor
 from .dedup import EventIdDedup
@@ -384,7 +385,7 @@ class CloudTrailPipeline:
         result.lost = read.lost
         for rej in rejected:
             self.counts["rejected_read"] += 1
-            result.dead_letters.append((key, dead_letter(rej, stage=STAGE_READ, key=key)))
+            result.dead_letters.append((key, _letter(rej, stage=STAGE_READ, key=key)))
         envelopes = result.envelopes
         process = self.attributor.process
         dedup = self.dedup
@@ -400,7 +401,7 @@ class CloudTrailPipeline:
                 rej = Rejected(f"{name}: record {index}: {exc}", exc.field,
                                _dump(record), index)
                 result.dead_letters.append(
-                    (key, dead_letter(rej, stage=STAGE_NORMALIZE, key=key)))
+                    (key, _letter(rej, stage=STAGE_NORMALIZE, key=key)))
                 continue
             except Exception as exc:  # a shape nobody foresaw: never stop the file for it
                 self.counts["rejected_internal"] += 1
@@ -408,7 +409,7 @@ class CloudTrailPipeline:
                 rej = Rejected(f"{name}: record {index}: internal error {exc!r}", "record",
                                _dump(record), index)
                 result.dead_letters.append(
-                    (key, dead_letter(rej, stage=STAGE_NORMALIZE, key=key)))
+                    (key, _letter(rej, stage=STAGE_NORMALIZE, key=key)))
                 continue
             for item in attributed:
                 envelopes.append(self._envelope(item))
@@ -429,3 +430,8 @@ def _dump(record: Any) -> bytes:
         return orjson.dumps(record)
     except TypeError:
         return repr(record).encode()
+
+
+def _letter(rejected: Rejected, *, stage: str, key: bytes) -> bytes:
+    """A dead letter under the message size limit (a damaged file's rest is cut, hashed)."""
+    return bounded_dead_letter(rejected, size_limits().value_bytes, stage=stage, key=key)

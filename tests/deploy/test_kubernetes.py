@@ -228,7 +228,7 @@ def test_every_env_var_is_read_by_the_cli_or_expanded_in_args(
     expanded = {m for a in container["args"] for m in re.findall(r"\$\(([A-Za-z0-9_]+)\)", a)}
     for var in container["env"]:
         name = var["name"]
-        if name in expanded:
+        if name in expanded or name in LIBRARY_SETTINGS:  # the latter: test below
             continue
         # Read by the CLI: a sentinel value in the env shows up in the parsed arguments.
         baseline = vars(parse(container, monkeypatch))
@@ -238,6 +238,36 @@ def test_every_env_var_is_read_by_the_cli_or_expanded_in_args(
         parsed = vars(build_parser().parse_args([expand(a, env) for a in container["args"]]))
         assert sentinel in parsed.values(), f"{name} is neither read by the CLI nor used"
         assert sentinel not in baseline.values()
+
+
+# Read at import by the library every command shares, not parsed as arguments.
+LIBRARY_SETTINGS = {"AGENTSTORY_PARTITIONS": ("streams.topics", "PARTITIONS"),
+                    "AGENTSTORY_MAX_MESSAGE_BYTES": ("streams.limits",
+                                                     "size_limits().message_bytes")}
+
+
+@pytest.mark.parametrize(("workload", "container"), CONTAINERS, ids=CONTAINER_IDS)
+def test_every_container_gets_the_partition_count_and_size_limit_it_reads(
+        workload: dict[str, Any], container: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    env = resolved_env(container)
+    for name, (module, expr) in LIBRARY_SETTINGS.items():
+        value = env[name]
+        out = subprocess.run(
+            [sys.executable, "-c", f"from {module} import *; import {module} as m; "
+                                   f"print(m.{expr})"],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("AGENTSTORY_")},
+                 name: value, "PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, check=True).stdout.strip()
+        assert out == value, (name, out)
+
+
+def test_the_topics_manifest_has_the_configmap_partition_count() -> None:
+    counts = {d["spec"]["partitions"] for d in yaml.safe_load_all(
+        (ROOT / "deploy" / "kafka" / "topics.yaml").read_text()) if d}
+    assert counts == {int(CONFIG["AGENTSTORY_PARTITIONS"])}
 
 
 def test_every_configmap_key_is_used_and_every_reference_exists() -> None:
@@ -333,11 +363,8 @@ def test_worker_replicas_never_exceed_the_raw_partitions() -> None:
     assert spec["replicas"] + surge <= min(t.partitions for t in RAW_TOPICS) == PARTITIONS
 
 
-def test_the_worker_has_no_http_probe() -> None:
-    # Faust's web server is disabled in topologies.worker.build_app (web_enabled=False).
-    [container] = WORKER["spec"]["template"]["spec"]["containers"]
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        assert "httpGet" not in container.get(probe, {})
+def test_the_worker_needs_no_service_account_token() -> None:
+    # Its probes are on its own metrics port (tests/deploy/test_monitoring.py).
     assert WORKER["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
@@ -399,10 +426,10 @@ def test_egress_is_dns_kafka_and_the_api_server_only() -> None:
 def test_only_prometheus_may_come_in_and_only_to_the_metrics_port() -> None:
     ingress = [(p, r) for p in POLICIES for r in p["spec"].get("ingress", [])]
     assert [(p["metadata"]["name"], [x["port"] for x in r["ports"]]) for p, r in ingress] == [
-        ("agentstory-metrics", [9400])]
-    [(policy, _)] = ingress
-    assert selects(policy["spec"]["podSelector"], DAEMONSET["spec"]["template"]["metadata"]
-                   ["labels"])
+        ("agentstory-metrics", [9400]), ("agentstory-worker-metrics", [9401])]
+    for (policy, _), workload in zip(ingress, [DAEMONSET, WORKER], strict=True):
+        assert selects(policy["spec"]["podSelector"],
+                       workload["spec"]["template"]["metadata"]["labels"])
 
 
 @pytest.mark.parametrize(("workload", "container"), CONTAINERS, ids=CONTAINER_IDS)

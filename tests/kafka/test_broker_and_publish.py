@@ -8,6 +8,7 @@ import socket
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -130,3 +131,49 @@ async def test_a_broker_without_idempotence_is_probed_once_and_said_at_info(
     assert loud == [], [r.getMessage() for r in loud]
     said = [r for r in caplog.records if "idempotent" in r.getMessage()]
     assert [(r.name, r.levelname) for r in said] == [("collectors.publish", "INFO")]
+
+
+async def test_frames_stay_under_the_size_limit_and_an_oversized_event_is_dead_lettered(
+        kafka_bootstrap: str) -> None:
+    """500 events of 10 KB (one frame by count, 5 MB by size) go out as several frames
+    under the limit; an event over the limit on its own goes to the dead-letter topic cut
+    and hashed instead of failing the flush forever."""
+    import hashlib
+
+    from streams.limits import SizeLimits
+    from streams.topics import DEADLETTER
+
+    topic = f"test.sizes.{uuid.uuid4().hex[:8]}"
+    uid = f"pod-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [TopicSpec(topic, 4, "pod", "delete", 60_000, "t")])
+    publisher = FramePublisher(kafka_bootstrap, topic_for=lambda e: topic)
+    await publisher.start()
+    for i in range(500):
+        publisher.submit(Envelope("file.open", i, "n", "kernel", {"i": i, "pad": "p" * 10_000},
+                                  pod=Pod(uid=uid)))
+    huge = Envelope("process.exec", 9, "n", "kernel", {"i": -1, "argv": ["x" * 3_000_000]},
+                    pod=Pod(uid=uid))
+    publisher.submit(huge)
+    await publisher.stop()
+    budget = SizeLimits().value_bytes
+    assert publisher.stats.published_events == 500 and publisher.stats.spooled == 0
+    assert publisher.stats.dead_lettered_oversized == 1
+    assert publisher.stats.published_frames >= 5
+    got = await read_frames(kafka_bootstrap, topic, 500)
+    assert got[uid.encode()] == list(range(500))
+    consumer = AIOKafkaConsumer(DEADLETTER.name, bootstrap_servers=kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        letters: list[dict] = []
+        async with asyncio.timeout(30):
+            while not letters:
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    letters += [orjson.loads(m.value) for m in batch if m.key == uid.encode()
+                                and len(m.value) <= budget]
+    finally:
+        await consumer.stop()
+    [letter] = letters
+    assert (letter["stage"], letter["topic"], letter["key"]) == ("publish", topic, uid)
+    assert letter["original_sha256"] == hashlib.sha256(huge.to_json()).hexdigest()
+    assert letter["original_size"] == len(huge.to_json())
