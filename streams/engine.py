@@ -252,9 +252,6 @@ class StoryEngine:
 
     def process(self, state: AgentState, event: Envelope, *, ref: str = "") -> list[Story]:
         """Score one event, evaluate the signals, extend the pod's incident."""
-        if event.kind == "enforce.mode":  # a fact about the agent, not a step
-            self._enforcement(state, event)
-            return []
         found = self._evaluate(state, event)
         if found is None:
             return []

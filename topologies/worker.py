@@ -326,8 +326,9 @@ def build_app(
                 stats.unattributed += sum(1 for e in frame.events if agent_of_event(e) is None
                                           and e.kind != "collector.stats")
                 origin = (message.topic, message.partition, message.offset)
+                watermarks = stamp(now)  # one frame, one reading of the watermarks
                 for agent, (events, ids) in group_by_agent(frame.events, refs).items():
-                    parts = reframe(events, ids, origin, stamp(now), budget)
+                    parts = reframe(events, ids, origin, watermarks, budget)
                     for value in parts.values:  # split when over the size limit
                         await by_agent.send(key=agent.encode(), value=value)
                     await reject([Rejected(why, "event", _raw_of(e), int(ref.rsplit(":", 1)[1]))
